@@ -1,0 +1,152 @@
+"""The desired-state value: a score, a tagged union on the JSON field ``type``.
+
+The only variant today is ``"podman"`` (:class:`PodmanScore`): the containers a
+deployment runs on a device. A new variant is a new Struct with its own ``tag`` added
+to :data:`SCORE_TYPES` and to the :data:`ReconcileScore` union; decoders of an older
+version then reject it by its ``type`` with a clear error instead of misreading it.
+
+Score structs omit fields equal to their defaults when encoded, so the canonical form
+(and :func:`fleet.contracts.codec.score_hash`) does not change when a release adds a new
+optional field. This module must never do I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, TypeAlias, get_args
+
+import msgspec
+
+from fleet.errors import ContractError, InvalidName
+
+from ._checks import int_field
+from .names import DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE, check_dns_label
+
+RestartPolicy: TypeAlias = Literal["always", "on-failure", "no"]
+PortProtocol: TypeAlias = Literal["tcp", "udp"]
+RESTART_POLICIES: Final[tuple[str, ...]] = get_args(RestartPolicy)
+PORT_PROTOCOLS: Final[tuple[str, ...]] = get_args(PortProtocol)
+PODMAN_SCORE_TYPE: Final = "podman"
+SCORE_TAG_FIELD: Final = "type"
+
+IMAGE_PATTERN: Final = r"^\S+$"
+ENV_NAME_PATTERN: Final = r"^[^=\x00]+$"
+
+# Constraints live in ``extra_json_schema`` (documentation only) and are enforced by the
+# ``__post_init__`` checks, whose messages name the bad value and the rule.
+ContainerName = Annotated[
+    str,
+    msgspec.Meta(
+        description=f"Unique within the score; {DNS_LABEL_RULE}.",
+        extra_json_schema={
+            "pattern": DNS_LABEL_PATTERN,
+            "minLength": 1,
+            "maxLength": DNS_LABEL_MAX,
+        },
+    ),
+]
+Image = Annotated[
+    str,
+    msgspec.Meta(
+        description="An image reference podman can pull; no whitespace.",
+        extra_json_schema={"pattern": IMAGE_PATTERN, "minLength": 1},
+    ),
+]
+EnvName = Annotated[
+    str,
+    msgspec.Meta(
+        description="Non-empty, no '=' or NUL.", extra_json_schema={"pattern": ENV_NAME_PATTERN}
+    ),
+]
+Port = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 65535})]
+
+
+class PortMapping(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Publish ``container_port`` on the device's ``host_port``."""
+
+    host_port: Port
+    container_port: Port
+    protocol: PortProtocol = "tcp"
+
+    def __post_init__(self) -> None:
+        int_field(self, "host_port", low=1, high=65535)
+        int_field(self, "container_port", low=1, high=65535)
+        if self.protocol not in PORT_PROTOCOLS:
+            raise ContractError(
+                f"protocol must be one of {PORT_PROTOCOLS}, got {self.protocol!r}",
+                field="protocol",
+            )
+
+
+class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One container of a podman score. An optional field left out (or null) means
+    "the image's default"."""
+
+    name: ContainerName
+    image: Image
+    command: list[str] | None = None
+    env: dict[EnvName, str] | None = None
+    ports: list[PortMapping] | None = None
+    restart_policy: RestartPolicy = "always"
+
+    def __post_init__(self) -> None:
+        try:
+            check_dns_label(self.name, what="container name")
+        except InvalidName as exc:
+            raise InvalidName(str(exc), field="name") from exc
+        if not isinstance(self.image, str) or not self.image or self.image.split() != [self.image]:
+            raise ContractError(
+                f"image must be a non-empty image reference without whitespace, got {self.image!r}",
+                field="image",
+            )
+        for key in self.env or {}:
+            if not key or "=" in key or "\x00" in key:
+                raise ContractError(
+                    f"invalid env name {key!r}: must be non-empty, without '=' or NUL", field="env"
+                )
+        if self.restart_policy not in RESTART_POLICIES:
+            raise ContractError(
+                f"restart_policy must be one of {RESTART_POLICIES}, got {self.restart_policy!r}",
+                field="restart_policy",
+            )
+
+
+Containers = Annotated[list[ContainerSpec], msgspec.Meta(extra_json_schema={"minItems": 1})]
+
+
+class PodmanScore(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag=PODMAN_SCORE_TYPE,
+    tag_field=SCORE_TAG_FIELD,
+):
+    """Run these containers (at least one; unique names; no host port published twice)."""
+
+    containers: Containers
+
+    def __post_init__(self) -> None:
+        if not self.containers:
+            raise ContractError("a podman score needs at least one container", field="containers")
+        names: set[str] = set()
+        published: set[tuple[int, str]] = set()
+        for index, container in enumerate(self.containers):
+            if container.name in names:
+                raise ContractError(
+                    f"container name {container.name!r} appears twice in the score",
+                    field=f"containers[{index}].name",
+                )
+            names.add(container.name)
+            for port_index, port in enumerate(container.ports or ()):
+                if (port.host_port, port.protocol) in published:
+                    raise ContractError(
+                        f"host port {port.host_port}/{port.protocol} is published twice",
+                        field=f"containers[{index}].ports[{port_index}].host_port",
+                    )
+                published.add((port.host_port, port.protocol))
+
+
+ReconcileScore: TypeAlias = PodmanScore
+"""The desired-state value. Grows into ``PodmanScore | OtherScore`` with new variants."""
+
+SCORE_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (PodmanScore,)

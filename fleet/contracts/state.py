@@ -1,0 +1,65 @@
+"""The device-state value: what a device reports about one deployment on it.
+
+Written by the agent at ``state.<device>.<deployment>`` on every phase change; read by
+the operator to build each Deployment's aggregate. This module must never do I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import msgspec
+
+from fleet.errors import ContractError
+
+from ._checks import Timestamp, deployment_field, device_id_field, int_field, utc_field
+from .names import DeploymentName, DeviceId
+
+
+class Phase(enum.StrEnum):
+    """Where a deployment is on a device. The wire carries the value ("Running")."""
+
+    PENDING = "Pending"
+    PULLING = "Pulling"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    REMOVED = "Removed"
+    FAILED = "Failed"
+
+
+class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
+    """The phase of ``deployment`` on ``device_id``.
+
+    ``desired_revision`` is the KV revision of the desired-state entry this state refers
+    to, so a reader can tell a report about the current spec from one about an older spec.
+    ``message`` says, for ``Failed``, what went wrong in words a person can act on.
+    """
+
+    device_id: DeviceId
+    deployment: DeploymentName
+    phase: Phase
+    desired_revision: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})]
+    message: str | None
+    updated_at: Timestamp
+
+    def __post_init__(self) -> None:
+        device_id_field(self, "device_id")
+        deployment_field(self, "deployment")
+        _phase_field(self)
+        int_field(self, "desired_revision", low=0)
+        utc_field(self, "updated_at")
+
+
+def _phase_field(state: DeploymentState) -> None:
+    value: object = state.phase  # a plain str when built from Python
+    if isinstance(value, Phase):
+        return
+    try:
+        msgspec.structs.force_setattr(state, "phase", Phase(str(value)))
+    except ValueError as exc:
+        allowed = ", ".join(phase.value for phase in Phase)
+        raise ContractError(
+            f"phase must be one of {allowed}, got {value!r}", field="phase"
+        ) from exc

@@ -1,0 +1,108 @@
+"""Start a process's actors in dependency order and stop them in reverse.
+
+Why it exists: the agent and the operator each run a handful of long-lived actors over
+an event loop and a NATS connection. Starting them in order (each one ready before the
+next starts) and stopping them in reverse (consumers before the things they use) is
+the same for both, and so is reporting an actor that refuses to stop: that is a bug,
+and it is logged as one (as Mopidy does), not hidden.
+
+What it must never do: stop anything while it is still starting the next actor, or
+swallow the names of leftovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import pykka
+from pykka.messages import ProxyGetAttr
+
+logger = logging.getLogger(__name__)
+
+
+class Supervisor:
+    """An ordered list of started actors and cleanups, stopped in reverse."""
+
+    def __init__(self, *, name: str) -> None:
+        self.name = name
+        self._steps: list[tuple[str, Callable[[float], bool]]] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self, name: str, factory: Callable[[], pykka.ActorRef[Any]]) -> pykka.ActorRef[Any]:
+        """Start one actor and wait until its ``on_start`` has run.
+
+        pykka runs ``on_start`` before the first message, so reading an attribute
+        through ``ask`` returns only once the actor is ready. An actor whose
+        ``on_start`` failed is dead, and the ask raises ``ActorDeadError``.
+        """
+        ref = factory()
+
+        def stop(timeout: float) -> bool:
+            try:
+                ref.stop(block=True, timeout=timeout)
+            except pykka.ActorDeadError:
+                return True
+            except pykka.Timeout:
+                return False
+            return not ref.is_alive()
+
+        with self._lock:
+            self._steps.append((name, stop))
+        ref.ask(ProxyGetAttr(attr_path=("actor_urn",)), timeout=30)
+        logger.debug("%s: started %s", self.name, name)
+        return ref
+
+    def add_cleanup(self, name: str, fn: Callable[[], None]) -> None:
+        """Register a non-actor resource (the loop, the bus) to close in order."""
+
+        def stop(timeout: float) -> bool:
+            try:
+                fn()
+            except Exception:
+                logger.exception("%s: cleanup %s failed", self.name, name)
+                return False
+            return True
+
+        with self._lock:
+            self._steps.append((name, stop))
+
+    def stop(self, *, timeout: float = 10.0) -> list[str]:
+        """Stop everything in reverse order; return (and log) what would not stop."""
+        self._stopping.set()
+        with self._lock:
+            steps, self._steps = self._steps, []
+        leftovers = []
+        for name, stop in reversed(steps):
+            if not stop(timeout):
+                leftovers.append(name)
+        if leftovers:
+            logger.error("%s: still running after stop (a bug): %s", self.name, leftovers)
+        for ref in pykka.ActorRegistry.get_all():
+            logger.error("%s: actor left running (a bug): %s", self.name, ref)
+        return leftovers
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_until_signal` to return (from any thread)."""
+        self._stopping.set()
+
+    def run_until_signal(self, *, timeout: float = 10.0) -> int:
+        """Block until SIGTERM/SIGINT or :meth:`request_stop`, then stop; 0 if clean."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            logger.info("%s: received %s, stopping", self.name, signal.Signals(signum).name)
+            self._stopping.set()
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not self._stopping.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0 if not self.stop(timeout=timeout) else 1

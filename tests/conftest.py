@@ -1,0 +1,33 @@
+"""Suite-wide guards: a test fails if it leaves live actors or threads behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_actors_or_threads() -> Iterator[None]:
+    """Requested first (autouse), so torn down last: after every other fixture."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        actors = pykka.ActorRegistry.get_all()
+        threads = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        if not actors and not threads:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    pykka.ActorRegistry.stop_all(block=True, timeout=5)
+    problems = []
+    if actors:
+        problems.append(f"live actors left behind: {actors}")
+    if threads:
+        problems.append(f"threads left behind: {[t.name for t in threads]}")
+    pytest.fail("; ".join(problems))

@@ -1,0 +1,122 @@
+"""The Bus against a real nats-server: KV operations, errors, connecting late."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_HEARTBEAT,
+    BUCKET_DEVICE_INFO,
+    BUCKET_DEVICE_STATE,
+)
+from fleet.errors import BusUnavailable, KeyExists, RevisionMismatch, TemporaryError
+from fleet.runtime.bus import Bus
+from fleet.runtime.loop import EventLoopThread
+from tests.fixtures.nats import NatsServer, free_port
+
+
+def test_put_get_update_delete(bus: Bus, event_loop_thread: EventLoopThread) -> None:
+    run = event_loop_thread.run
+    rev1 = run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"v1"), timeout=5)
+    entry = run(bus.get(BUCKET_DESIRED_STATE, "pi-01.web"), timeout=5)
+    assert entry is not None
+    assert (entry.value, entry.revision, entry.deleted) == (b"v1", rev1, False)
+
+    rev2 = run(bus.update(BUCKET_DESIRED_STATE, "pi-01.web", b"v2", last=rev1), timeout=5)
+    assert rev2 > rev1
+    with pytest.raises(RevisionMismatch, match="no longer at revision"):
+        run(bus.update(BUCKET_DESIRED_STATE, "pi-01.web", b"v3", last=rev1), timeout=5)
+    with pytest.raises(KeyExists, match=r"pi-01\.web already exists"):
+        run(bus.create(BUCKET_DESIRED_STATE, "pi-01.web", b"again"), timeout=5)
+    entry = run(bus.get(BUCKET_DESIRED_STATE, "pi-01.web"), timeout=5)
+    assert entry is not None
+    assert entry.value == b"v2"  # the lost races changed nothing
+
+    run(bus.delete(BUCKET_DESIRED_STATE, "pi-01.web"), timeout=5)
+    assert run(bus.get(BUCKET_DESIRED_STATE, "pi-01.web"), timeout=5) is None
+    assert run(bus.get(BUCKET_DESIRED_STATE, "never.written"), timeout=5) is None
+    # a deleted key can be created again
+    run(bus.create(BUCKET_DESIRED_STATE, "pi-01.web", b"v4"), timeout=5)
+
+
+def test_ensure_buckets_is_idempotent_across_processes(
+    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread
+) -> None:
+    run = event_loop_thread.run
+    run(bus.put(BUCKET_DEVICE_INFO, "info.pi-01", b"kept"), timeout=5)
+    other = Bus(urls=[nats_server.url], name="other")
+
+    async def second() -> list[str]:
+        await other.start()
+        await other.wait_connected(timeout=5)
+        await other.ensure_buckets()
+        await other.ensure_buckets()
+        names = [info.config.name for info in await other.js.streams_info()]
+        await other.close()
+        return sorted(names)
+
+    names = run(second(), timeout=15)
+    assert names == sorted(
+        f"KV_{b}"
+        for b in (
+            BUCKET_DESIRED_STATE,
+            BUCKET_DEVICE_INFO,
+            BUCKET_DEVICE_STATE,
+            BUCKET_DEVICE_HEARTBEAT,
+        )
+    )
+    entry = run(bus.get(BUCKET_DEVICE_INFO, "info.pi-01"), timeout=5)
+    assert entry is not None
+    assert entry.value == b"kept"  # ensuring again lost nothing
+
+
+def test_buckets_keep_one_value_per_key_and_allow_direct_get(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    async def configs() -> list[tuple[int, bool]]:
+        out = []
+        for b in (
+            BUCKET_DESIRED_STATE,
+            BUCKET_DEVICE_INFO,
+            BUCKET_DEVICE_STATE,
+            BUCKET_DEVICE_HEARTBEAT,
+        ):
+            info = await bus.js.stream_info(f"KV_{b}")
+            out.append((info.config.max_msgs_per_subject, bool(info.config.allow_direct)))
+        return out
+
+    assert event_loop_thread.run(configs(), timeout=5) == [(1, True)] * 4
+
+
+def test_unreachable_server_is_a_temporary_error(
+    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread
+) -> None:
+    nats_server.stop()
+    with pytest.raises(BusUnavailable) as info:
+        event_loop_thread.run(bus.put(BUCKET_DEVICE_HEARTBEAT, "heartbeat.pi-01", b"x"), timeout=10)
+    assert isinstance(info.value, TemporaryError)
+    assert "heartbeat.pi-01" in str(info.value)
+
+
+def test_bus_started_before_the_server_connects_when_it_appears(
+    tmp_path: Path, event_loop_thread: EventLoopThread
+) -> None:
+    server = NatsServer(store_dir=tmp_path / "late", port=free_port())
+    seen: list[bool] = []
+    late = Bus(urls=[server.url], name="late", on_connection=seen.append)
+    event_loop_thread.run(late.start(), timeout=5)
+    with pytest.raises(BusUnavailable, match="not reachable"):
+        event_loop_thread.run(late.wait_connected(timeout=0.5), timeout=5)
+    server.start()
+    try:
+        event_loop_thread.run(late.wait_connected(timeout=15), timeout=20)
+        event_loop_thread.run(late.ensure_buckets(), timeout=10)
+        rev = event_loop_thread.run(late.put(BUCKET_DEVICE_STATE, "state.a.b", b"1"), timeout=5)
+        assert rev == 1
+        assert seen[:1] == [True]
+    finally:
+        event_loop_thread.run(late.close(), timeout=10)
+        server.stop()

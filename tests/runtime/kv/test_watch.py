@@ -1,0 +1,176 @@
+"""Watches and snapshots: complete at start, ordered, and surviving a server restart."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+from fleet.contracts import BUCKET_DESIRED_STATE, BUCKET_DEVICE_STATE
+from fleet.runtime.bus import Bus
+from fleet.runtime.kv import KvEntry
+from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.watch import Watch
+from tests.fixtures.nats import NatsServer
+
+
+async def put_many(bus: Bus, bucket: str, items: dict[str, bytes]) -> None:
+    """Write concurrently (bounded in flight), as the operator does."""
+    sem = asyncio.Semaphore(256)
+
+    async def one(key: str, value: bytes) -> None:
+        async with sem:
+            await bus.put(bucket, key, value)
+
+    await asyncio.gather(*(one(k, v) for k, v in items.items()))
+
+
+class Recorder:
+    """Collects what a watch delivers (on the loop thread) for the test thread."""
+
+    def __init__(self) -> None:
+        self.entries: list[KvEntry] = []
+        self.entries_at_sync: int | None = None
+        self.synced = threading.Event()
+        self._lock = threading.Lock()
+
+    def on_entry(self, entry: KvEntry) -> None:
+        with self._lock:
+            self.entries.append(entry)
+
+    def on_synced(self) -> None:
+        with self._lock:
+            self.entries_at_sync = len(self.entries)
+        self.synced.set()
+
+    def latest(self) -> dict[str, KvEntry]:
+        with self._lock:
+            out: dict[str, KvEntry] = {}
+            for e in self.entries:
+                if e.deleted:
+                    out.pop(e.key, None)
+                else:
+                    out[e.key] = e
+            return out
+
+    def wait_for(self, check: Callable[[dict[str, KvEntry]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check(self.latest()):
+                return True
+            time.sleep(0.02)
+        return False
+
+
+def start_watch(loop: EventLoopThread, bus: Bus, key_filter: str, rec: Recorder) -> Watch:
+    async def go() -> Watch:
+        return bus.watch(
+            BUCKET_DESIRED_STATE,
+            key_filter,
+            name="test-watch",
+            on_entry=rec.on_entry,
+            on_synced=rec.on_synced,
+        )
+
+    return loop.run(go(), timeout=5)
+
+
+def test_initial_values_are_complete_when_synced(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    items = {f"dev-{i:05d}.web": f"v{i}".encode() for i in range(5000)}
+    items.update({f"dev-{i:05d}.db": b"gone" for i in range(100)})
+    event_loop_thread.run(put_many(bus, BUCKET_DESIRED_STATE, items), timeout=60)
+
+    async def delete_some() -> None:
+        for i in range(100):
+            await bus.delete(BUCKET_DESIRED_STATE, f"dev-{i:05d}.db")
+
+    event_loop_thread.run(delete_some(), timeout=30)
+    rec = Recorder()
+    watch = start_watch(event_loop_thread, bus, ">", rec)
+    try:
+        assert rec.synced.wait(30)
+        assert rec.entries_at_sync is not None
+        at_sync = rec.entries[: rec.entries_at_sync]
+        live = {e.key: e.value for e in at_sync if not e.deleted}
+        assert live == {k: v for k, v in items.items() if k.endswith(".web")}
+        revisions = [e.revision for e in rec.entries]
+        assert revisions == sorted(revisions)
+        assert len(set(revisions)) == len(revisions)
+    finally:
+        event_loop_thread.run(watch.stop(), timeout=5)
+
+
+def test_snapshot_filters_by_key_and_is_complete(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    items = {f"pi-{d}.dep-{n}": f"{d}/{n}".encode() for d in range(50) for n in range(3)}
+    event_loop_thread.run(put_many(bus, BUCKET_DESIRED_STATE, items), timeout=30)
+    event_loop_thread.run(bus.delete(BUCKET_DESIRED_STATE, "pi-7.dep-1"), timeout=5)
+    snap = event_loop_thread.run(bus.snapshot(BUCKET_DESIRED_STATE, "pi-7.>"), timeout=30)
+    assert {k: e.value for k, e in snap.items()} == {"pi-7.dep-0": b"7/0", "pi-7.dep-2": b"7/2"}
+    assert event_loop_thread.run(bus.snapshot(BUCKET_DESIRED_STATE, "nobody.>"), timeout=5) == {}
+    assert event_loop_thread.run(bus.snapshot(BUCKET_DEVICE_STATE), timeout=5) == {}
+
+
+def test_live_changes_arrive_in_order_with_deletes(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    rec = Recorder()
+    watch = start_watch(event_loop_thread, bus, "pi-01.>", rec)
+    try:
+        assert rec.synced.wait(10)  # empty bucket: synced at once
+        run = event_loop_thread.run
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"1"), timeout=5)
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-02.web", b"not mine"), timeout=5)
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"2"), timeout=5)
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-01.db", b"3"), timeout=5)
+        run(bus.delete(BUCKET_DESIRED_STATE, "pi-01.web"), timeout=5)
+        assert rec.wait_for(lambda m: m.keys() == {"pi-01.db"}, timeout=10)
+        assert [(e.key, e.value, e.operation) for e in rec.entries] == [
+            ("pi-01.web", b"1", "PUT"),
+            ("pi-01.web", b"2", "PUT"),
+            ("pi-01.db", b"3", "PUT"),
+            ("pi-01.web", b"", "DEL"),
+        ]
+    finally:
+        event_loop_thread.run(watch.stop(), timeout=5)
+
+
+def test_watch_resumes_after_server_restart_without_loss(
+    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread
+) -> None:
+    rec = Recorder()
+    watch = start_watch(event_loop_thread, bus, ">", rec)
+    run = event_loop_thread.run
+    try:
+        assert rec.synced.wait(10)
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"before"), timeout=5)
+        assert rec.wait_for(lambda m: "pi-01.web" in m, timeout=10)
+
+        nats_server.restart()
+        # another writer changes things as soon as the server is back, racing our reconnect
+        writer = Bus(urls=[nats_server.url], name="writer")
+
+        async def write() -> None:
+            await writer.start()
+            await writer.wait_connected(timeout=10)
+            await writer.put(BUCKET_DESIRED_STATE, "pi-01.web", b"after")
+            await writer.put(BUCKET_DESIRED_STATE, "pi-02.web", b"new")
+            await writer.delete(BUCKET_DESIRED_STATE, "pi-01.web")
+            await writer.put(BUCKET_DESIRED_STATE, "pi-03.web", b"new")
+            await writer.close()
+
+        run(write(), timeout=20)
+        assert rec.wait_for(lambda m: m.keys() == {"pi-02.web", "pi-03.web"}, timeout=20), [
+            (e.key, e.operation, e.revision) for e in rec.entries
+        ]
+        # and it keeps going after the restart
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-04.web", b"later"), timeout=10)
+        assert rec.wait_for(lambda m: "pi-04.web" in m, timeout=10)
+        revisions = [e.revision for e in rec.entries]
+        assert revisions == sorted(set(revisions))
+    finally:
+        run(watch.stop(), timeout=5)
