@@ -1,4 +1,4 @@
-"""Suite-wide guards: a test fails if it leaves live actors or threads behind."""
+"""Suite-wide guards: a test fails if it leaves live actors (pooled too) or threads behind."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from fleet.runtime.pool import live_pools
+
+
+def live_actors() -> list[pykka.ActorRef[object]]:
+    """Actors in pykka's registry and pooled actors (which skip the registry)."""
+    pooled = [ref for pool in live_pools() for ref in pool.live_actors()]
+    return [*pykka.ActorRegistry.get_all(), *pooled]
+
 
 @pytest.fixture(autouse=True)
 def no_leaked_actors_or_threads() -> Iterator[None]:
@@ -17,7 +25,7 @@ def no_leaked_actors_or_threads() -> Iterator[None]:
     yield
     deadline = time.monotonic() + 3.0
     while True:
-        actors = pykka.ActorRegistry.get_all()
+        actors = live_actors()
         threads = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
         if not actors and not threads:
             return
@@ -25,6 +33,8 @@ def no_leaked_actors_or_threads() -> Iterator[None]:
             break
         time.sleep(0.05)
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
+    for pool in live_pools():
+        pool.shutdown(timeout=5)
     problems = []
     if actors:
         problems.append(f"live actors left behind: {actors}")

@@ -32,8 +32,9 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
-from fleet.errors import BusError, BusUnavailable, KeyExists, RevisionMismatch
+from fleet.errors import BusError, BusUnavailable, KeyExists
 from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats_errors import UNAVAILABLE, translate_errors
 from fleet.runtime.watch import Watch, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -44,20 +45,6 @@ BUCKETS: tuple[str, ...] = (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
     BUCKET_DEVICE_HEARTBEAT,
-)
-
-_UNAVAILABLE = (
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.StaleConnectionError,
-    nats.js.errors.ServiceUnavailableError,
-    nats.js.errors.NoStreamResponseError,
-    asyncio.TimeoutError,
-    OSError,
 )
 
 
@@ -141,7 +128,7 @@ class Bus:
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
                 )
-            except (nats.errors.NoServersError, *_UNAVAILABLE) as exc:
+            except (nats.errors.NoServersError, *UNAVAILABLE) as exc:
                 logger.info(
                     "NATS at %s not reachable (%s); retrying in %.1fs", self._urls, exc, delay
                 )
@@ -208,17 +195,14 @@ class Bus:
         kv = self._kv.get(bucket)
         if kv is not None:
             return kv
-        try:
-            kv = await self.js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
+        async with translate_errors(f"opening bucket {bucket!r}"):
             try:
-                kv = await self.js.create_key_value(bucket=bucket, history=1, direct=True)
-            except nats.js.errors.BadRequestError:
-                kv = await self.js.key_value(bucket)  # created by a racing process
-            except _UNAVAILABLE as exc:
-                raise BusUnavailable(f"creating bucket {bucket!r}: {exc!r}") from exc
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"opening bucket {bucket!r}: {exc!r}") from exc
+                kv = await self.js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                try:
+                    kv = await self.js.create_key_value(bucket=bucket, history=1, direct=True)
+                except nats.js.errors.BadRequestError:
+                    kv = await self.js.key_value(bucket)  # created by a racing process
         self._kv[bucket] = kv
         return kv
 
@@ -227,48 +211,32 @@ class Bus:
     async def put(self, bucket: str, key: str, value: bytes) -> int:
         """Write ``value``; return the new revision."""
         kv = await self._bucket(bucket)
-        try:
+        async with translate_errors(f"put {bucket}/{key}"):
             return int(await kv.put(key, value))
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"put {bucket}/{key}: {exc!r}") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"put {bucket}/{key}: {exc}") from exc
 
     async def create(self, bucket: str, key: str, value: bytes) -> int:
         """Write ``value`` only if ``key`` holds none; raise ``KeyExists`` otherwise."""
         kv = await self._bucket(bucket)
-        try:
-            return int(await kv.create(key, value))
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
-            raise KeyExists(f"{bucket}/{key} already exists") from exc
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"create {bucket}/{key}: {exc!r}") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"create {bucket}/{key}: {exc}") from exc
+        async with translate_errors(f"create {bucket}/{key}"):
+            try:
+                return int(await kv.create(key, value))
+            except nats.js.errors.KeyWrongLastSequenceError as exc:
+                raise KeyExists(f"{bucket}/{key} already exists") from exc
 
     async def update(self, bucket: str, key: str, value: bytes, *, last: int) -> int:
         """Compare-and-swap: write only if the key's revision is still ``last``."""
         kv = await self._bucket(bucket)
-        try:
+        async with translate_errors(f"update {bucket}/{key} at revision {last}"):
             return int(await kv.update(key, value, last=last))
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
-            raise RevisionMismatch(f"{bucket}/{key} is no longer at revision {last}") from exc
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"update {bucket}/{key}: {exc!r}") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"update {bucket}/{key}: {exc}") from exc
 
     async def get(self, bucket: str, key: str) -> KvEntry | None:
         """The key's live entry, or None when it is absent or deleted."""
         kv = await self._bucket(bucket)
-        try:
-            entry = await kv.get(key)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            return None
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"get {bucket}/{key}: {exc!r}") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"get {bucket}/{key}: {exc}") from exc
+        async with translate_errors(f"get {bucket}/{key}"):
+            try:
+                entry = await kv.get(key)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return None
         return KvEntry(
             bucket=bucket, key=key, value=entry.value or b"", revision=int(entry.revision or 0)
         )
@@ -276,14 +244,8 @@ class Bus:
     async def delete(self, bucket: str, key: str, *, last: int | None = None) -> None:
         """Delete ``key`` (a delete marker; watchers see it). ``last`` makes it a CAS."""
         kv = await self._bucket(bucket)
-        try:
+        async with translate_errors(f"delete {bucket}/{key}"):
             await kv.delete(key, last=last)
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
-            raise RevisionMismatch(f"{bucket}/{key} is no longer at revision {last}") from exc
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"delete {bucket}/{key}: {exc!r}") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"delete {bucket}/{key}: {exc}") from exc
 
     async def last_revision(self, bucket: str, key_filter: str = ">") -> int:
         """The highest revision among keys matching ``key_filter`` (0 when none).
@@ -293,12 +255,10 @@ class Bus:
         """
         await self._bucket(bucket)
         request = json.dumps({"last_by_subj": f"$KV.{bucket}.{key_filter}"}).encode()
-        try:
+        async with translate_errors(f"last revision of {bucket}/{key_filter}"):
             reply = await self.nc.request(
                 f"$JS.API.DIRECT.GET.KV_{bucket}", request, timeout=self._timeout
             )
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"last revision of {bucket}/{key_filter}: {exc!r}") from exc
         headers = reply.headers or {}
         status = headers.get("Status")
         if status == "404":

@@ -22,6 +22,8 @@ from typing import Any
 import pykka
 from pykka.messages import ProxyGetAttr
 
+from fleet.runtime.pool import live_pools
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,7 +85,8 @@ class Supervisor:
                 leftovers.append(name)
         if leftovers:
             logger.error("%s: still running after stop (a bug): %s", self.name, leftovers)
-        for ref in pykka.ActorRegistry.get_all():
+        pooled = [ref for pool in live_pools() for ref in pool.live_actors()]
+        for ref in [*pykka.ActorRegistry.get_all(), *pooled]:
             logger.error("%s: actor left running (a bug): %s", self.name, ref)
         return leftovers
 

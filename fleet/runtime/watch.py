@@ -31,14 +31,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from nats.js import api
+from nats.js import JetStreamContext, api
 
-from fleet.errors import BusUnavailable, FleetError
+from fleet.errors import BusUnavailable
 from fleet.runtime.kv import KvEntry, operation_of
+from fleet.runtime.nats_errors import translate_errors
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
-    from nats.js import JetStreamContext
 
     from fleet.runtime.bus import Bus
 
@@ -52,6 +52,7 @@ async def _subscribe(
     key_filter: str,
     after: int,
     cb: Callable[[Msg], Any],
+    inactive_threshold: float = 60.0,
 ) -> JetStreamContext.PushSubscription:
     """An ordered push consumer: last value per key, or everything after ``after``."""
     if after == 0:
@@ -65,7 +66,7 @@ async def _subscribe(
         cb=cb,
         ordered_consumer=True,
         config=config,
-        inactive_threshold=60.0,
+        inactive_threshold=inactive_threshold,
     )
 
 
@@ -99,12 +100,15 @@ async def read_snapshot(
         if entry.revision >= target:
             done.set()
 
-    try:
-        sub = await _subscribe(bus.js, bucket=bucket, key_filter=key_filter, after=0, cb=on_msg)
-    except FleetError:
-        raise
-    except Exception as exc:
-        raise BusUnavailable(f"snapshot of {bucket}/{key_filter}: {exc!r}") from exc
+    async with translate_errors(f"snapshot of {bucket}/{key_filter}"):
+        sub = await _subscribe(
+            bus.js,
+            bucket=bucket,
+            key_filter=key_filter,
+            after=0,
+            cb=on_msg,
+            inactive_threshold=5.0,
+        )
     try:
         await asyncio.wait_for(done.wait(), timeout)
     except TimeoutError as exc:
@@ -113,9 +117,26 @@ async def read_snapshot(
             f"({len(entries)} entries, waiting for revision {target})"
         ) from exc
     finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await _drop(bus.js, bucket, sub)
     return entries
+
+
+async def _drop(js: JetStreamContext, bucket: str, sub: JetStreamContext.PushSubscription) -> None:
+    """Unsubscribe and delete the consumer now (best effort).
+
+    Unsubscribing alone leaves an ephemeral consumer on the server until its inactive
+    threshold passes; a fleet reconnecting at once would pile up consumers against the
+    stream's cap (1,000 by default).
+    """
+    try:
+        name = (await sub.consumer_info()).name
+    except Exception:  # the consumer may already be gone: nothing to delete
+        name = None
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+    if name:
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(f"KV_{bucket}", name)
 
 
 class Watch:
@@ -186,8 +207,7 @@ class Watch:
                 await self._restart.wait()
                 logger.info("watch %s: resuming after revision %d", self._name, self._last)
             finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+                await _drop(self._bus.js, self._bucket, sub)
 
     async def _open(self) -> JetStreamContext.PushSubscription:
         target = await self._bus.last_revision(self._bucket, self._filter)

@@ -27,7 +27,7 @@ def test_put_get_update_delete(bus: Bus, event_loop_thread: EventLoopThread) -> 
 
     rev2 = run(bus.update(BUCKET_DESIRED_STATE, "pi-01.web", b"v2", last=rev1), timeout=5)
     assert rev2 > rev1
-    with pytest.raises(RevisionMismatch, match="no longer at revision"):
+    with pytest.raises(RevisionMismatch, match="no longer at that revision"):
         run(bus.update(BUCKET_DESIRED_STATE, "pi-01.web", b"v3", last=rev1), timeout=5)
     with pytest.raises(KeyExists, match=r"pi-01\.web already exists"):
         run(bus.create(BUCKET_DESIRED_STATE, "pi-01.web", b"again"), timeout=5)
@@ -120,3 +120,11 @@ def test_bus_started_before_the_server_connects_when_it_appears(
     finally:
         event_loop_thread.run(late.close(), timeout=10)
         server.stop()
+
+
+def test_other_server_errors_are_fleet_errors(bus: Bus, event_loop_thread: EventLoopThread) -> None:
+    from fleet.errors import BusError
+
+    with pytest.raises(BusError, match="put desired-state/bad key"):
+        # a key with a space is not a valid subject: nats-py refuses it
+        event_loop_thread.run(bus.put(BUCKET_DESIRED_STATE, "bad key", b"x"), timeout=5)

@@ -174,3 +174,19 @@ def test_watch_resumes_after_server_restart_without_loss(
         assert revisions == sorted(set(revisions))
     finally:
         run(watch.stop(), timeout=5)
+
+
+def test_snapshot_leaves_no_consumer_behind(bus: Bus, event_loop_thread: EventLoopThread) -> None:
+    """A fleet reconnecting at once must not pile up consumers against the stream's cap."""
+    run = event_loop_thread.run
+    run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"1"), timeout=5)
+    for _ in range(3):
+        assert run(bus.snapshot(BUCKET_DESIRED_STATE, "pi-01.>"), timeout=10).keys() == {
+            "pi-01.web"
+        }
+
+    async def consumers() -> int:
+        info = await bus.js.stream_info(f"KV_{BUCKET_DESIRED_STATE}")
+        return int(info.state.consumer_count)
+
+    assert run(consumers(), timeout=5) == 0
