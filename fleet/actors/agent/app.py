@@ -1,0 +1,138 @@
+"""The agent process assembled: loop, bus, publisher, device actor, desired feed.
+
+Why it exists: the console script and the integration tests start the very same
+agent, so the wiring lives here once. Start order (each ready before the next): the
+event loop, the NATS bus (connecting in the background: an agent boots without
+network), the state publisher, the device actor (which reconciles from the persisted
+desired state at once), then the desired feed. Stop is the reverse, through the
+runtime's :class:`~fleet.runtime.supervisor.Supervisor`; containers keep running.
+
+What it must never do: wait for NATS before reconciling, or stop a container on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from fleet.runtime.bus import Bus
+from fleet.runtime.desired_feed import DesiredFeed
+from fleet.runtime.desired_store import DesiredStore
+from fleet.runtime.kv import KvEntry
+from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.podman import ContainerRuntime
+from fleet.runtime.publisher import LatestValuePublisher
+from fleet.runtime.supervisor import Supervisor
+from fleet.runtime.timers import LoopTimers
+
+from .config import AgentConfig
+from .device import DeviceActor
+from .messages import DesiredChanged, LabelsChanged
+
+logger = logging.getLogger(__name__)
+
+
+class AgentApp:
+    """One device agent. ``start()``, then ``stop()`` (or ``run_until_signal()``)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        runtime: ContainerRuntime,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        max_backoff: float = 30.0,
+        event_debounce: float = 0.3,
+        feed_resync_interval: float = 300.0,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self._loop_factory = loop_factory
+        self._max_backoff = max_backoff
+        self._event_debounce = event_debounce
+        self._feed_resync = feed_resync_interval
+        self.supervisor = Supervisor(name=f"fleet-agent-{config.device_id}")
+        self.loop: EventLoopThread | None = None
+        self.bus: Bus | None = None
+        self.feed: DesiredFeed | None = None
+        self.device: pykka.ActorRef[Any] | None = None
+
+    def start(self) -> None:
+        config, sup = self.config, self.supervisor
+        loop = EventLoopThread(name="fleet-agent-loop", loop_factory=self._loop_factory)
+        loop.start()
+        sup.add_cleanup("event loop", loop.stop)
+        self.loop = loop
+        bus = Bus(urls=config.nats_urls, name=f"fleet-agent-{config.device_id}")
+        loop.run(bus.start(), timeout=5)
+        sup.add_cleanup("nats", lambda: loop.run(bus.close(), timeout=5))
+        self.bus = bus
+        loop.spawn(self._ensure_buckets(bus), name="ensure-buckets")
+        publisher = LatestValuePublisher(bus=bus, loop_thread=loop)
+        loop.run(_call(publisher.start), timeout=5)
+        sup.add_cleanup("publisher", lambda: loop.run(publisher.stop(), timeout=5))
+        store = DesiredStore(config.state_dir)
+        known = {f"{config.device_id}.{name}": e.revision for name, e in store.load().items()}
+        device = sup.start(
+            "device",
+            lambda: DeviceActor.start(
+                config=config,
+                runtime=self.runtime,
+                publisher=publisher,
+                store=store,
+                timers=LoopTimers(loop),
+                max_backoff=self._max_backoff,
+                event_debounce=self._event_debounce,
+            ),
+        )
+        self.device = device
+
+        def on_entry(entry: KvEntry) -> None:
+            try:
+                device.tell(DesiredChanged(entry=entry))
+            except pykka.ActorDeadError:
+                logger.debug("desired entry %s dropped: agent stopping", entry.key)
+
+        feed = DesiredFeed(
+            bus=bus,
+            device_id=config.device_id,
+            on_entry=on_entry,
+            known=known,
+            resync_interval=self._feed_resync,
+        )
+        loop.run(_call(feed.start), timeout=5)
+        sup.add_cleanup("desired feed", lambda: loop.run(feed.stop(), timeout=5))
+        self.feed = feed
+        logger.info(
+            "fleet-agent %s started (NATS %s, podman %s)",
+            config.device_id,
+            config.nats_urls,
+            config.podman_socket,
+        )
+
+    async def _ensure_buckets(self, bus: Bus) -> None:
+        """Create the buckets if this agent is the first writer (best effort)."""
+        while True:
+            await bus.wait_connected(timeout=None)
+            try:
+                await bus.ensure_buckets()
+                return
+            except Exception as exc:  # e.g. not authorized: the operator creates them
+                logger.info("could not ensure buckets (%r); retrying", exc)
+                await asyncio.sleep(2.0)
+
+    def reload_labels(self, labels: dict[str, str]) -> None:
+        if self.device is not None:
+            self.device.tell(LabelsChanged(labels=dict(labels)))
+
+    def stop(self, *, timeout: float = 10.0) -> list[str]:
+        return self.supervisor.stop(timeout=timeout)
+
+
+async def _call(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on the loop (for ``start()`` methods that need the running loop)."""
+    fn()

@@ -1,0 +1,84 @@
+"""``fleet-agent``: the program every device runs.
+
+Usage: ``fleet-agent --config /etc/fleet-agent.toml`` (or ``FLEET_AGENT_CONFIG``).
+A missing or invalid config exits with code 2 and one line naming the file, the key
+and what was wrong. SIGHUP re-reads the config and republishes the device's info if
+its labels changed; SIGTERM/SIGINT stop the agent and leave the containers running.
+
+uvloop is chosen here, at the entry point, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from fleet.actors.agent.app import AgentApp
+from fleet.actors.agent.config import AgentConfig, load_config
+from fleet.errors import ConfigError
+
+logger = logging.getLogger("fleet.agent")
+
+ENV_CONFIG = "FLEET_AGENT_CONFIG"
+EXIT_CONFIG = 2
+
+
+def _config_path(argv: list[str] | None) -> Path:
+    parser = argparse.ArgumentParser(prog="fleet-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help=f"config file (default: ${ENV_CONFIG})")
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        return Path(args.config)
+    env = os.environ.get(ENV_CONFIG)
+    if not env:
+        raise ConfigError(f"no config file: pass --config PATH or set {ENV_CONFIG}")
+    return Path(env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        path = _config_path(argv)
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"fleet-agent: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    import uvloop
+
+    from fleet.runtime.podman_adapter import PodmanRuntime
+
+    runtime = PodmanRuntime(url=config.podman_socket)
+    app = AgentApp(config, runtime=runtime, loop_factory=uvloop.new_event_loop)
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        try:
+            fresh: AgentConfig = load_config(path)
+        except ConfigError as exc:
+            logger.error("SIGHUP: keeping the running config: %s", exc)  # noqa: TRY400
+            return
+        logger.info("SIGHUP: labels now %s", fresh.labels)
+        app.reload_labels(fresh.labels)
+
+    signal.signal(signal.SIGHUP, reload)
+    try:
+        app.start()
+    except Exception:
+        logger.exception("fleet-agent could not start")
+        app.stop()
+        return 1
+    code = app.supervisor.run_until_signal()
+    runtime.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

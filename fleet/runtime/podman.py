@@ -1,0 +1,167 @@
+"""The container runtime port: what a device's reconcilers may ask of podman.
+
+Why it exists: reconciler actors drive containers through this small Protocol and
+nothing else, so they can be unit-tested with an in-memory fake and run against the
+real podman socket (:mod:`fleet.runtime.podman_adapter`) unchanged.
+
+Every method blocks (podman-py is synchronous): call them from an actor's own thread,
+never from the event loop. Errors are fleet's: :class:`RuntimeUnavailable` (the podman
+service is away: retry), :class:`ImagePullFailed` (temporary unless ``not_found``),
+:class:`ContainerFailed` (podman refused to create or start the container: the message
+says why, e.g. the host port is taken).
+
+This module must never import a podman client: it is the port, not the adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, Literal, Protocol
+
+import msgspec
+
+from fleet.contracts import ContainerSpec
+from fleet.errors import PermanentError, TemporaryError
+
+LABEL_PREFIX: Final = "fleet.nationtech.io/"
+MANAGED_BY_LABEL: Final = LABEL_PREFIX + "managed-by"
+MANAGED_BY: Final = "fleet-agent"
+DEVICE_LABEL: Final = LABEL_PREFIX + "device"
+DEPLOYMENT_LABEL: Final = LABEL_PREFIX + "deployment"
+CONTAINER_LABEL: Final = LABEL_PREFIX + "container"
+SPEC_HASH_LABEL: Final = LABEL_PREFIX + "spec-hash"
+
+ContainerState = Literal[
+    "created", "running", "paused", "exited", "stopped", "stopping", "configured", "unknown"
+]
+
+
+class RuntimeUnavailable(TemporaryError):
+    """The podman service cannot be reached (socket missing, service restarting)."""
+
+
+class ImagePullFailed(TemporaryError):
+    """An image could not be pulled. ``not_found``: the registry says it does not exist."""
+
+    def __init__(self, message: str, *, not_found: bool = False, delay: float = 1.0) -> None:
+        super().__init__(message, delay=delay)
+        self.not_found = not_found
+
+
+class ContainerFailed(PermanentError):
+    """Podman refused to create or start a container; the message says why."""
+
+
+class Container(msgspec.Struct, frozen=True, kw_only=True):
+    """A container as the runtime reports it."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str
+    exit_code: int | None = None
+    started_at: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def deployment(self) -> str | None:
+        return self.labels.get(DEPLOYMENT_LABEL)
+
+    @property
+    def spec_hash(self) -> str | None:
+        return self.labels.get(SPEC_HASH_LABEL)
+
+
+class ContainerEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Something happened to an owned container (``action``: died, remove, stop...)."""
+
+    container_id: str
+    name: str
+    action: str
+    labels: dict[str, str]
+
+    @property
+    def deployment(self) -> str | None:
+        return self.labels.get(DEPLOYMENT_LABEL)
+
+
+class EventStream(Protocol):
+    def close(self) -> None:
+        """Stop the stream; no callback runs after this returns."""
+
+
+class ContainerRuntime(Protocol):
+    """What the agent needs from a container engine."""
+
+    def version(self) -> tuple[str, str]:
+        """(runtime name, version), e.g. ("podman", "4.3.1")."""
+        ...
+
+    def list_containers(self, *, labels: Mapping[str, str]) -> list[Container]:
+        """Every container (running or not) carrying all of ``labels``."""
+        ...
+
+    def image_present(self, image: str) -> bool: ...
+
+    def pull(self, image: str, *, timeout: float) -> None:
+        """Pull ``image``; raise :class:`ImagePullFailed`."""
+        ...
+
+    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
+        """Create (not start) a container; return its id. Raise :class:`ContainerFailed`."""
+        ...
+
+    def start(self, container_id: str) -> None:
+        """Start it; raise :class:`ContainerFailed` (port taken, bad command)."""
+        ...
+
+    def stop(self, container_id: str, *, timeout: float) -> None:
+        """Stop it (SIGTERM, then SIGKILL after ``timeout`` s); absent is not an error."""
+        ...
+
+    def remove(self, container_id: str) -> None:
+        """Remove it, stopping it if needed; absent is not an error."""
+        ...
+
+    def inspect(self, container_id: str) -> Container | None: ...
+
+    def events(
+        self,
+        *,
+        labels: Mapping[str, str],
+        on_event: Callable[[ContainerEvent], None],
+        on_error: Callable[[BaseException], None],
+    ) -> EventStream:
+        """Stream container events of containers carrying ``labels`` (own thread).
+
+        ``on_error`` is called once if the stream breaks (the service went away); the
+        caller decides when to open a new one.
+        """
+        ...
+
+
+def owner_labels(device_id: str, deployment: str | None = None) -> dict[str, str]:
+    """The labels that mark a container as the agent's (for ``device_id``, ``deployment``)."""
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, DEVICE_LABEL: device_id}
+    if deployment is not None:
+        labels[DEPLOYMENT_LABEL] = deployment
+    return labels
+
+
+def container_name(device_id: str, deployment: str, container: str) -> str:
+    """Unique per device, so several agents can share one podman."""
+    return f"fleet-{device_id}-{deployment}-{container}"
+
+
+def spec_hash(spec: ContainerSpec) -> str:
+    """A stable hash of one container's spec (keys sorted, defaults omitted)."""
+    return hashlib.sha256(msgspec.json.encode(spec, order="sorted")).hexdigest()[:16]
+
+
+def port_args(spec: ContainerSpec) -> Sequence[tuple[int, int, str]]:
+    """(host_port, container_port, protocol) per published port."""
+    return [(p.host_port, p.container_port, p.protocol) for p in spec.ports or ()]

@@ -1,0 +1,205 @@
+"""The real :class:`~fleet.runtime.podman.ContainerRuntime`: podman's REST API via podman-py.
+
+Why it exists: it is the one place that speaks to the podman service (its unix socket
+or any URL podman-py accepts). It uses the libpod endpoints directly through
+podman-py's ``APIClient`` because the higher-level helpers hide errors (a failed pull
+returns an empty image) and the agent must tell "registry unreachable" from "image
+does not exist" from "port taken".
+
+Blocking by nature: every call runs on the calling thread (an actor's own thread),
+never on the event loop. Each thread gets its own HTTP session (``requests`` sessions
+are not meant to be shared between threads).
+
+What it must never do: touch a container without the labels the caller asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import podman
+import podman.errors
+
+from fleet.contracts import ContainerSpec
+from fleet.runtime.podman import (
+    Container,
+    ContainerEvent,
+    ContainerFailed,
+    ImagePullFailed,
+    RuntimeUnavailable,
+)
+from fleet.runtime.podman_events import PodmanEventStream
+
+_JSON = {"Content-Type": "application/json"}
+_NOT_FOUND = ("manifest unknown", "not found", "name unknown", "invalid reference format")
+
+
+def _message(response: Any) -> str:
+    try:
+        body = response.json()
+        return str(body.get("message") or body.get("cause") or response.text)
+    except ValueError:
+        return str(response.text)
+
+
+class PodmanRuntime:
+    """The container runtime over a podman service URL (``unix:///run/podman/podman.sock``)."""
+
+    def __init__(self, *, url: str, timeout: float = 30.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def _api(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = podman.PodmanClient(base_url=self._url, timeout=self._timeout)
+            self._local.client = client
+        return client.api
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._api(), method)(path, **kwargs)
+        except podman.errors.APIError as exc:
+            raise RuntimeUnavailable(
+                f"podman service at {self._url} unreachable ({method.upper()} {path}): {exc}",
+                delay=1.0,
+            ) from exc
+        except OSError as exc:
+            raise RuntimeUnavailable(f"podman service at {self._url}: {exc}") from exc
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
+
+    def version(self) -> tuple[str, str]:
+        response = self._call("get", "/version")
+        return "podman", str(response.json().get("Version", "unknown"))
+
+    def list_containers(self, *, labels: Mapping[str, str]) -> list[Container]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in sorted(labels.items())]})
+        response = self._call("get", "/containers/json", params={"all": True, "filters": filters})
+        if not response.ok:
+            raise RuntimeUnavailable(f"listing containers: {_message(response)}")
+        return [
+            Container(
+                id=item["Id"],
+                name=(item.get("Names") or [""])[0],
+                labels=dict(item.get("Labels") or {}),
+                state=str(item.get("State", "unknown")),
+                exit_code=item.get("ExitCode"),
+                started_at=str(item.get("StartedAt", "")),
+            )
+            for item in response.json() or []
+        ]
+
+    def image_present(self, image: str) -> bool:
+        response = self._call("get", f"/images/{image}/exists")
+        return bool(response.status_code == 204)
+
+    def pull(self, image: str, *, timeout: float) -> None:
+        response = self._call(
+            "post",
+            "/images/pull",
+            params={"reference": image, "policy": "always", "quiet": True},
+            timeout=timeout,
+        )
+        if not response.ok:
+            message = _message(response)
+            raise ImagePullFailed(
+                f"pulling {image}: {message}",
+                not_found=any(s in message for s in _NOT_FOUND),
+            )
+        for line in reversed(response.text.splitlines()):
+            item = json.loads(line) if line.strip() else {}
+            if "error" in item:
+                error = str(item["error"])
+                raise ImagePullFailed(
+                    f"pulling {image}: {error}", not_found=any(s in error for s in _NOT_FOUND)
+                )
+            if "id" in item:
+                return
+        raise ImagePullFailed(f"pulling {image}: podman reported neither an image nor an error")
+
+    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
+        body: dict[str, Any] = {
+            "name": name,
+            "image": spec.image,
+            "labels": dict(labels),
+            "env": dict(spec.env or {}),
+            "restart_policy": spec.restart_policy,
+            "portmappings": [
+                {
+                    "host_port": p.host_port,
+                    "container_port": p.container_port,
+                    "protocol": p.protocol,
+                }
+                for p in spec.ports or ()
+            ],
+        }
+        if spec.command is not None:
+            body["command"] = list(spec.command)
+        response = self._call("post", "/containers/create", data=json.dumps(body), headers=_JSON)
+        if not response.ok:
+            raise ContainerFailed(f"podman could not create container {name}: {_message(response)}")
+        return str(response.json()["Id"])
+
+    def start(self, container_id: str) -> None:
+        response = self._call("post", f"/containers/{container_id}/start")
+        if not response.ok:
+            raise ContainerFailed(f"podman could not start the container: {_message(response)}")
+
+    def stop(self, container_id: str, *, timeout: float) -> None:
+        response = self._call(
+            "post",
+            f"/containers/{container_id}/stop",
+            params={"timeout": int(timeout)},
+            timeout=timeout + self._timeout,
+        )
+        if not response.ok and response.status_code != 404:
+            raise ContainerFailed(f"podman could not stop the container: {_message(response)}")
+
+    def remove(self, container_id: str) -> None:
+        response = self._call(
+            "delete", f"/containers/{container_id}", params={"force": True, "timeout": 0}
+        )
+        if not response.ok and response.status_code != 404:
+            raise ContainerFailed(f"podman could not remove the container: {_message(response)}")
+
+    def inspect(self, container_id: str) -> Container | None:
+        response = self._call("get", f"/containers/{container_id}/json")
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise RuntimeUnavailable(f"inspecting {container_id}: {_message(response)}")
+        item = response.json()
+        state = item.get("State") or {}
+        return Container(
+            id=item["Id"],
+            name=str(item.get("Name", "")),
+            labels=dict((item.get("Config") or {}).get("Labels") or {}),
+            state=str(state.get("Status", "unknown")),
+            exit_code=state.get("ExitCode"),
+            started_at=str(state.get("StartedAt", "")),
+        )
+
+    def events(
+        self,
+        *,
+        labels: Mapping[str, str],
+        on_event: Callable[[ContainerEvent], None],
+        on_error: Callable[[BaseException], None],
+    ) -> PodmanEventStream:
+        stream = PodmanEventStream(
+            client=podman.PodmanClient(base_url=self._url, timeout=None),
+            labels=labels,
+            on_event=on_event,
+            on_error=on_error,
+        )
+        stream.start()
+        return stream

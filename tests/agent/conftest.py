@@ -1,0 +1,185 @@
+"""Agent test fixtures: an in-process agent on the real nats-server and real podman."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import uvloop
+
+from fleet.actors.agent.app import AgentApp
+from fleet.actors.agent.config import AgentConfig
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_STATE,
+    DeploymentName,
+    DeploymentState,
+    DeviceId,
+    decode_state,
+    desired_state_key,
+    device_state_key,
+)
+from fleet.runtime.bus import Bus
+from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.podman_adapter import PodmanRuntime
+from tests.fixtures.nats import NatsServer
+from tests.fixtures.podman import PodmanEnv
+
+
+def httpd_score(
+    *, image: str, port: int, env: dict[str, str] | None = None, name: str = "web"
+) -> dict[str, Any]:
+    """A busybox httpd serving /www on ``port``; exits promptly on SIGTERM."""
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait"],
+        "ports": [{"host_port": port, "container_port": 80, "protocol": "tcp"}],
+    }
+    if env:
+        container["env"] = env
+    return {"type": "podman", "containers": [container]}
+
+
+def fetch(port: int, *, timeout: float = 10.0, path: str = "/") -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                return str(r.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@dataclass
+class AgentWorld:
+    """The real parts an agent test drives: NATS (via a test bus), podman, agents."""
+
+    nats: NatsServer
+    bus: Bus
+    loop: EventLoopThread
+    podman: PodmanEnv
+    state_root: Path
+    device: DeviceId = field(default_factory=lambda: DeviceId(f"dev-{secrets.token_hex(3)}"))
+    agents: list[AgentApp] = field(default_factory=list)
+
+    def config(self, **overrides: Any) -> AgentConfig:
+        values: dict[str, Any] = {
+            "device_id": self.device,
+            "labels": {"site": "lab"},
+            "nats_urls": [self.nats.url],
+            "podman_socket": self.podman.socket_url,
+            "heartbeat_interval_s": 1.0,
+            "state_dir": self.state_root / self.device,
+            "resync_interval_s": 1.0,
+            "stop_timeout_s": 2.0,
+        }
+        values.update(overrides)
+        return AgentConfig(**values)
+
+    def start_agent(self, config: AgentConfig | None = None) -> AgentApp:
+        app = AgentApp(
+            config or self.config(),
+            runtime=PodmanRuntime(url=self.podman.socket_url),
+            loop_factory=uvloop.new_event_loop,
+            max_backoff=1.0,
+            event_debounce=0.1,
+        )
+        self.agents.append(app)
+        app.start()
+        return app
+
+    def stop_agent(self, app: AgentApp) -> None:
+        self.agents.remove(app)
+        assert app.stop(timeout=10) == []
+        assert isinstance(app.runtime, PodmanRuntime)
+        app.runtime.close()
+
+    # -- KV ------------------------------------------------------------------------------
+    def put_desired(self, deployment: str, value: dict[str, Any] | bytes) -> int:
+        data = value if isinstance(value, bytes) else msgspec.json.encode(value)
+        key = desired_state_key(self.device, DeploymentName(deployment))
+        return self.loop.run(self.bus.put(BUCKET_DESIRED_STATE, key, data), timeout=10)
+
+    def delete_desired(self, deployment: str) -> None:
+        key = desired_state_key(self.device, DeploymentName(deployment))
+        self.loop.run(self.bus.delete(BUCKET_DESIRED_STATE, key), timeout=10)
+
+    def state(self, deployment: str) -> DeploymentState | None:
+        key = device_state_key(self.device, DeploymentName(deployment))
+        entry = self.loop.run(self.bus.get(BUCKET_DEVICE_STATE, key), timeout=10)
+        return None if entry is None else decode_state(entry.value)
+
+    def wait_state(
+        self,
+        deployment: str,
+        check: Callable[[DeploymentState], bool],
+        *,
+        timeout: float = 20.0,
+    ) -> DeploymentState:
+        deadline = time.monotonic() + timeout
+        last: DeploymentState | None = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.state(deployment)
+            except Exception:  # NATS restarting in a fault test
+                last = None
+            if last is not None and check(last):
+                return last
+            time.sleep(0.05)
+        raise AssertionError(f"state of {deployment} never matched; last: {last}")
+
+    # -- podman --------------------------------------------------------------------------
+    def container(self, deployment: str, name: str = "web") -> dict[str, Any] | None:
+        full = f"fleet-{self.device}-{deployment}-{name}"
+        proc = self.podman.podman("inspect", "--type", "container", full, check=False)
+        if proc.returncode != 0:
+            return None
+        inspected: dict[str, Any] = msgspec.json.decode(proc.stdout)[0]
+        return inspected
+
+    def wait_container(
+        self,
+        deployment: str,
+        check: Callable[[dict[str, Any] | None], bool],
+        *,
+        name: str = "web",
+        timeout: float = 20.0,
+    ) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        found = self.container(deployment, name)
+        while not check(found):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"container {deployment}/{name} never matched: {found}")
+            time.sleep(0.1)
+            found = self.container(deployment, name)
+        return found
+
+
+def running(phase_of: DeploymentState, revision: int) -> bool:
+    return phase_of.phase.value == "Running" and phase_of.desired_revision == revision
+
+
+@pytest.fixture
+def world(
+    nats_server: NatsServer,
+    bus: Bus,
+    event_loop_thread: EventLoopThread,
+    podman: PodmanEnv,
+    tmp_path: Path,
+) -> Iterator[AgentWorld]:
+    w = AgentWorld(
+        nats=nats_server, bus=bus, loop=event_loop_thread, podman=podman, state_root=tmp_path
+    )
+    yield w
+    for app in list(w.agents):
+        w.stop_agent(app)
