@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 STREAM = f"KV_{BUCKET_DESIRED_STATE}"
 PREFIX = f"$KV.{BUCKET_DESIRED_STATE}."
+CLEANUP_TIMEOUT = 1.0  # seconds a consumer delete may hold up a stop
 
 
 async def read_desired_snapshot(
@@ -104,6 +105,8 @@ async def read_desired_snapshot(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         if created:
+            # Bounded: this also runs when the feed is being stopped (cancelled), possibly
+            # with NATS away; the consumer's inactive threshold removes it in any case.
             with contextlib.suppress(Exception):
-                await bus.js.delete_consumer(STREAM, name)
+                await asyncio.wait_for(bus.js.delete_consumer(STREAM, name), CLEANUP_TIMEOUT)
     return entries, mark

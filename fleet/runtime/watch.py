@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+CLEANUP_TIMEOUT = 1.0  # seconds a consumer clean-up may hold up a stop
+
 
 async def _subscribe(
     js: JetStreamContext,
@@ -126,17 +128,18 @@ async def _drop(js: JetStreamContext, bucket: str, sub: JetStreamContext.PushSub
 
     Unsubscribing alone leaves an ephemeral consumer on the server until its inactive
     threshold passes; a fleet reconnecting at once would pile up consumers against the
-    stream's cap (1,000 by default).
+    stream's cap (1,000 by default). Each step is bounded: this runs on stop and
+    cancellation too, when NATS may be away.
     """
     try:
-        name = (await sub.consumer_info()).name
-    except Exception:  # the consumer may already be gone: nothing to delete
+        name = (await asyncio.wait_for(sub.consumer_info(), CLEANUP_TIMEOUT)).name
+    except Exception:  # gone already, or NATS away: the inactive threshold removes it
         name = None
     with contextlib.suppress(Exception):
         await sub.unsubscribe()
     if name:
         with contextlib.suppress(Exception):
-            await js.delete_consumer(f"KV_{bucket}", name)
+            await asyncio.wait_for(js.delete_consumer(f"KV_{bucket}", name), CLEANUP_TIMEOUT)
 
 
 class Watch:

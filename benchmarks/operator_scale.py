@@ -1,0 +1,213 @@
+"""Operator at fleet scale: N simulated devices, D Deployments selecting all of them.
+
+Runs a real nats-server, the Kubernetes API emulator (a separate process) and the real
+``fleet-operator`` (a separate process, so its RSS and CPU are its own). The simulated
+devices (this process) publish info and a heartbeat, then report Running for each
+desired entry as soon as they see it, like agents would.
+
+Measures, from the moment the Deployments are created:
+  * all N*D desired entries written,
+  * every Deployment's status aggregate correct (running == targeted == N),
+and the operator's peak RSS (VmHWM) and CPU seconds. "Written" is read from the stream's
+message count (history 1: one message per live key).
+
+    .venv/bin/python benchmarks/operator_scale.py --devices 10000 --deployments 3
+"""
+
+# ruff: noqa: ASYNC220, PLR0915 -- one linear scenario script; its subprocesses start once
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import kubernetes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_HEARTBEAT,
+    BUCKET_DEVICE_INFO,
+    BUCKET_DEVICE_STATE,
+    DeploymentState,
+    DeviceId,
+    DeviceInfo,
+    HeartbeatPayload,
+    Inventory,
+    Phase,
+    device_heartbeat_key,
+    device_info_key,
+    device_state_key,
+    encode_heartbeat,
+    encode_info,
+    encode_state,
+    parse_desired_state_key,
+)
+from fleet.runtime.bus import Bus
+from fleet.runtime.kv import KvEntry
+from fleet.runtime.natsserver import LocalNatsServer
+
+# FLEET_BENCH_OPERATOR="path/to/wrapper.py" runs the operator under a profiler wrapper.
+OPERATOR = os.environ.get("FLEET_BENCH_OPERATOR", "-m fleet.cli.operator").split()
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION = "fleet.nationtech.io", "v1alpha1"
+SCORE = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:test"}]}
+INVENTORY = Inventory(
+    hostname="sim", arch="x86_64", os="Debian", kernel="6.1", cpus=2,
+    memory_bytes=1 << 30, runtime_name="podman", runtime_version="4.3.1",
+)  # fmt: skip
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(peak RSS in MiB, CPU seconds) of a live process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def bounded(coros: list, limit: int = 256) -> None:  # type: ignore[type-arg]
+    sem = asyncio.Semaphore(limit)
+
+    async def one(coro) -> None:  # type: ignore[no-untyped-def]
+        async with sem:
+            await coro
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    n, d = args.devices, args.deployments
+    store = tempfile.mkdtemp(prefix="bench-nats-")
+    nats = LocalNatsServer(store_dir=Path(store))
+    nats.start()
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "fleet.devtools.kube_emulator"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert emulator.stdout is not None
+    port = int(emulator.stdout.readline().split()[1])
+    kube_url = f"http://127.0.0.1:{port}"
+    bus = Bus(urls=[nats.url], name="bench-devices")
+    await bus.start()
+    await bus.wait_connected(timeout=10)
+    await bus.ensure_buckets()
+    devices = [DeviceId(f"dev-{i:06d}") for i in range(n)]
+    now = datetime.datetime.now(tz=datetime.UTC)
+    t = time.monotonic()
+    await bounded([
+        bus.put(BUCKET_DEVICE_INFO, device_info_key(dev), encode_info(DeviceInfo(
+            device_id=dev, labels={"fleet": "bench"}, inventory=INVENTORY,
+            agent_version="0.1.0", updated_at=now)))
+        for dev in devices
+    ] + [
+        bus.put(BUCKET_DEVICE_HEARTBEAT, device_heartbeat_key(dev),
+                encode_heartbeat(HeartbeatPayload(device_id=dev, at=now, seq=1)))
+        for dev in devices
+    ])  # fmt: skip
+    print(f"devices published: {n} info + {n} heartbeats in {time.monotonic() - t:.2f}s")
+
+    operator = subprocess.Popen(
+        [sys.executable, *OPERATOR, "--nats-url", nats.url,
+         "--kube-url", kube_url, "--liveness-timeout", "600", "--log-level", args.log_level,
+         "--device-qps", str(args.device_qps)],
+        cwd=ROOT,
+    )  # fmt: skip
+    # Devices react to their desired entries like agents: report Running for each revision.
+    seen: dict[str, int] = {}
+    queue: asyncio.Queue[KvEntry] = asyncio.Queue()
+
+    def on_entry(entry: KvEntry) -> None:
+        if not entry.deleted:
+            seen[entry.key] = entry.revision
+            queue.put_nowait(entry)
+
+    async def reporter() -> None:  # 256 of these: the fleet's agents, reporting Running
+        while True:
+            entry = await queue.get()
+            dev, dep = parse_desired_state_key(entry.key)
+            state = DeploymentState(
+                device_id=dev, deployment=dep, phase=Phase.RUNNING,
+                desired_revision=entry.revision, message=None,
+                updated_at=datetime.datetime.now(tz=datetime.UTC),
+            )  # fmt: skip
+            await bus.put(BUCKET_DEVICE_STATE, device_state_key(dev, dep), encode_state(state))
+
+    reporters = [asyncio.create_task(reporter()) for _ in range(256)]
+
+    watch = bus.watch(BUCKET_DESIRED_STATE, ">", name="bench-desired", on_entry=on_entry)
+    api = kubernetes.client.CustomObjectsApi(
+        kubernetes.client.ApiClient(kubernetes.client.Configuration(host=kube_url))
+    )
+    await asyncio.sleep(args.settle)  # let the operator start and sync
+    names = [f"bench-{i}" for i in range(d)]
+    t0 = time.monotonic()
+    for name in names:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "bench"},
+            "spec": {"selector": {"matchLabels": {"fleet": "bench"}}, "score": SCORE},
+        }  # fmt: skip
+        await asyncio.to_thread(
+            api.create_namespaced_custom_object, GROUP, VERSION, "bench", "deployments", body
+        )
+    written = correct = None
+    deadline = t0 + args.timeout
+    while time.monotonic() < deadline:
+        info = await bus.js.stream_info(f"KV_{BUCKET_DESIRED_STATE}")
+        if written is None and info.state.messages >= n * d:
+            written = time.monotonic() - t0
+            print(f"all {n * d} desired entries written: {written:.2f}s")
+        if written is not None:
+            aggs = []
+            for name in names:
+                obj = await asyncio.to_thread(
+                    api.get_namespaced_custom_object, GROUP, VERSION, "bench", "deployments", name
+                )
+                aggs.append((obj.get("status") or {}).get("aggregate") or {})
+            if all(a.get("running") == n and a.get("targeted") == n for a in aggs):
+                correct = time.monotonic() - t0
+                print(f"all {d} aggregates correct (running == targeted == {n}): {correct:.2f}s")
+                break
+        await asyncio.sleep(0.05)
+    rss, cpu = proc_stats(operator.pid)
+    print(f"operator peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s")
+    for task in reporters:
+        task.cancel()
+    await watch.stop()
+    operator.terminate()
+    operator.wait(timeout=30)
+    await bus.close()
+    assert emulator.stdin is not None
+    emulator.stdin.close()
+    emulator.wait(timeout=30)
+    nats.stop()
+    return {"written": written or -1, "correct": correct or -1, "rss_mib": rss, "cpu_s": cpu}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--deployments", type=int, default=3)
+    parser.add_argument("--device-qps", type=float, default=50.0)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds to let it sync")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--log-level", default="WARNING", help="the operator's log level")
+    args = parser.parse_args()
+    import uvloop
+
+    result = uvloop.run(run(args))
+    print(result)
+    return 0 if result["correct"] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

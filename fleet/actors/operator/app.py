@@ -1,0 +1,179 @@
+"""Assembles the operator: its actors, the bucket watches, the Kubernetes watches.
+
+Why it exists: the CLI and the tests start exactly the same operator. Start order: the
+actor pool, the Device mirror, the fleet index, the source actors, then the watches that
+feed them (so no event finds its actor missing). Stop order is the reverse: the watches
+first, so nothing is told to a stopped actor.
+
+What it must never do: leave a thread, a watch or an actor behind after :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pykka
+
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_HEARTBEAT,
+    BUCKET_DEVICE_INFO,
+    BUCKET_DEVICE_STATE,
+)
+from fleet.runtime.bus import Bus
+from fleet.runtime.kube import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
+from fleet.runtime.kube_watch import ResourceWatcher
+from fleet.runtime.kv import KvEntry
+from fleet.runtime.kv_batch import BatchedWatch, KvBatchWriter
+from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.pool import ActorPool
+from fleet.runtime.timers import LoopTimers
+
+from . import messages as m
+from .fleet import FleetIndex, Query
+from .mirror import DeviceMirror
+from .sources import KubeSource, KvSource
+
+logger = logging.getLogger(__name__)
+
+BUCKETS = (BUCKET_DESIRED_STATE, BUCKET_DEVICE_STATE, BUCKET_DEVICE_INFO, BUCKET_DEVICE_HEARTBEAT)
+
+
+def _deliver_to(ref: pykka.ActorRef[Any]) -> Callable[[tuple[KvEntry, ...]], None]:
+    return lambda entries: ref.tell(m.KvBatch(entries=entries))
+
+
+def _synced_to(ref: pykka.ActorRef[Any]) -> Callable[[], None]:
+    return lambda: ref.tell(m.KvSynced())
+
+
+class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    liveness_timeout: float = 30.0
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    status_delay: float = 0.1
+    status_interval: float = 0.5
+    tick: float = 1.0
+    device_qps: float = 50.0
+    device_workers: int = 4
+    pool_workers: int = 2
+    watch_timeout: int = 60
+    watch_read_timeout: float = 75.0
+    write_in_flight: int = 256
+
+
+class Operator:
+    """The running operator; :meth:`start` and :meth:`stop` from one (non-loop) thread."""
+
+    def __init__(
+        self, *, bus: Bus, loop_thread: EventLoopThread, kube: KubeClient, config: OperatorConfig
+    ) -> None:
+        self._bus = bus
+        self._loop_thread = loop_thread
+        self._kube = kube
+        self.config = config
+        self._pool: ActorPool | None = None
+        self._gateway: KubeGateway | None = None
+        self._refs: list[pykka.ActorRef[Any]] = []
+        self._watches: list[BatchedWatch] = []
+        self._watchers: list[ResourceWatcher] = []
+        self.index: pykka.ActorRef[Any] | None = None
+        self.mirror: pykka.ActorRef[Any] | None = None
+
+    def start(self) -> None:
+        config = self.config
+        timers = LoopTimers(self._loop_thread)
+        writer = KvBatchWriter(
+            bus=self._bus, loop_thread=self._loop_thread, in_flight=config.write_in_flight
+        )
+        self._pool = ActorPool(workers=config.pool_workers, name="operator-devices")
+        self._gateway = KubeGateway(self._kube, device_workers=config.device_workers)
+        self.mirror = DeviceMirror.start(
+            api=self._gateway, timers=timers, qps=config.device_qps,
+            max_inflight=2 * config.device_workers,
+        )  # fmt: skip
+        self._refs.append(self.mirror)
+        scopes = namespaces_or_all(config.namespaces)
+        self.index = FleetIndex.start(
+            writer=writer,
+            api=self._gateway,
+            timers=timers,
+            pool=self._pool,
+            mirror=self.mirror,
+            sources=(*BUCKETS, "kubernetes"),
+            liveness_timeout=config.liveness_timeout,
+            tick=config.tick,
+            status_delay=config.status_delay,
+            status_interval=config.status_interval,
+        )
+        self._refs.append(self.index)
+        kube_source = KubeSource.start(index=self.index, scopes=len(scopes))
+        self._refs.append(kube_source)
+        for bucket in BUCKETS:
+            source = KvSource.start(bucket=bucket, index=self.index)
+            self._refs.append(source)
+            self._watches.append(
+                BatchedWatch(
+                    self._bus,
+                    bucket=bucket,
+                    name=f"operator-{bucket}",
+                    deliver=_deliver_to(source),
+                    on_synced=_synced_to(source),
+                )
+            )
+
+        async def start_watches() -> None:
+            for watch in self._watches:
+                await watch.start()
+
+        self._loop_thread.run(start_watches(), timeout=30)
+        for scope in scopes:
+            watcher = ResourceWatcher(
+                client=self._kube,
+                resource=DEPLOYMENTS,
+                namespace=scope,
+                on_listed=KubeSource.listed(kube_source),
+                on_event=KubeSource.event(kube_source),
+                timeout_seconds=config.watch_timeout,
+                read_timeout=config.watch_read_timeout,
+            )
+            watcher.start()
+            self._watchers.append(watcher)
+        logger.info("operator started (namespaces: %s)", ", ".join(map(str, scopes)))
+
+    @property
+    def watchers(self) -> list[ResourceWatcher]:
+        return list(self._watchers)
+
+    def summary(self, *, timeout: float = 5.0) -> dict[str, Any]:
+        assert self.index is not None
+        result = self.index.ask(Query(), timeout=timeout)
+        assert isinstance(result, dict)
+        return result
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        for watcher in self._watchers:
+            watcher.stop(timeout=timeout)
+        self._watchers.clear()
+
+        async def stop_watches() -> None:
+            for watch in self._watches:
+                await watch.stop()
+
+        if self._watches:
+            self._loop_thread.run(stop_watches(), timeout=timeout)
+            self._watches.clear()
+        for ref in reversed(self._refs):
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.stop(timeout=timeout)
+        self._refs.clear()
+        if self._pool is not None:
+            self._pool.shutdown(timeout=timeout)
+            self._pool = None
+        if self._gateway is not None:
+            self._gateway.shutdown()
+            self._gateway = None
+        logger.info("operator stopped")

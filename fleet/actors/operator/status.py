@@ -1,0 +1,127 @@
+"""A Deployment's aggregate and the status a user sees with ``kubectl get fleetdep``.
+
+Every targeted device is in exactly one class, so ``targeted = running + pending +
+failed + unreachable`` holds by construction:
+
+* ``unreachable``: its last heartbeat is older than the liveness timeout (or it never
+  sent one). It counts only there, whatever it last reported;
+* ``running`` / ``failed``: its latest report says Running / Failed *for the desired
+  entry currently written for it* (the report's ``desired_revision`` equals the entry's
+  KV revision);
+* ``pending``: the rest (no entry yet, no report yet, a report about an older entry,
+  or any other phase).
+
+Pure: no I/O, no actors.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+from fleet.contracts import DeviceId, Phase
+
+Class = Literal["running", "pending", "failed", "unreachable"]
+CLASSES: Final[tuple[Class, ...]] = ("running", "pending", "failed", "unreachable")
+FAILING_MAX: Final = 10
+MESSAGE_MAX: Final = 256
+
+
+def classify(*, online: bool, revision: int | None, phase: Phase | None, reported: int) -> Class:
+    if not online:
+        return "unreachable"
+    if revision is None or phase is None or reported != revision:
+        return "pending"
+    if phase is Phase.RUNNING:
+        return "running"
+    if phase is Phase.FAILED:
+        return "failed"
+    return "pending"
+
+
+class Aggregate:
+    """Per-device classes and their counts, updated one device at a time."""
+
+    def __init__(self) -> None:
+        self._classes: dict[DeviceId, Class] = {}
+        self._counts: dict[Class, int] = dict.fromkeys(CLASSES, 0)
+        self.failed: set[DeviceId] = set()
+
+    def set(self, device: DeviceId, cls: Class) -> bool:
+        old = self._classes.get(device)
+        if old == cls:
+            return False
+        if old is not None:
+            self._counts[old] -= 1
+        self._classes[device] = cls
+        self._counts[cls] += 1
+        if cls == "failed":
+            self.failed.add(device)
+        else:
+            self.failed.discard(device)
+        return True
+
+    def remove(self, device: DeviceId) -> bool:
+        old = self._classes.pop(device, None)
+        if old is None:
+            return False
+        self._counts[old] -= 1
+        self.failed.discard(device)
+        return True
+
+    def clear(self) -> None:
+        self._classes.clear()
+        self._counts = dict.fromkeys(CLASSES, 0)
+        self.failed.clear()
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {"targeted": len(self._classes)}
+        for cls, count in self._counts.items():
+            counts[cls] = count
+        return counts
+
+    def failing(self, messages: Mapping[DeviceId, str | None]) -> list[dict[str, str]]:
+        """At most :data:`FAILING_MAX` failed devices, by id, with their messages."""
+        return [
+            {"device": str(d), "message": (messages.get(d) or "")[:MESSAGE_MAX]}
+            for d in heapq.nsmallest(FAILING_MAX, self.failed)
+        ]
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ready_condition(
+    *, status: str, reason: str, message: str, generation: int, previous: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The ``Ready`` condition; ``lastTransitionTime`` moves only when ``status`` does."""
+    since = now_rfc3339()
+    if previous is not None and previous.get("status") == status:
+        since = str(previous.get("lastTransitionTime") or since)
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    }
+
+
+def progress_condition(counts: Mapping[str, int], *, writing: int) -> tuple[str, str, str]:
+    """(status, reason, message) of Ready for a valid, owned, synced Deployment."""
+    targeted = counts["targeted"]
+    summary = (
+        f"{counts['running']}/{targeted} running, {counts['pending']} pending, "
+        f"{counts['failed']} failed, {counts['unreachable']} unreachable"
+    )
+    if writing:
+        return "False", "Writing", f"writing desired state for {writing} devices; {summary}"
+    if counts["running"] == targeted:
+        return "True", "AllRunning", summary
+    if counts["failed"]:
+        return "False", "DevicesFailing", summary
+    return "False", "Progressing", summary

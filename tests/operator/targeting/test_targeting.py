@@ -1,0 +1,48 @@
+"""Targeting: a Deployment's selector decides which devices get its desired entry."""
+
+from __future__ import annotations
+
+from fleet.contracts import Phase, decode_score
+
+from ..sim import SCORE, eventually
+
+
+def keys(fleet) -> set[str]:
+    return set(fleet.desired())
+
+
+def test_matching_devices_get_entries_and_aggregate(kube, fleet, start_operator) -> None:
+    fleet.join(["d1", "d2"], {"site": "paris"})
+    fleet.join(["d3"], {"site": "oslo"})
+    start_operator()
+    kube.create_deployment("ns", "web", selector={"matchLabels": {"site": "paris"}}, score=SCORE)
+
+    eventually(lambda: keys(fleet) == {"d1.web", "d2.web"})
+    entry = fleet.desired()["d1.web"]
+    assert decode_score(entry.value).containers[0].image == "localhost/busybox:test"
+    eventually(
+        lambda: (
+            kube.aggregate("ns", "web")
+            == {"targeted": 2, "running": 0, "pending": 2, "failed": 0, "unreachable": 0}
+        )
+    )
+
+    fleet.report(["d1", "d2"], "web", Phase.RUNNING)
+    eventually(lambda: kube.aggregate("ns", "web")["running"] == 2)
+    assert kube.ready("ns", "web")["status"] == "True"
+    assert kube.status("ns", "web")["observedGeneration"] == 1
+
+
+def test_relabel_retargets_both_ways(kube, fleet, start_operator) -> None:
+    fleet.join(["d1", "d2"], {"site": "paris"})
+    start_operator()
+    kube.create_deployment("ns", "web", selector={"matchLabels": {"site": "paris"}}, score=SCORE)
+    eventually(lambda: keys(fleet) == {"d1.web", "d2.web"})
+
+    fleet.info(["d2"], {"site": "oslo"})
+    eventually(lambda: keys(fleet) == {"d1.web"})
+    fleet.info(["d3"], {"site": "paris"})
+    fleet.beat(["d3"])
+    fleet.info(["d2"], {"site": "paris"})
+    eventually(lambda: keys(fleet) == {"d1.web", "d2.web", "d3.web"})
+    eventually(lambda: kube.aggregate("ns", "web")["targeted"] == 3)
