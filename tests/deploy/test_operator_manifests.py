@@ -1,0 +1,176 @@
+"""Shipping the operator: the kustomize base and the Helm chart render valid, identical objects.
+
+What a cluster admin runs is ``kubectl apply -k deploy/kustomize`` or ``helm install
+harmony-fleet-operator deploy/helm/harmony-fleet-operator -n fleet-system``; both must give
+the same, schema-valid objects, and the chart's values must reach ``fleet-operator`` as
+arguments it accepts.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from fleet.cli.operator import parse_args
+from tests.deploy.conftest import (
+    CHART,
+    DEPLOY,
+    KUSTOMIZE,
+    NAMESPACE,
+    RELEASE,
+    by_kind_name,
+)
+from tests.deploy.helm_lite import render_chart
+from tests.fixtures.nats import NatsServer
+
+# The oldest Kubernetes release still commonly run, and the newest the package ships.
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
+EXPECTED = {
+    ("Namespace", NAMESPACE),
+    ("CustomResourceDefinition", "deployments.fleet.nationtech.io"),
+    ("CustomResourceDefinition", "devices.fleet.nationtech.io"),
+    ("ServiceAccount", RELEASE),
+    ("ClusterRole", RELEASE),
+    ("ClusterRoleBinding", RELEASE),
+    ("Deployment", RELEASE),
+}
+
+
+def _operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = by_kind_name(objects)[("Deployment", RELEASE)]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_kustomize_base_renders_the_operator_and_its_namespace(
+    kustomize_objects: list[dict[str, Any]],
+) -> None:
+    assert set(by_kind_name(kustomize_objects)) == EXPECTED
+    for obj in kustomize_objects:
+        if obj["kind"] in ("ServiceAccount", "Deployment"):
+            assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("source", ["kustomize", "helm"])
+def test_every_object_validates_against_the_kubernetes_schemas(
+    source: str,
+    version: str,
+    kustomize_objects: list[dict[str, Any]],
+    chart_objects: list[dict[str, Any]],
+) -> None:
+    objects = kustomize_objects if source == "kustomize" else chart_objects
+    errors = []
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = "/".join(str(p) for p in exc.path)
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']} at {where}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+def test_chart_renders_the_same_objects_as_the_kustomize_base(
+    kustomize_objects: list[dict[str, Any]], chart_objects: list[dict[str, Any]]
+) -> None:
+    base = by_kind_name(kustomize_objects)
+    del base[("Namespace", NAMESPACE)]  # helm install --create-namespace makes it
+    chart = by_kind_name(chart_objects)
+    assert set(chart) == set(base)
+    for key, obj in chart.items():
+        assert obj == base[key], f"{key}: the chart and deploy/kustomize differ"
+
+
+@pytest.mark.parametrize(
+    "copy_dir", [CHART / "crds", KUSTOMIZE / "crds"], ids=["helm", "kustomize"]
+)
+def test_crd_copies_are_identical_to_deploy_crds(copy_dir: Any) -> None:
+    originals = {p.name: p.read_bytes() for p in (DEPLOY / "crds").glob("*.yaml")}
+    copies = {p.name: p.read_bytes() for p in copy_dir.glob("*.yaml")}
+    assert originals, "deploy/crds has no CRDs"
+    assert copies == originals, f"run: cp deploy/crds/*.yaml {copy_dir.relative_to(DEPLOY.parent)}/"
+
+
+def test_chart_values_reach_fleet_operator_as_arguments_it_accepts() -> None:
+    urls = ["nats://nats-a.example:4222", "tls://nats-b.example:4222"]
+    objects = render_chart(
+        CHART,
+        release=RELEASE,
+        namespace=NAMESPACE,
+        values={
+            "nats": {"urls": urls},
+            "watchNamespaces": ["edge", "lab"],
+            "livenessTimeoutSeconds": "45",
+            "extraArgs": ["--device-qps=20"],
+            "image": {"repository": "registry.example.com/fleet/operator", "tag": "0.1.0"},
+        },
+    )
+    container = _operator_container(objects)
+    assert container["image"] == "registry.example.com/fleet/operator:0.1.0"
+    args = parse_args(container["args"])
+    assert args.nats_url == urls
+    assert args.namespace == ["edge", "lab"]
+    assert args.liveness_timeout == 45.0
+    assert args.device_qps == 20.0
+
+
+def test_default_arguments_are_accepted_and_point_at_the_fleet_nats_release(
+    chart_objects: list[dict[str, Any]],
+) -> None:
+    args = parse_args(_operator_container(chart_objects)["args"])
+    nats_values = yaml.safe_load((DEPLOY / "nats" / "values.yaml").read_text())
+    assert nats_values["config"]["jetstream"]["enabled"] is True
+    assert nats_values["config"]["jetstream"]["fileStore"]["enabled"] is True
+    (url,) = args.nats_url
+    # The official chart names its client Service after the release: fleet-nats.
+    assert urlsplit(url).hostname == f"fleet-nats.{NAMESPACE}.svc"
+    assert args.namespace == []  # all namespaces
+
+
+def test_operator_pod_is_unprivileged_with_requests_and_probes(
+    chart_objects: list[dict[str, Any]],
+) -> None:
+    deployment = by_kind_name(chart_objects)[("Deployment", RELEASE)]
+    pod = deployment["spec"]["template"]["spec"]
+    container = _operator_container(chart_objects)
+    assert pod["serviceAccountName"] == RELEASE
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    assert container["readinessProbe"]["exec"]["command"]
+    assert container["livenessProbe"]["exec"]["command"]
+
+
+def _probe(command: list[str], port: int) -> subprocess.CompletedProcess[str]:
+    assert command[0] == "python"
+    return subprocess.run(
+        [sys.executable, *command[1:]],
+        env={"FLEET_NATS_PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+
+def test_probes_pass_only_while_connected_to_nats(
+    chart_objects: list[dict[str, Any]], nats_server: NatsServer
+) -> None:
+    container = _operator_container(chart_objects)
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        before = _probe(command, nats_server.port)
+        assert before.returncode != 0
+        assert f"no established connection to NATS port {nats_server.port}" in before.stderr
+        with socket.create_connection(("127.0.0.1", nats_server.port), timeout=5):
+            during = _probe(command, nats_server.port)
+        assert during.returncode == 0, during.stderr
