@@ -8,8 +8,11 @@ desired entry as soon as they see it, like agents would.
 Measures, from the moment the Deployments are created:
   * all N*D desired entries written,
   * every Deployment's status aggregate correct (running == targeted == N),
-and the operator's peak RSS (VmHWM) and CPU seconds. "Written" is read from the stream's
-message count (history 1: one message per live key).
+and the operator's and nats-server's peak RSS (VmHWM) and CPU seconds, this process's CPU
+seconds (the simulated devices), and the load average before and after (the machine is
+shared: compare runs made back to back). "Written" is read from the stream's message
+count (history 1: one message per live key). The devices publish and report through a
+:class:`~fleet.runtime.kv_publish.KvPublisher` so that they cost this machine little.
 
     .venv/bin/python benchmarks/operator_scale.py --devices 10000 --deployments 3
 """
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import datetime
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +56,7 @@ from fleet.contracts import (
 )
 from fleet.runtime.bus import Bus
 from fleet.runtime.kv import KvEntry
+from fleet.runtime.kv_publish import KvPublisher
 from fleet.runtime.natsserver import LocalNatsServer
 
 # FLEET_BENCH_OPERATOR="path/to/wrapper.py" runs the operator under a profiler wrapper.
@@ -74,14 +79,9 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
-async def bounded(coros: list, limit: int = 256) -> None:  # type: ignore[type-arg]
-    sem = asyncio.Semaphore(limit)
-
-    async def one(coro) -> None:  # type: ignore[no-untyped-def]
-        async with sem:
-            await coro
-
-    await asyncio.gather(*(one(c) for c in coros))
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def run(args: argparse.Namespace) -> dict[str, float]:
@@ -89,6 +89,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     store = tempfile.mkdtemp(prefix="bench-nats-")
     nats = LocalNatsServer(store_dir=Path(store))
     nats.start()
+    assert nats._proc is not None  # its pid, for /proc figures
+    nats_pid = nats._proc.pid
     emulator = subprocess.Popen(
         [sys.executable, "-m", "fleet.devtools.kube_emulator"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -103,14 +105,16 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     devices = [DeviceId(f"dev-{i:06d}") for i in range(n)]
     now = datetime.datetime.now(tz=datetime.UTC)
     t = time.monotonic()
-    await bounded([
-        bus.put(BUCKET_DEVICE_INFO, device_info_key(dev), encode_info(DeviceInfo(
+    publisher = KvPublisher(bus, in_flight=1024, timeout=30.0)
+    await publisher.write_many(BUCKET_DEVICE_INFO, [
+        (device_info_key(dev), encode_info(DeviceInfo(
             device_id=dev, labels={"fleet": "bench"}, inventory=INVENTORY,
             agent_version="0.1.0", updated_at=now)))
         for dev in devices
-    ] + [
-        bus.put(BUCKET_DEVICE_HEARTBEAT, device_heartbeat_key(dev),
-                encode_heartbeat(HeartbeatPayload(device_id=dev, at=now, seq=1)))
+    ])  # fmt: skip
+    await publisher.write_many(BUCKET_DEVICE_HEARTBEAT, [
+        (device_heartbeat_key(dev),
+         encode_heartbeat(HeartbeatPayload(device_id=dev, at=now, seq=1)))
         for dev in devices
     ])  # fmt: skip
     print(f"devices published: {n} info + {n} heartbeats in {time.monotonic() - t:.2f}s")
@@ -125,23 +129,33 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     seen: dict[str, int] = {}
     queue: asyncio.Queue[KvEntry] = asyncio.Queue()
 
+    arrivals: list[float] = []  # when the devices saw each desired entry
+    reported: list[float] = []  # when a batch of their reports was acknowledged
+
     def on_entry(entry: KvEntry) -> None:
         if not entry.deleted:
             seen[entry.key] = entry.revision
+            arrivals.append(time.monotonic())
             queue.put_nowait(entry)
 
-    async def reporter() -> None:  # 256 of these: the fleet's agents, reporting Running
-        while True:
-            entry = await queue.get()
-            dev, dep = parse_desired_state_key(entry.key)
-            state = DeploymentState(
-                device_id=dev, deployment=dep, phase=Phase.RUNNING,
-                desired_revision=entry.revision, message=None,
-                updated_at=datetime.datetime.now(tz=datetime.UTC),
-            )  # fmt: skip
-            await bus.put(BUCKET_DEVICE_STATE, device_state_key(dev, dep), encode_state(state))
+    def report(entry: KvEntry) -> tuple[str, bytes]:
+        dev, dep = parse_desired_state_key(entry.key)
+        state = DeploymentState(
+            device_id=dev, deployment=dep, phase=Phase.RUNNING,
+            desired_revision=entry.revision, message=None,
+            updated_at=datetime.datetime.now(tz=datetime.UTC),
+        )  # fmt: skip
+        return device_state_key(dev, dep), encode_state(state)
 
-    reporters = [asyncio.create_task(reporter()) for _ in range(256)]
+    async def reporter() -> None:  # the fleet's agents: report Running for what they see
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < 1000:
+                batch.append(queue.get_nowait())
+            await publisher.write_many(BUCKET_DEVICE_STATE, [report(e) for e in batch])
+            reported.append(time.monotonic())
+
+    reporters = [asyncio.create_task(reporter()) for _ in range(4)]
 
     watch = bus.watch(BUCKET_DESIRED_STATE, ">", name="bench-desired", on_entry=on_entry)
     api = kubernetes.client.CustomObjectsApi(
@@ -149,6 +163,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     )
     await asyncio.sleep(args.settle)  # let the operator start and sync
     names = [f"bench-{i}" for i in range(d)]
+    load_before = os.getloadavg()
+    cpu0 = {"operator": proc_stats(operator.pid)[1], "nats": proc_stats(nats_pid)[1],
+            "devices": self_cpu()}  # fmt: skip
     t0 = time.monotonic()
     for name in names:
         body = {
@@ -178,11 +195,26 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 print(f"all {d} aggregates correct (running == targeted == {n}): {correct:.2f}s")
                 break
         await asyncio.sleep(0.05)
+    if arrivals:
+        marks = [arrivals[min(len(arrivals) - 1, int(q * len(arrivals)))] - t0
+                 for q in (0.0, 0.1, 0.5, 0.9, 1.0)]  # fmt: skip
+        print("devices saw their entries (first, 10%, 50%, 90%, last): "
+              + ", ".join(f"{x:.2f}s" for x in marks)
+              + f"; their last report acknowledged at {max(reported) - t0:.2f}s")  # fmt: skip
     rss, cpu = proc_stats(operator.pid)
-    print(f"operator peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s")
+    nats_rss, nats_cpu = proc_stats(nats_pid)
+    devices_cpu = self_cpu() - cpu0["devices"]
+    load_after = os.getloadavg()
+    print(
+        f"operator peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s ({cpu - cpu0['operator']:.1f} s "
+        f"after the Deployments' creation); nats-server peak RSS {nats_rss:.0f} MiB, CPU "
+        f"{nats_cpu - cpu0['nats']:.1f} s; simulated devices CPU {devices_cpu:.1f} s; "
+        f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}"
+    )
     for task in reporters:
         task.cancel()
     await watch.stop()
+    await publisher.close()
     operator.terminate()
     operator.wait(timeout=30)
     await bus.close()
@@ -190,7 +222,12 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     emulator.stdin.close()
     emulator.wait(timeout=30)
     nats.stop()
-    return {"written": written or -1, "correct": correct or -1, "rss_mib": rss, "cpu_s": cpu}
+    return {
+        "written": written or -1, "correct": correct or -1, "rss_mib": rss, "cpu_s": cpu,
+        "cpu_after_create_s": cpu - cpu0["operator"], "nats_rss_mib": nats_rss,
+        "nats_cpu_s": nats_cpu - cpu0["nats"], "devices_cpu_s": devices_cpu,
+        "load": (load_before[0], load_after[0]),
+    }  # fmt: skip
 
 
 def main() -> int:

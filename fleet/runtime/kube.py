@@ -356,19 +356,24 @@ class KubeGateway:
         """Create the Device if ``create`` (409 is fine), then merge ``labels``/``status``.
 
         ``labels`` is a merge patch of ``metadata.labels`` (``None`` values remove a label).
+        A Device created here carries its labels already: two calls, not three (the
+        status subresource cannot be set on create).
         """
 
         def run() -> None:
+            created = False
             if create:
+                set_labels = {k: v for k, v in (labels or {}).items() if v is not None}
                 body = {
                     "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
                     "kind": "Device",
-                    "metadata": {"name": name},
+                    "metadata": {"name": name, "labels": set_labels},
                     "spec": dict(spec),
                 }
                 with contextlib.suppress(KubeConflict):
                     self.client.create(DEVICES, body=body)
-            if labels:
+                    created = True
+            if labels and not created:
                 self.client.patch(
                     DEVICES, namespace=None, name=name, body={"metadata": {"labels": dict(labels)}}
                 )

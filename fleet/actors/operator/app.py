@@ -28,7 +28,7 @@ from fleet.runtime.bus import Bus
 from fleet.runtime.kube import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
 from fleet.runtime.kube_watch import ResourceWatcher
 from fleet.runtime.kv import KvEntry
-from fleet.runtime.kv_batch import BatchedWatch, KvBatchWriter
+from fleet.runtime.kv_batch import BatchedWatch, KvBatchWriter, SnapshotRead
 from fleet.runtime.loop import EventLoopThread
 from fleet.runtime.pool import ActorPool
 from fleet.runtime.timers import LoopTimers
@@ -78,7 +78,8 @@ class Operator:
         self._pool: ActorPool | None = None
         self._gateway: KubeGateway | None = None
         self._refs: list[pykka.ActorRef[Any]] = []
-        self._watches: list[BatchedWatch] = []
+        self._watches: list[BatchedWatch | SnapshotRead] = []
+        self._writer: KvBatchWriter | None = None
         self._watchers: list[ResourceWatcher] = []
         self.index: pykka.ActorRef[Any] | None = None
         self.mirror: pykka.ActorRef[Any] | None = None
@@ -86,7 +87,7 @@ class Operator:
     def start(self) -> None:
         config = self.config
         timers = LoopTimers(self._loop_thread)
-        writer = KvBatchWriter(
+        writer = self._writer = KvBatchWriter(
             bus=self._bus, loop_thread=self._loop_thread, in_flight=config.write_in_flight
         )
         self._pool = ActorPool(workers=config.pool_workers, name="operator-devices")
@@ -115,8 +116,10 @@ class Operator:
         for bucket in BUCKETS:
             source = KvSource.start(bucket=bucket, index=self.index)
             self._refs.append(source)
+            # desired-state is read once: the operator is its writer (docs/operator.md).
+            reader = SnapshotRead if bucket == BUCKET_DESIRED_STATE else BatchedWatch
             self._watches.append(
-                BatchedWatch(
+                reader(
                     self._bus,
                     bucket=bucket,
                     name=f"operator-{bucket}",
@@ -176,4 +179,8 @@ class Operator:
         if self._gateway is not None:
             self._gateway.shutdown()
             self._gateway = None
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # the loop or NATS already gone
+                self._writer.close(timeout=timeout)
+            self._writer = None
         logger.info("operator stopped")

@@ -24,9 +24,11 @@ from typing import Any
 
 import pykka
 
-from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER, DeviceId
+from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER, DeploymentName, DeviceId
+from fleet.errors import ContractError
 from fleet.runtime.kube import KubeObject
-from fleet.runtime.kv_batch import WriteResult
+from fleet.runtime.kv import KvEntry
+from fleet.runtime.kv_publish import WriteResult
 from fleet.runtime.loop import tell_when_done
 from fleet.runtime.timers import TimerPort
 
@@ -51,9 +53,11 @@ class DeploymentActor(pykka.ThreadingActor):
         status_delay: float = 0.1,
         status_interval: float = 0.5,
         retry_delay: float = 1.0,
+        index: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
         self.key = key
+        self._index = index
         self._writer = writer
         self._api = api
         self._timers = timers
@@ -70,6 +74,9 @@ class DeploymentActor(pykka.ThreadingActor):
         self._observed: dict[DeviceId, tuple[int, bytes]] = {}
         self._reports: dict[DeviceId, m.Report] = {}
         self._inflight: set[DeviceId] = set()
+        self._tombstones: dict[DeviceId, int] = {}  # revision of the delete it last saw
+        self._verifying: set[DeviceId] = set()  # a re-read of its entry is in flight
+        self._suspects: set[DeviceId] = set()  # a re-read failed: again on Retry
         self._dirty: set[DeviceId] = set()
         self._agg = Aggregate()
         self._retry_armed = False
@@ -146,6 +153,94 @@ class DeploymentActor(pykka.ThreadingActor):
             else:
                 self._reports[report.device] = report
         self._reclassify(r.device for r in msg.reports)
+        self._verify([r.device for r in msg.reports if self._foreign(r.device)])
+
+    # -- writes by others ----------------------------------------------------------------
+    # The operator does not watch desired-state (it would read back every write it made).
+    # A write by anyone else shows in the device's report: a desired_revision newer than
+    # any revision this actor wrote or saw for that key. Then it re-reads the key and
+    # repairs it like any other difference.
+
+    def _foreign(self, device: DeviceId) -> bool:
+        report = self._reports.get(device)
+        if report is None or device in self._inflight or device in self._verifying:
+            return False
+        observed = self._observed.get(device)
+        known = max(observed[0] if observed is not None else 0, self._tombstones.get(device, 0))
+        return report.desired_revision > known
+
+    def _verify(self, devices: list[DeviceId]) -> None:
+        if not devices or self._obj is None:
+            return
+        name = self._obj.name
+        self._verifying.update(devices)
+        self._suspects.difference_update(devices)
+        future = self._writer.get_many(BUCKET_DESIRED_STATE, [f"{d}.{name}" for d in devices])
+
+        def done(results: list[KvEntry | BaseException | None]) -> m.Verified:
+            read: list[tuple[DeviceId, int, bytes | None]] = []
+            errors = []
+            for device, result in zip(devices, results, strict=True):
+                if isinstance(result, BaseException):
+                    errors.append(result)
+                    read.append((device, -1, None))
+                elif result is None:
+                    read.append((device, 0, None))
+                else:
+                    read.append((device, result.revision, bytes(result.value)))
+            return m.Verified(entries=tuple(read), error=repr(errors[0]) if errors else None)
+
+        tell_when_done(
+            future,
+            self.actor_ref,
+            on_result=done,
+            on_error=lambda exc: m.Verified(
+                entries=tuple((d, -1, None) for d in devices), error=repr(exc)
+            ),
+        )
+
+    def _on_verified(self, msg: m.Verified) -> None:
+        seen: list[m.DesiredEntry] = []
+        for device, revision, value in msg.entries:
+            self._verifying.discard(device)
+            if revision < 0:  # could not read it: try again later
+                self._suspects.add(device)
+                continue
+            report = self._reports.get(device)
+            reported = report.desired_revision if report is not None else 0
+            current = self._observed.get(device)
+            if value is None:  # deleted by someone else (at or after the reported revision)
+                self._observed.pop(device, None)
+                self._tombstones[device] = max(reported, self._tombstones.get(device, 0))
+            elif current is None or current[0] < revision:
+                self._observed[device] = (revision, value)
+            else:
+                continue
+            logger.info(
+                "deployment %s/%s: desired-state entry of %s changed by another writer "
+                "(now %s); reconciling it",
+                *self.key,
+                device,
+                f"revision {revision}" if value is not None else "deleted",
+            )
+            name = self._wire_name()
+            if name is not None:
+                seen.append(
+                    m.DesiredEntry(device=device, deployment=name, revision=revision, value=value)
+                )
+            self._dirty.add(device)
+        if msg.error is not None:
+            logger.warning(
+                "deployment %s/%s: re-reading desired-state entries failed (%s); retrying in %.1fs",
+                *self.key,
+                msg.error,
+                self._retry_delay,
+            )
+            self._arm_retry()
+        if seen and self._index is not None:
+            self._index.tell(m.DesiredWritten(entries=tuple(seen)))
+        self._reclassify(d for d, _, _ in msg.entries)
+        self._reconcile()
 
     def _on_targets(self, msg: m.TargetChanges) -> None:
         for device, online in msg.added:
@@ -208,7 +303,7 @@ class DeploymentActor(pykka.ThreadingActor):
         puts: list[DeviceId] = []
         deletes: list[DeviceId] = []
         for device in list(self._dirty):
-            if device in self._inflight:
+            if device in self._inflight or device in self._verifying:
                 continue
             self._dirty.discard(device)
             observed = self._observed.get(device)
@@ -254,9 +349,12 @@ class DeploymentActor(pykka.ThreadingActor):
         keys = [f"{d}.{name}" for d in devices]  # the same key desired_state_key makes
         future = self._writer.delete_many(BUCKET_DESIRED_STATE, keys)
 
-        def done(results: list[BaseException | None]) -> m.WritesDone:
-            deletes = tuple((d, r is None) for d, r in zip(devices, results, strict=True))
-            errors = [r for r in results if r is not None]
+        def done(results: list[WriteResult]) -> m.WritesDone:
+            deletes = tuple(
+                (d, r if isinstance(r, int) else None)
+                for d, r in zip(devices, results, strict=True)
+            )
+            errors = [r for r in results if not isinstance(r, int)]
             return m.WritesDone(puts=(), deletes=deletes, error=repr(errors[0]) if errors else None)
 
         tell_when_done(
@@ -264,28 +362,40 @@ class DeploymentActor(pykka.ThreadingActor):
             self.actor_ref,
             on_result=done,
             on_error=lambda exc: m.WritesDone(
-                puts=(), deletes=tuple((d, False) for d in devices), error=repr(exc)
+                puts=(), deletes=tuple((d, None) for d in devices), error=repr(exc)
             ),
         )
 
     def _on_writes_done(self, msg: m.WritesDone) -> None:
         failed = False
+        written: list[m.DesiredEntry] = []
+        name = self._wire_name()
         for device, value, revision in msg.puts:
             self._inflight.discard(device)
             if revision is None:
                 failed = True
                 self._dirty.add(device)
                 continue
+            self._tombstones.pop(device, None)
             current = self._observed.get(device)
             if current is None or current[0] < revision:
                 self._observed[device] = (revision, value)
-        for device, ok in msg.deletes:
+            if name is not None:
+                written.append(m.DesiredEntry(device=device, deployment=name,
+                                              revision=revision, value=value))  # fmt: skip
+        for device, marker in msg.deletes:
             self._inflight.discard(device)
-            if ok:
+            if marker is not None:
                 self._observed.pop(device, None)
+                self._tombstones[device] = marker
+                if name is not None:
+                    written.append(m.DesiredEntry(device=device, deployment=name,
+                                                  revision=marker, value=None))  # fmt: skip
             else:
                 failed = True
                 self._dirty.add(device)
+        if written and self._index is not None:
+            self._index.tell(m.DesiredWritten(entries=tuple(written)))
         if failed:
             logger.warning(
                 "deployment %s/%s: desired-state writes failed (%s); retrying in %.1fs",
@@ -293,14 +403,30 @@ class DeploymentActor(pykka.ThreadingActor):
                 msg.error,
                 self._retry_delay,
             )
-            if not self._retry_armed:
-                self._retry_armed = True
-                self._timers.tell_later(self.actor_ref, m.Retry(), delay=self._retry_delay)
+            self._arm_retry()
         self._reclassify(d for d, _, _ in msg.puts)
+        # Reports that came while the write was in flight are checked now.
+        done = [d for d, _, _ in msg.puts] + [d for d, _ in msg.deletes]
+        self._verify([d for d in done if self._foreign(d)])
         self._reconcile()
+
+    def _wire_name(self) -> DeploymentName | None:
+        if self._spec is not None:
+            return self._spec.name
+        try:
+            return DeploymentName.try_new(self._obj.name) if self._obj is not None else None
+        except ContractError:
+            return None
+
+    def _arm_retry(self) -> None:
+        if not self._retry_armed:
+            self._retry_armed = True
+            self._timers.tell_later(self.actor_ref, m.Retry(), delay=self._retry_delay)
 
     def _on_retry(self, _msg: m.Retry) -> None:
         self._retry_armed = False
+        if self._suspects:
+            self._verify(list(self._suspects))
         if self._obj is not None and not self._deleting and FINALIZER not in self._obj.finalizers:
             self._set_finalizer(present=True)
         self._reconcile()
@@ -401,7 +527,8 @@ class DeploymentActor(pykka.ThreadingActor):
         else:
             cond = progress_condition(counts, writing=len(self._inflight))
         status, reason, text = cond
-        messages = {d: r.message for d, r in self._reports.items() if d in self._agg.failed}
+        reports = self._reports
+        messages = {d: reports[d].message for d in self._agg.failed if d in reports}
         return {
             "observedGeneration": generation,
             "aggregate": counts,
@@ -427,6 +554,7 @@ _HANDLERS: dict[type, Any] = {
     m.Retarget: DeploymentActor._on_retarget,
     m.Liveness: DeploymentActor._on_liveness,
     m.WritesDone: DeploymentActor._on_writes_done,
+    m.Verified: DeploymentActor._on_verified,
     m.Retry: DeploymentActor._on_retry,
     m.FinalizerDone: DeploymentActor._on_finalizer_done,
     m.Flush: DeploymentActor._on_flush,

@@ -12,6 +12,7 @@ Kubernetes itself.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -23,6 +24,7 @@ from fleet.runtime.pool import ActorPool
 from fleet.runtime.pooled import PooledActor
 
 from . import messages as m
+from .status import rfc3339
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ class DeviceActor(PooledActor):
         self.device = device
         self._mirror = mirror
         self._info: DeviceInfo | None = None
-        self._beat: str | None = None
+        self._beat: datetime.datetime | None = None
         self._online = False
         self._phases: dict[DeploymentName, m.Report] = {}
         self._announced = False
@@ -85,13 +87,13 @@ class DeviceActor(PooledActor):
                     "phase": str(r.phase),
                     "desiredRevision": r.desired_revision,
                     "message": r.message or "",
-                    "updatedAt": r.updated_at,
+                    "updatedAt": rfc3339(r.updated_at) if r.updated_at is not None else "",
                 }
                 for name, r in sorted(self._phases.items())
             ],
         }
         if self._beat is not None:
-            status["lastHeartbeat"] = self._beat
+            status["lastHeartbeat"] = rfc3339(self._beat)
         return m.MirrorDevice(
             device=self.device,
             labels=tuple(sorted(info.labels.items())),

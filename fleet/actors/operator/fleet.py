@@ -20,6 +20,7 @@ What it must never do: block, or send a Deployment actor deltas before its ``Act
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections import defaultdict
@@ -32,6 +33,8 @@ from fleet.contracts import BUCKET_DESIRED_STATE, DeploymentName, DeviceId, desi
 from fleet.errors import SpecError
 from fleet.runtime.index import ActorIndex
 from fleet.runtime.kube import KubeObject
+from fleet.runtime.kv_publish import WriteResult
+from fleet.runtime.loop import tell_when_done
 from fleet.runtime.pool import ActorPool
 from fleet.runtime.timers import TimerPort
 
@@ -98,6 +101,9 @@ class FleetIndex(pykka.ThreadingActor):
         self._reports: defaultdict[DeploymentName, dict[DeviceId, m.Report]] = defaultdict(dict)
         self._labels: dict[DeviceId, Mapping[str, str]] = {}
         self._beats: dict[DeviceId, float] = {}
+        # (beat time, device) for every beat seen, oldest first: the liveness sweep pops
+        # only beats older than the timeout instead of scanning the whole fleet each tick.
+        self._expiring: list[tuple[float, DeviceId]] = []
         self._online: set[DeviceId] = set()
         self.devices: ActorIndex[DeviceId] = ActorIndex(name="devices")
 
@@ -141,6 +147,7 @@ class FleetIndex(pykka.ThreadingActor):
                 timers=self._timers,
                 status_delay=self._status_delay,
                 status_interval=self._status_interval,
+                index=self.actor_ref,
             )
             record = self._records[key] = _Record(key, ref, obj)
         old_selector = record.spec.selector if record.spec is not None else None
@@ -250,12 +257,34 @@ class FleetIndex(pykka.ThreadingActor):
         return record if record is not None and record.active else None
 
     def _delete_orphans(self, name: str, entries: Iterable[m.DesiredEntry]) -> None:
-        keys = [desired_state_key(e.device, e.deployment) for e in entries if e.value is not None]
-        if not keys:
+        live = [e for e in entries if e.value is not None]
+        if not live:
             return
-        logger.info("deleting %d orphaned desired-state entries of deployment %s", len(keys), name)
+        logger.info("deleting %d orphaned desired-state entries of deployment %s", len(live), name)
+        keys = [desired_state_key(e.device, e.deployment) for e in live]
         future = self._writer.delete_many(BUCKET_DESIRED_STATE, keys)
-        future.add_done_callback(_log_orphan_failure)
+
+        def done(results: list[WriteResult]) -> m.DesiredWritten:
+            errors = [r for r in results if not isinstance(r, int)]
+            if errors:
+                logger.warning(
+                    "deleting %d orphaned desired-state entries of %s failed: %r",
+                    len(errors), name, errors[0],
+                )  # fmt: skip
+            gone = [(e, r) for e, r in zip(live, results, strict=True) if isinstance(r, int)]
+            return m.DesiredWritten(
+                entries=tuple(
+                    m.DesiredEntry(device=e.device, deployment=e.deployment, revision=r, value=None)
+                    for e, r in gone
+                )
+            )
+
+        tell_when_done(
+            future,
+            self.actor_ref,
+            on_result=done,
+            on_error=lambda exc: _orphans_failed(name, exc),
+        )
 
     # -- bucket entries ----------------------------------------------------------------------
 
@@ -273,6 +302,13 @@ class FleetIndex(pykka.ThreadingActor):
                 owner.ref.tell(m.DesiredSeen(entries=tuple(entries)))
             elif self.synced and name not in self._owners:
                 self._delete_orphans(name, entries)
+
+    def _on_written(self, msg: m.DesiredWritten) -> None:
+        for entry in msg.entries:
+            if entry.value is None:
+                self._desired[entry.deployment].pop(entry.device, None)
+            else:
+                self._desired[entry.deployment][entry.device] = entry
 
     def _on_reports(self, msg: m.ReportsSeen) -> None:
         by_name: defaultdict[DeploymentName, list[m.Report]] = defaultdict(list)
@@ -325,12 +361,14 @@ class FleetIndex(pykka.ThreadingActor):
     def _on_beats(self, msg: m.BeatsSeen) -> None:
         now = time.time()
         back: list[DeviceId] = []
-        for device, at, text in msg.beats:
-            if not text:
+        for device, at, when in msg.beats:
+            if when is None:
                 self._beats.pop(device, None)
+                heapq.heappush(self._expiring, (0.0, device))  # silent from now on
                 continue
             self._beats[device] = at
-            self._device(device).tell(m.DeviceBeat(at=text))
+            heapq.heappush(self._expiring, (at, device))
+            self._device(device).tell(m.DeviceBeat(at=when))
             if self.synced and device not in self._online and now - at <= self._timeout:
                 self._online.add(device)
                 back.append(device)
@@ -340,10 +378,15 @@ class FleetIndex(pykka.ThreadingActor):
     def _on_tick(self, _msg: m.Tick) -> None:
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
         now = time.time()
-        gone = [d for d in self._online if now - self._beats.get(d, 0.0) > self._timeout]
+        gone: dict[DeviceId, None] = {}  # ordered, and a device once however many beats
+        expiring = self._expiring
+        while expiring and now - expiring[0][0] > self._timeout:
+            at, device = heapq.heappop(expiring)
+            if device in self._online and self._beats.get(device, 0.0) == at:  # no newer beat
+                gone[device] = None
         if gone:
             self._online.difference_update(gone)
-            self._broadcast_liveness(online=[], offline=gone)
+            self._broadcast_liveness(online=[], offline=list(gone))
 
     def _broadcast_liveness(self, *, online: list[DeviceId], offline: list[DeviceId]) -> None:
         for device in online:
@@ -402,9 +445,9 @@ class FleetIndex(pykka.ThreadingActor):
         }
 
 
-def _log_orphan_failure(future: Any) -> None:
-    if future.exception() is not None:
-        logger.warning("deleting orphaned desired-state entries failed: %r", future.exception())
+def _orphans_failed(name: str, exc: BaseException) -> m.DesiredWritten:
+    logger.warning("deleting orphaned desired-state entries of %s failed: %r", name, exc)
+    return m.DesiredWritten(entries=())
 
 
 class Query(m.Msg, frozen=True, kw_only=True):
@@ -415,6 +458,7 @@ _HANDLERS: dict[type, Any] = {
     m.DeploymentsListed: FleetIndex._on_listed,
     m.DeploymentEvent: FleetIndex._on_event,
     m.DesiredSeen: FleetIndex._on_desired,
+    m.DesiredWritten: FleetIndex._on_written,
     m.ReportsSeen: FleetIndex._on_reports,
     m.InfosSeen: FleetIndex._on_infos,
     m.BeatsSeen: FleetIndex._on_beats,

@@ -11,6 +11,7 @@ index -> device actors: ``DeviceInfoSeen``, ``DeviceBeat``, ``DeviceOnline``,
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -60,7 +61,7 @@ class Report(Msg, frozen=True, kw_only=True):
     phase: Phase | None  # None: the report was deleted
     desired_revision: int
     message: str | None
-    updated_at: str
+    updated_at: datetime.datetime | None  # formatted only when a Device is written
 
 
 class ReportsSeen(Msg, frozen=True, kw_only=True):
@@ -72,7 +73,7 @@ class InfosSeen(Msg, frozen=True, kw_only=True):
 
 
 class BeatsSeen(Msg, frozen=True, kw_only=True):
-    beats: tuple[tuple[DeviceId, float, str], ...]  # (device, epoch seconds, RFC 3339)
+    beats: tuple[tuple[DeviceId, float, datetime.datetime | None], ...]  # None: deleted
 
 
 class DeploymentsListed(Msg, frozen=True, kw_only=True):
@@ -127,7 +128,20 @@ class Liveness(Msg, frozen=True, kw_only=True):
 
 class WritesDone(Msg, frozen=True, kw_only=True):
     puts: tuple[tuple[DeviceId, bytes, int | None], ...]  # (device, value, revision|None=failed)
-    deletes: tuple[tuple[DeviceId, bool], ...]  # (device, ok)
+    deletes: tuple[tuple[DeviceId, int | None], ...]  # (device, marker revision|None=failed)
+    error: str | None
+
+
+class DesiredWritten(Msg, frozen=True, kw_only=True):
+    """A Deployment actor's completed writes, so the fleet index's picture stays current."""
+
+    entries: tuple[DesiredEntry, ...]
+
+
+class Verified(Msg, frozen=True, kw_only=True):
+    """Desired entries re-read after a report named a revision the actor did not write."""
+
+    entries: tuple[tuple[DeviceId, int, bytes | None], ...]  # (device, revision, value|None)
     error: str | None
 
 
@@ -156,7 +170,7 @@ class DeviceInfoSeen(Msg, frozen=True, kw_only=True):
 
 
 class DeviceBeat(Msg, frozen=True, kw_only=True):
-    at: str
+    at: datetime.datetime
 
 
 class DeviceOnline(Msg, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ What it must never do: block, or let its backlog grow beyond one entry per devic
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import time
@@ -128,7 +129,9 @@ class DeviceMirror(pykka.ThreadingActor):
             self._qps * max(self._tick, 0.2), self._tokens + (now - self._last) * self._qps
         )
         self._last = now
-        for device in list(self._dirty):
+        # Look at no more devices than this tick could pull (the backlog may be the fleet).
+        scan = int(self._tokens) + len(self._inflight) + len(self._pulled) + 1
+        for device in list(itertools.islice(self._dirty, scan)):
             busy = len(self._inflight) + len(self._pulled)
             if self._tokens < 1 or busy >= self._max_inflight:
                 break

@@ -11,7 +11,8 @@ import concurrent.futures
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from fleet.runtime.kv_batch import WriteResult
+from fleet.runtime.kv import KvEntry
+from fleet.runtime.kv_publish import WriteResult
 
 
 class KvWriterPort(Protocol):
@@ -21,7 +22,11 @@ class KvWriterPort(Protocol):
 
     def delete_many(
         self, bucket: str, keys: Sequence[str]
-    ) -> concurrent.futures.Future[list[BaseException | None]]: ...
+    ) -> concurrent.futures.Future[list[WriteResult]]: ...
+
+    def get_many(
+        self, bucket: str, keys: Sequence[str]
+    ) -> concurrent.futures.Future[list[KvEntry | BaseException | None]]: ...
 
 
 class DeploymentApiPort(Protocol):

@@ -42,10 +42,6 @@ from . import messages as m
 logger = logging.getLogger(__name__)
 
 
-def _rfc3339(at: datetime.datetime) -> str:
-    return at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _skip(entry: KvEntry, exc: Exception) -> None:
     logger.warning(
         "skipping malformed entry %s/%s (revision %d): %s",
@@ -84,7 +80,7 @@ def _reports(entries: tuple[KvEntry, ...]) -> m.Msg:
                         phase=None,
                         desired_revision=-1,
                         message=None,
-                        updated_at="",
+                        updated_at=None,
                     )
                 )
                 continue
@@ -103,7 +99,7 @@ def _reports(entries: tuple[KvEntry, ...]) -> m.Msg:
                 phase=state.phase,
                 desired_revision=state.desired_revision,
                 message=state.message,
-                updated_at=_rfc3339(state.updated_at),
+                updated_at=state.updated_at,
             )
         )
     return m.ReportsSeen(reports=tuple(out))
@@ -127,18 +123,18 @@ def _infos(entries: tuple[KvEntry, ...]) -> m.Msg:
 
 
 def _beats(entries: tuple[KvEntry, ...]) -> m.Msg:
-    out: list[tuple[DeviceId, float, str]] = []
+    out: list[tuple[DeviceId, float, datetime.datetime | None]] = []
     for e in entries:
         try:
             device = parse_device_heartbeat_key(e.key)
             if e.deleted:
-                out.append((device, 0.0, ""))
+                out.append((device, 0.0, None))
                 continue
             beat = decode_heartbeat(e.value)
         except ContractError as exc:
             _skip(e, exc)
             continue
-        out.append((device, beat.at.timestamp(), _rfc3339(beat.at)))
+        out.append((device, beat.at.timestamp(), beat.at))
     return m.BeatsSeen(beats=tuple(out))
 
 

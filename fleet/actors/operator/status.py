@@ -90,8 +90,12 @@ class Aggregate:
         ]
 
 
+def rfc3339(at: datetime.datetime) -> str:
+    return at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.datetime.now(tz=datetime.UTC))
 
 
 def ready_condition(
