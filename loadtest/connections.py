@@ -1,0 +1,80 @@
+"""NATS connections for simulated devices: one per device, or one shared by many.
+
+Why it exists: a real device has its own connection, and the swarm does the same while
+the machine allows it. Here ``ulimit -n`` is 20,000 per process and one nats-server
+stopped accepting at ~19,990 connections, so past that the swarm *multiplexes*: device
+``n`` of a process uses connection ``n // devices_per_connection``. On the wire nothing
+else changes (each device keeps its own subscription, keys and payloads), but the
+server sees fewer connections than devices, and a connection's outage hits all of its
+devices at once. docs/loadtest.md says when to use which.
+
+What it must never do: be used from a thread other than its loop's, or hand out a
+connection before it is connected and its buckets are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from fleet.runtime.bus import Bus
+
+
+class ConnectionPool:
+    """Hands out :class:`Bus` connections, ``devices_per_connection`` devices each."""
+
+    def __init__(
+        self,
+        *,
+        urls: Sequence[str],
+        devices_per_connection: int,
+        name: str,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        if devices_per_connection < 1:
+            raise ValueError(f"devices_per_connection must be >= 1, got {devices_per_connection}")
+        self._urls = list(urls)
+        self._per = devices_per_connection
+        self._name = name
+        self._timeout = connect_timeout
+        self._buses: dict[int, asyncio.Task[Bus]] = {}
+
+    @property
+    def connections(self) -> int:
+        return len(self._buses)
+
+    async def bus_for(self, index: int) -> Bus:
+        """The connection for the ``index``-th device of this process (made on first use)."""
+        group = index // self._per
+        task = self._buses.get(group)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._connect(group), name=f"connect-{self._name}-{group}"
+            )
+            self._buses[group] = task
+        return await asyncio.shield(task)
+
+    async def _connect(self, group: int) -> Bus:
+        bus = Bus(urls=self._urls, name=f"{self._name}-{group}")
+        await bus.start()
+        try:
+            await bus.wait_connected(timeout=self._timeout)
+            await bus.ensure_buckets()
+        except BaseException:
+            await bus.close()
+            del self._buses[group]
+            raise
+        return bus
+
+    async def close(self) -> None:
+        tasks = list(self._buses.values())
+        self._buses.clear()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        for task in tasks:
+            try:
+                bus = await task
+            except (asyncio.CancelledError, Exception):  # never came up: nothing to close
+                continue
+            await bus.close()

@@ -1,0 +1,146 @@
+"""Locust users that are simulated fleet devices.
+
+Each user is one device (:class:`loadtest.device.SimulatedDevice`): the user's start is
+the device's boot (info written, desired-state feed followed, heartbeats every
+``--heartbeat-interval`` seconds), the user's stop is the device's power-off. The device
+itself runs on the process's asyncio loop (:mod:`loadtest.bridge`): its heartbeats and
+rollouts (Pending -> Pulling -> Starting -> Running, or Failed) never cross to gevent,
+because at 10,000 devices per process every crossing counts; only its measurements do,
+in batches. The user's greenlet sleeps until the run ends.
+
+What locust's statistics (web UI, ``--csv``) show:
+
+* ``KV put  heartbeat``: heartbeat round trip (put to the server's ack);
+* ``device  desired->Running`` / ``desired->Failed``: from the moment the device saw a
+  desired-state entry to the server's ack of its final report (includes the configured
+  Pending/Pulling/Starting delays);
+* ``KV put  device-state`` / ``device-info``: each report's put latency (a failure here is a
+  swarm failure: the server refused or did not answer).
+
+Run it through ``loadtest/run`` (which also starts NATS, the Kubernetes API emulator
+and the operator), or on its own against a running system::
+
+    locust -f loadtest/locustfile.py --headless -u 1000 -r 200 --run-time 60s \
+        --nats-url nats://127.0.0.1:4222 --swarm-id load1
+
+Scale out with ``--processes N`` (one loop thread per process) or locust's distributed
+mode (``--master`` / ``--worker``): options given to the master reach every worker.
+
+What it must never do: start the bridge at import (locust forks after importing this).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import gevent.lock
+from locust import User, events, task
+from locust.runners import WorkerRunner
+
+if __package__ in (None, ""):  # run by path (locust -f loadtest/locustfile.py): find the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from loadtest.device import DeviceBehaviour, SimulatedDevice
+from loadtest.plan import MOVED, RING_LABEL, SWARM_LABEL
+from loadtest.swarm import Swarm, SwarmSettings
+
+logging.getLogger("fleet.runtime.bus").setLevel(logging.WARNING)  # one line per connection
+logging.getLogger("fleet.runtime.desired_feed").setLevel(logging.INFO)  # a feed retrying matters
+
+_swarm: Swarm | None = None
+_swarm_lock = gevent.lock.Semaphore()
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    add = parser.add_argument
+    add("--nats-url", default="nats://127.0.0.1:4222", help="NATS server URL(s), comma-separated")
+    add("--swarm-id", default="load", help="device id prefix and value of the swarm label")
+    add("--device-labels", default="", help="extra labels for every device: k=v,k2=v2")
+    add("--devices-per-connection", type=int, default=1, help="devices sharing one NATS connection")
+    add("--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeats")
+    add("--pending-s", type=float, default=0.05, help="seconds from Pending to Pulling")
+    add("--pulling-s", type=float, default=0.3, help="seconds from Pulling to Starting")
+    add("--starting-s", type=float, default=0.1, help="seconds from Starting to Running")
+    add("--failure-rate", type=float, default=0.0, help="fraction of rollouts that end Failed")
+    add("--silent-rate", type=float, default=0.0, help="fraction of devices that go silent")
+    add("--relabel-rate", type=float, default=0.0, help="fraction of devices that relabel")
+    add("--churn-after", type=float, default=10.0, help="seconds after start when churn happens")
+    add("--seed", type=int, default=0, help="seed of every device's random choices")
+
+
+def settings_from(options: Any) -> SwarmSettings:
+    labels = {SWARM_LABEL: options.swarm_id, RING_LABEL: "main"}
+    for pair in filter(None, (options.device_labels or "").split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--device-labels: {pair!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return SwarmSettings(
+        nats_urls=tuple(u.strip() for u in options.nats_url.split(",") if u.strip()),
+        prefix=options.swarm_id,
+        labels=labels,
+        devices_per_connection=options.devices_per_connection,
+        behaviour=DeviceBehaviour(
+            heartbeat_interval_s=options.heartbeat_interval,
+            pending_s=options.pending_s,
+            pulling_s=options.pulling_s,
+            starting_s=options.starting_s,
+            failure_rate=options.failure_rate,
+            silent_rate=options.silent_rate,
+            relabel_rate=options.relabel_rate,
+            churn_after_s=options.churn_after,
+            relabel_to=(RING_LABEL, MOVED),
+        ),
+        seed=options.seed,
+    )
+
+
+def swarm_of(environment: Any) -> Swarm:
+    """This process's swarm, built on first use (after locust forked the process)."""
+    global _swarm  # noqa: PLW0603 -- one swarm per process is the point
+    with _swarm_lock:
+        if _swarm is None:
+            runner = environment.runner
+            index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+            swarm = Swarm(
+                settings=settings_from(environment.parsed_options),
+                environment=environment,
+                process_index=index,
+            )
+            swarm.start()
+            _swarm = swarm
+        return _swarm
+
+
+@events.quitting.add_listener
+def _close(environment: Any, **_kwargs: Any) -> None:
+    if _swarm is not None:
+        _swarm.close()
+
+
+class SimulatedDeviceUser(User):
+    """One simulated device: started with the user, stopped with it."""
+
+    swarm: Swarm
+    device: SimulatedDevice
+
+    def wait_time(self) -> float:
+        return 60.0
+
+    def on_start(self) -> None:
+        self.swarm = swarm_of(self.environment)
+        n, device_id = self.swarm.next_device_id()
+        self.device = self.swarm.bridge.call(self.swarm.start_device, n, device_id, timeout=300)
+
+    def on_stop(self) -> None:
+        device = getattr(self, "device", None)
+        if device is not None and self.swarm.bridge.running:
+            self.swarm.bridge.submit(self.swarm.stop_device, device)  # not awaited: quitting closes
+
+    @task
+    def live(self) -> None:
+        """Nothing to do on the greenlet: the device lives on the loop."""

@@ -1,0 +1,165 @@
+"""The load run's data plane and what the run writes: NATS, the Deployments, a fault.
+
+Why it exists: ``loadtest/run`` needs a nats-server with the buckets and a connection of
+its own (to time the rollout and to check), the Deployments it applies (their selectors
+exercise ``matchLabels``, ``In``/``NotIn`` and ``Exists``), and, for the negative check,
+one deliberately wrong report. Each lives here so the run reads as its steps.
+
+What it must never do: write anything but the run's own Deployments (namespace
+``fleet-load``) and, when a fault is asked for, the one injected report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_STATE,
+    CRD_GROUP,
+    CRD_VERSION,
+    KIND_DEPLOYMENT,
+    PLURAL_DEPLOYMENTS,
+    DeploymentState,
+    Phase,
+    decode_state,
+    encode_state,
+)
+from fleet.runtime.bus import Bus
+from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.natsserver import LocalNatsServer
+
+SWARM_LABEL = "fleet.load/swarm"
+RING_LABEL = "fleet.load/ring"
+MOVED = "moved"  # the ring a relabeled device moves to (see DeviceBehaviour.relabel_to)
+
+
+class Plane:
+    """nats-server (own store under the work dir) and one connected Bus on uvloop."""
+
+    def __init__(self, *, workdir: Path) -> None:
+        self.nats = LocalNatsServer(store_dir=workdir / "jetstream")
+        self.loop: EventLoopThread
+        self.bus: Bus
+
+    def __enter__(self) -> Plane:
+        import uvloop
+
+        self.nats.start()
+        self.loop = EventLoopThread(name="loadtest-run", loop_factory=uvloop.new_event_loop)
+        self.loop.start()
+        self.bus = Bus(urls=[self.nats.url], name="loadtest-run")
+
+        async def up() -> None:
+            await self.bus.start()
+            await self.bus.wait_connected(timeout=10)
+            await self.bus.ensure_buckets()
+
+        self.loop.run(up(), timeout=30)
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        try:
+            self.loop.run(self.bus.close(), timeout=10)
+        finally:
+            self.loop.stop()
+            self.nats.stop()
+
+    @property
+    def nats_pid(self) -> int | None:
+        return self.nats.pid
+
+
+async def stream_counts(bus: Bus, bucket: str) -> tuple[int, int]:
+    """(live messages, last sequence) of a bucket's stream: cheap, whatever its size."""
+    info = await bus.js.stream_info(f"KV_{bucket}")
+    return int(info.state.messages), int(info.state.last_seq)
+
+
+def deployment_manifest(*, name: str, index: int, swarm: str) -> dict[str, Any]:
+    """The ``index``-th Deployment: selects the swarm, one busybox container."""
+    variants: list[dict[str, Any]] = [
+        {"matchLabels": {SWARM_LABEL: swarm}},
+        {
+            "matchExpressions": [
+                {"key": SWARM_LABEL, "operator": "In", "values": [swarm]},
+                {"key": RING_LABEL, "operator": "NotIn", "values": [MOVED]},
+            ]
+        },
+        {"matchExpressions": [{"key": SWARM_LABEL, "operator": "Exists"}]},
+    ]
+    return {
+        "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
+        "kind": KIND_DEPLOYMENT,
+        "metadata": {"name": name, "labels": {SWARM_LABEL: swarm}},
+        "spec": {
+            "selector": variants[index % len(variants)],
+            "score": {
+                "type": "podman",
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": f"registry.local/load/app:{index}",
+                        "command": ["httpd", "-f", "-p", str(8000 + index)],
+                        "env": {"LOAD_INDEX": str(index)},
+                    }
+                ],
+            },
+        },
+    }
+
+
+def apply_deployments(*, kube_url: str, namespace: str, swarm: str, count: int) -> list[str]:
+    """Create ``count`` Deployments (load-0, load-1, ...); return their names."""
+    from kubernetes import client
+
+    config = client.Configuration()
+    config.host = kube_url
+    names = [f"load-{i}" for i in range(count)]
+    with client.ApiClient(config) as api:
+        objects = client.CustomObjectsApi(api)
+        for i, name in enumerate(names):
+            objects.create_namespaced_custom_object(
+                CRD_GROUP,
+                CRD_VERSION,
+                namespace,
+                PLURAL_DEPLOYMENTS,
+                deployment_manifest(name=name, index=i, swarm=swarm),
+            )
+    return names
+
+
+def inject_stale_aggregate(plane: Plane, namespace: str) -> str:
+    """Rewrite one Running report as Failed (same revision) behind a frozen operator.
+
+    The devices now say one more Failed and one fewer Running than the aggregate, which
+    the operator (paused by the caller) cannot correct: the check must FAIL.
+    """
+
+    async def flip() -> str:
+        states = await plane.bus.snapshot(BUCKET_DEVICE_STATE)
+        desired = await plane.bus.snapshot(BUCKET_DESIRED_STATE)
+        for key, entry in sorted(states.items()):
+            state = decode_state(entry.value)
+            current = desired.get(f"{state.device_id}.{state.deployment}")
+            if state.phase is Phase.RUNNING and current is not None:
+                if current.revision != state.desired_revision:
+                    continue
+                wrong = DeploymentState(
+                    device_id=state.device_id,
+                    deployment=state.deployment,
+                    phase=Phase.FAILED,
+                    desired_revision=state.desired_revision,
+                    message="injected by loadtest --inject-fault stale-aggregate",
+                    updated_at=dt.datetime.now(dt.UTC),
+                )
+                await plane.bus.put(BUCKET_DEVICE_STATE, key, encode_state(wrong))
+                return f"{key} now says Failed; the operator ({namespace}) is frozen"
+        return "no Running report to flip (nothing injected)"
+
+    return plane.loop.run(flip(), timeout=120)

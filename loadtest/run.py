@@ -1,0 +1,248 @@
+"""``loadtest/run``: a whole fleet on 127.0.0.1, a swarm of simulated devices, and a verdict.
+
+Why it exists: it is the acceptance check (``--devices 20 --deployments 3 --duration 20``
+in CI) and the benchmark (``--devices 1000 / 10000 / 100000``). In order it:
+
+1. starts a local nats-server (JetStream, own store in the work dir) and creates the
+   buckets; the Kubernetes API emulator; ``fleet-operator`` pointed at both;
+2. starts locust headless (``--run-time`` = ``--duration``) with one simulated device
+   per user (:mod:`loadtest.locustfile`), and waits until every device registered;
+3. applies ``--deployments`` Deployments in namespace ``fleet-load`` selecting the swarm
+   (by ``matchLabels``, ``In``/``NotIn`` and ``Exists``), and watches the desired-state
+   stream and the aggregates to time the rollout;
+4. when locust ends, checks every aggregate against the buckets (:mod:`loadtest.check`),
+   prints PASS or FAIL with the differences and a figures report, and exits 0 only on
+   PASS. ``--inject-fault stale-aggregate`` freezes the operator and rewrites one
+   Running device's report as Failed first: the check must then FAIL.
+
+What it must never do: talk to anything but 127.0.0.1, or leave a process running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest.check import check_until, list_deployments
+from loadtest.figures import Figures, locust_rows, write
+from loadtest.options import locust_command, parse_args
+from loadtest.plan import Plane, apply_deployments, inject_stale_aggregate, stream_counts
+from loadtest.services import (
+    KubeEmulatorProcess,
+    Process,
+    TreeUsage,
+    operator_argv,
+    usage_of,
+)
+
+NAMESPACE = "fleet-load"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleet-load-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    swarm = f"load-{secrets.token_hex(3)}"
+    figures = Figures(
+        devices=args.devices,
+        deployments=args.deployments,
+        processes=args.processes,
+        devices_per_connection=args.devices_per_connection,
+        heartbeat_interval_s=args.heartbeat_interval,
+        load_average=[os.getloadavg()[0]],
+    )
+    print(
+        f"loadtest: {args.devices} devices, {args.deployments} Deployments, "
+        f"{args.duration:g}s, swarm {swarm}, work dir {workdir}",
+        flush=True,
+    )
+    with contextlib.ExitStack() as stack:
+        plane = stack.enter_context(Plane(workdir=workdir))
+        kube = KubeEmulatorProcess(log=workdir / "kube-emulator.log")
+        stack.callback(kube.stop)
+        operator = Process(
+            name="fleet-operator",
+            argv=[
+                *operator_argv(),
+                "--nats-url",
+                plane.nats.url,
+                "--kube-url",
+                kube.url,
+                "--namespace",
+                NAMESPACE,
+                "--liveness-timeout",
+                str(args.liveness_timeout),
+                "--log-level",
+                "INFO",
+            ],
+            log=workdir / "operator.log",
+        )
+        stack.callback(operator.stop)
+        csv = workdir / "locust"
+        started = time.monotonic()
+        locust = Process(
+            name="locust",
+            argv=locust_command(args, nats_url=plane.nats.url, swarm=swarm, csv=csv),
+            log=workdir / "locust.log",
+        )
+        stack.callback(locust.stop)
+        swarm_usage = TreeUsage(locust.pid)
+        problems = rollout(
+            args,
+            plane=plane,
+            kube_url=kube.url,
+            swarm=swarm,
+            locust=locust,
+            operator=operator,
+            figures=figures,
+            started=started,
+            usage=swarm_usage,
+        )
+        end = started + args.duration + 60
+        while locust.alive() and time.monotonic() < end:
+            swarm_usage.sample()
+            time.sleep(0.5)
+        if locust.alive():
+            locust.stop()
+            problems.append(
+                f"locust did not end within 60 s of its --run-time; killed:\n{locust.tail()}"
+            )
+        figures.swarm_cpu_s = swarm_usage.cpu_s
+        figures.swarm_peak_rss_mb = swarm_usage.peak_rss_mb  # the largest locust process
+        if not operator.alive():
+            problems.append(
+                f"fleet-operator exited ({operator.proc.returncode}):\n{operator.tail()}"
+            )
+        if args.inject_fault == "stale-aggregate":
+            operator.pause()
+            print(f"loadtest: injected fault: {inject_stale_aggregate(plane, NAMESPACE)}")
+        verdict = check_until(
+            loop=plane.loop,
+            bus=plane.bus,
+            kube_url=kube.url,
+            namespace=NAMESPACE,
+            liveness_timeout=args.liveness_timeout,
+            settle=args.settle,
+        )
+        problems += sanity(args, figures, verdict.counts)
+        verdict.lines[:0] = problems
+        verdict.ok = verdict.ok and not problems
+        measure_costs(figures, operator=operator, nats_pid=plane.nats_pid)
+        figures.load_average.append(os.getloadavg()[0])
+        figures.locust = locust_rows(Path(f"{csv}_stats.csv"))
+        figures.verdict = "PASS" if verdict.ok else "FAIL"
+        print(verdict.render())
+        print(figures.render())
+        write(figures, workdir / "figures.json")
+    return 0 if verdict.ok else 1
+
+
+def rollout(
+    args: argparse.Namespace,
+    *,
+    plane: Any,
+    kube_url: str,
+    swarm: str,
+    locust: Process,
+    operator: Process,
+    figures: Figures,
+    started: float,
+    usage: TreeUsage,
+) -> list[str]:
+    """Wait for the swarm, apply the Deployments, time the rollout; return problems."""
+    deadline = started + args.duration + 30
+    while time.monotonic() < deadline and locust.alive():
+        figures.registered = counts(plane, "device-info", default=(figures.registered, 0))[0]
+        if figures.registered >= args.devices:
+            break
+        time.sleep(0.2)
+    if figures.registered < args.devices:
+        return [
+            f"only {figures.registered} of {args.devices} devices registered before the "
+            f"swarm ended; see {locust.log}:\n{locust.tail()}"
+        ]
+    figures.spawn_s = time.monotonic() - started
+    state0 = counts(plane, "device-state", default=(0, 0))[1]
+    applied = time.monotonic()
+    apply_deployments(kube_url=kube_url, namespace=NAMESPACE, swarm=swarm, count=args.deployments)
+    wanted = args.devices * args.deployments
+    last_seq, last_change = state0, applied
+    while (
+        locust.alive()
+        and figures.settled_s is None
+        and operator.alive()
+        and time.monotonic() < deadline
+    ):
+        now = time.monotonic()
+        usage.sample()
+        seq = counts(plane, "device-state", default=(0, last_seq))[1]
+        if seq != last_seq:
+            last_seq, last_change = seq, now
+        if figures.desired_s is None:
+            written = counts(plane, "desired-state", default=(0, 0))[0]
+            if written >= wanted:
+                figures.desired_s = now - applied
+                figures.desired_writes_per_s = wanted / max(figures.desired_s, 1e-3)
+        if figures.desired_s is not None and settled(kube_url, figures.registered):
+            figures.settled_s = now - applied
+            figures.last_report_s = last_change - applied
+            reports = counts(plane, "device-state", default=(state0, state0))[1]
+            figures.reports_per_s = (reports - state0) / max(figures.settled_s, 1e-3)
+        time.sleep(0.1)
+    return []
+
+
+def sanity(
+    args: argparse.Namespace, figures: Figures, expected: dict[str, dict[str, int]]
+) -> list[str]:
+    """A run that did not measure what it meant to is no PASS, even with true aggregates."""
+    problems = []
+    unreachable = max((c["unreachable"] for c in expected.values()), default=0)
+    if unreachable and args.silent_rate == 0:
+        problems.append(
+            f"{unreachable} devices were unreachable though none was told to go silent: the "
+            "swarm (or this machine) did not keep their heartbeats up; see 'KV put heartbeat'"
+        )
+    churn = args.silent_rate > 0 or args.relabel_rate > 0
+    if figures.registered >= args.devices and figures.settled_s is None and not churn:
+        problems.append("the aggregates never settled (none pending) before the swarm ended")
+    return problems
+
+
+def counts(plane: Plane, bucket: str, *, default: tuple[int, int]) -> tuple[int, int]:
+    """A bucket's (messages, last sequence); ``default`` when the server is too busy to say."""
+    try:
+        return plane.loop.run(stream_counts(plane.bus, bucket), timeout=30)
+    except Exception as exc:  # a busy server must not end the run: this poll is skipped
+        print(f"loadtest: counting {bucket} failed ({exc!r}); retrying", flush=True)
+        return default
+
+
+def settled(kube_url: str, devices: int) -> bool:
+    """Every Deployment targets every registered device; none is pending or unreachable."""
+    items = list_deployments(kube_url, NAMESPACE)
+    for obj in items:
+        agg = (obj.get("status") or {}).get("aggregate") or {}
+        if agg.get("targeted") != devices or agg.get("pending") or agg.get("unreachable"):
+            return False
+    return bool(items)
+
+
+def measure_costs(figures: Figures, *, operator: Process, nats_pid: int | None) -> None:
+    op = usage_of(operator.pid) if operator.alive() else None
+    if op is not None:
+        figures.operator_peak_rss_mb, figures.operator_cpu_s = op.peak_rss_mb, op.cpu_s
+    ns = usage_of(nats_pid) if nats_pid is not None else None
+    if ns is not None:
+        figures.nats_peak_rss_mb, figures.nats_cpu_s = ns.peak_rss_mb, ns.cpu_s
+
+
+if __name__ == "__main__":
+    sys.exit(main())

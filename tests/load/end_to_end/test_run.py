@@ -1,0 +1,75 @@
+"""``loadtest/run`` end to end: nats-server, the API emulator, fleet-operator, a locust swarm.
+
+The 20-device / 3-Deployment / 20-second run is the acceptance check; a run whose
+aggregate is made wrong on purpose (a device flipped to Failed behind a frozen operator)
+must print FAIL and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+RUN = REPO / "loadtest" / "run"
+
+
+def loadtest(tmp_path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(RUN), *args, "--workdir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_twenty_devices_three_deployments_pass(tmp_path: Path) -> None:
+    done = loadtest(
+        tmp_path, "--devices", "20", "--deployments", "3", "--duration", "20", timeout=180
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\nPASS\n" in done.stdout
+    figures = json.loads((tmp_path / "run" / "figures.json").read_text())
+    assert figures["verdict"] == "PASS"
+    assert figures["registered"] == 20
+    assert figures["locust"]["device desired->Running"]["count"] > 0
+    assert figures["locust"]["KV put heartbeat"]["failures"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_a_device_failed_behind_a_frozen_operator_makes_the_run_fail(tmp_path: Path) -> None:
+    done = loadtest(
+        tmp_path,
+        "--devices",
+        "10",
+        "--deployments",
+        "1",
+        "--duration",
+        "12",
+        "--settle",
+        "3",
+        "--failure-rate",
+        "0",
+        "--inject-fault",
+        "stale-aggregate",
+        timeout=180,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "\nFAIL\n" in done.stdout
+    running = re.search(r"load-0: aggregate\.running is (\d+), devices say (\d+)", done.stdout)
+    failed = re.search(r"load-0: aggregate\.failed is (\d+), devices say (\d+)", done.stdout)
+    assert running is not None, done.stdout
+    assert failed is not None, done.stdout
+    assert int(running[2]) == int(running[1]) - 1  # the flipped device, and only it
+    assert int(failed[2]) == int(failed[1]) + 1
