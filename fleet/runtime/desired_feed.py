@@ -21,6 +21,14 @@ How no update is lost (the argument, in order):
    remembered; anything at or below it is dropped. Two quick writes may both resolve to
    the newer one: the feed delivers the latest value, once, which is what a reconciler
    needs (history is 1 anyway).
+   A core message can arrive *before* the stream has stored the write: nats-server fans
+   a publish out to core subscribers at once and stores it on the stream's own
+   goroutine (seen under load: the get answered 404 for a key whose message had just
+   arrived, and the entry was never applied). So a live message whose get shows nothing
+   newer than what was delivered is read again after short, growing delays
+   (``SETTLE_DELAYS``, about 4 s in all) until it does. A write the stream rejected (a
+   lost compare-and-swap) also sends a core message; its reads end there, quietly. One
+   reader runs per key; a message arriving meanwhile makes it read once more.
 4. Keys known from before (the persisted desired state, or delivered earlier) but
    absent from a snapshot are resolved one by one: a delete marker or no message at
    all is a deletion; a put (a write that raced the snapshot) is delivered as such.
@@ -55,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 _PREFIX = f"$KV.{BUCKET_DESIRED_STATE}."
 
+#: Seconds between re-reads of a key whose live message the stream had not stored yet.
+SETTLE_DELAYS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 0.6, 1.0, 2.0)
+
 
 class DesiredFeed:
     """Delivers ``device_id``'s desired-state entries (puts and deletes) to ``on_entry``."""
@@ -82,6 +93,7 @@ class DesiredFeed:
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._reading: dict[str, bool] = {}  # key -> a live message came during its read
         self._remove_listener: Callable[[], None] | None = None
         self.snapshots = 0  # how many snapshots were read (tests, metrics)
 
@@ -136,7 +148,7 @@ class DesiredFeed:
             delay = 0.2
             buffered, self._buffer = self._buffer or [], None
             for key in dict.fromkeys(buffered):
-                self._resolve_later(key)
+                self._follow(key)
             if first and self._on_synced is not None:
                 first = False
                 self._on_synced()
@@ -171,23 +183,48 @@ class DesiredFeed:
         if self._buffer is not None:
             self._buffer.append(key)
         else:
-            self._resolve_later(key)
+            self._follow(key)
 
-    def _resolve_later(self, key: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._resolve_logged(key))
+    def _follow(self, key: str) -> None:
+        """Read ``key`` until the write its live message announced shows (one reader a key)."""
+        if key in self._reading:
+            self._reading[key] = True  # the running reader reads once more
+            return
+        self._reading[key] = False
+        task = asyncio.get_running_loop().create_task(
+            self._read_live(key), name=f"desired-feed-{self._device}-{key}"
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _resolve_logged(self, key: str) -> None:
+    async def _read_live(self, key: str) -> None:
         try:
-            await self._resolve(key)
+            while True:
+                await self._settle(key)
+                if not self._reading.get(key):
+                    return
+                self._reading[key] = False
         except (TimeoutError, FleetError, OSError) as exc:
             # The next snapshot (after the reconnect this usually means) catches it up.
             logger.info("desired feed %s: could not resolve %s (%r)", self._device, key, exc)
             self._resync.set()
+        finally:
+            self._reading.pop(key, None)
 
-    async def _resolve(self, key: str) -> None:
-        """Read the key's last message (value, revision, operation) and deliver it."""
+    async def _settle(self, key: str) -> None:
+        """Resolve ``key`` until the stream shows something newer (bounded; see step 3)."""
+        if await self._resolve(key):
+            return
+        for delay in SETTLE_DELAYS:
+            await asyncio.sleep(delay)
+            if await self._resolve(key):
+                return
+        logger.debug(
+            "desired feed %s: nothing newer stored for %s (rejected write?)", self._device, key
+        )
+
+    async def _resolve(self, key: str) -> bool:
+        """Read the key's last message and deliver it; False if it shows nothing newer."""
         subject = f"$JS.API.DIRECT.GET.KV_{BUCKET_DESIRED_STATE}.{_PREFIX}{key}"
         try:
             reply = await self._bus.nc.request(subject, b"", timeout=self._bus.request_timeout)
@@ -195,7 +232,7 @@ class DesiredFeed:
             raise BusUnavailable(f"direct get of {BUCKET_DESIRED_STATE}/{key}: {exc!r}") from exc
         headers = reply.headers or {}
         status = headers.get("Status")
-        if status == "404":  # purged or never written: gone
+        if status == "404":  # purged, never written, or not stored yet
             if key in self._live:
                 self._live.discard(key)
                 self._call(
@@ -207,10 +244,11 @@ class DesiredFeed:
                         operation="PURGE",
                     )
                 )
-            return
+                return True
+            return False
         if status is not None:
             raise BusUnavailable(f"direct get of {key}: {status} {headers.get('Description')}")
-        self._deliver(
+        return self._deliver(
             KvEntry(
                 bucket=BUCKET_DESIRED_STATE,
                 key=key,
@@ -220,17 +258,19 @@ class DesiredFeed:
             )
         )
 
-    def _deliver(self, entry: KvEntry) -> None:
+    def _deliver(self, entry: KvEntry) -> bool:
+        """Deliver ``entry`` unless seen; True if its revision is newer than the key's last."""
         if entry.revision <= self._revs.get(entry.key, 0):
-            return  # seen already (a re-read, or two writes that resolved to one)
+            return False  # seen already (a re-read, two writes resolved to one, not stored yet)
         self._revs[entry.key] = entry.revision
         if entry.deleted:
             if entry.key not in self._live:
-                return  # a delete of something this device does not have
+                return True  # a delete of something this device does not have
             self._live.discard(entry.key)
         else:
             self._live.add(entry.key)
         self._call(entry)
+        return True
 
     def _call(self, entry: KvEntry) -> None:
         try:
