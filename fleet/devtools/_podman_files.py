@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -26,11 +27,26 @@ class PodmanUnusable(Exception):
     """Podman, the registry or busybox cannot run on this machine (the message says why)."""
 
 
+#: Host ports for containers and the registry come from below Linux's ephemeral range
+#: (32768-60999 by default). A port the kernel handed out as ephemeral can be taken by
+#: any outgoing connection (the agent's own calls to podman or NATS) the moment its
+#: container is removed, and the restored container then fails with "address already
+#: in use" for as long as that connection lives: seen in the drift tests.
+HOST_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free on every address, outside the ephemeral range (see HOST_PORTS)."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.choice(HOST_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise PodmanUnusable(f"no free port in {HOST_PORTS.start}-{HOST_PORTS.stop - 1}")
 
 
 def wait_tcp(port: int, *, timeout: float, what: str) -> None:
