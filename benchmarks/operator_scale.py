@@ -70,6 +70,9 @@ INVENTORY = Inventory(
 )  # fmt: skip
 
 
+PHASES = (Phase.PENDING, Phase.PULLING, Phase.STARTING, Phase.RUNNING)
+
+
 def proc_stats(pid: int) -> tuple[float, float]:
     """(peak RSS in MiB, CPU seconds) of a live process, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -138,21 +141,27 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             arrivals.append(time.monotonic())
             queue.put_nowait(entry)
 
-    def report(entry: KvEntry) -> tuple[str, bytes]:
+    phases = PHASES if args.phases else (Phase.RUNNING,)
+
+    def report(entry: KvEntry) -> list[tuple[str, bytes]]:
         dev, dep = parse_desired_state_key(entry.key)
-        state = DeploymentState(
-            device_id=dev, deployment=dep, phase=Phase.RUNNING,
-            desired_revision=entry.revision, message=None,
-            updated_at=datetime.datetime.now(tz=datetime.UTC),
-        )  # fmt: skip
-        return device_state_key(dev, dep), encode_state(state)
+        now = datetime.datetime.now(tz=datetime.UTC)
+        return [
+            (device_state_key(dev, dep), encode_state(DeploymentState(
+                device_id=dev, deployment=dep, phase=phase,
+                desired_revision=entry.revision, message=None, updated_at=now,
+            )))
+            for phase in phases
+        ]  # fmt: skip
 
     async def reporter() -> None:  # the fleet's agents: report Running for what they see
         while True:
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < 1000:
                 batch.append(queue.get_nowait())
-            await publisher.write_many(BUCKET_DEVICE_STATE, [report(e) for e in batch])
+            # In order per key: each phase is its own write, as an agent's reports are.
+            for step in zip(*(report(e) for e in batch), strict=True):
+                await publisher.write_many(BUCKET_DEVICE_STATE, list(step))
             reported.append(time.monotonic())
 
     reporters = [asyncio.create_task(reporter()) for _ in range(4)]
@@ -234,6 +243,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--deployments", type=int, default=3)
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="report Pending, Pulling, Starting, Running (4 writes) per entry, as agents do",
+    )
     parser.add_argument("--device-qps", type=float, default=50.0)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to let it sync")
     parser.add_argument("--timeout", type=float, default=120.0)

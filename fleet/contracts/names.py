@@ -65,13 +65,27 @@ def check_device_id(value: object) -> str:
     return value
 
 
+# Names already validated, shared: a fleet decodes the same 100,000 device ids over and
+# over (every report names one twice), and a shared immutable instance costs nothing
+# more. Bounded, so a stream of distinct garbage cannot grow it without limit.
+_KNOWN_MAX: Final = 262_144
+_DEVICE_IDS: dict[str, DeviceId] = {}
+_DEPLOYMENT_NAMES: dict[str, DeploymentName] = {}
+
+
 class DeploymentName(str):
     """A deployment's name: a DNS-1123 label. Build it with :meth:`try_new`."""
 
     __slots__ = ()
 
     def __new__(cls, value: str) -> Self:
-        return super().__new__(cls, check_dns_label(value, what="deployment name"))
+        known = _DEPLOYMENT_NAMES.get(value) if isinstance(value, str) else None
+        if known is not None and cls is DeploymentName:
+            return known  # type: ignore[return-value]
+        made = super().__new__(cls, check_dns_label(value, what="deployment name"))
+        if cls is DeploymentName and len(_DEPLOYMENT_NAMES) < _KNOWN_MAX:
+            _DEPLOYMENT_NAMES[str(made)] = made
+        return made
 
     @classmethod
     def try_new(cls, value: str) -> Self:
@@ -88,7 +102,13 @@ class DeviceId(str):
     __slots__ = ()
 
     def __new__(cls, value: str) -> Self:
-        return super().__new__(cls, check_device_id(value))
+        known = _DEVICE_IDS.get(value) if isinstance(value, str) else None
+        if known is not None and cls is DeviceId:
+            return known  # type: ignore[return-value]
+        made = super().__new__(cls, check_device_id(value))
+        if cls is DeviceId and len(_DEVICE_IDS) < _KNOWN_MAX:
+            _DEVICE_IDS[str(made)] = made
+        return made
 
     @classmethod
     def try_new(cls, value: str) -> Self:

@@ -31,7 +31,7 @@ from nats.js import api
 
 from fleet.contracts import BUCKET_DESIRED_STATE
 from fleet.errors import BusUnavailable
-from fleet.runtime.kv import KvEntry, operation_of
+from fleet.runtime.kv import KvEntry, operation_of, stream_sequence
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -61,7 +61,7 @@ async def read_desired_snapshot(
             bucket=BUCKET_DESIRED_STATE,
             key=msg.subject[len(PREFIX) :],
             value=msg.data or b"",
-            revision=msg.metadata.sequence.stream,
+            revision=stream_sequence(msg.reply),
             operation=operation_of(msg.headers),
         )
         if entry.deleted:

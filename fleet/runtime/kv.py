@@ -38,3 +38,19 @@ def operation_of(headers: dict[str, str] | None) -> Operation:
     if op == "PURGE":
         return "PURGE"
     return "PUT"
+
+
+def stream_sequence(reply: str | None) -> int:
+    """The stream sequence (the KV revision) in a JetStream delivery's ``$JS.ACK`` subject.
+
+    The same fields nats-py's ``Msg.metadata`` reads, without building its dataclasses
+    and timestamp: that was an eighth of the operator's CPU ingesting 100,000s of reports.
+    Both forms: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``
+    and the newer one with ``<domain>.<account hash>`` after ``ACK`` (12 tokens or more).
+    """
+    tokens = reply.split(".") if reply else []
+    if len(tokens) >= 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        field = tokens[5] if len(tokens) == 9 else tokens[7] if len(tokens) >= 11 else ""
+        if field.isdigit():
+            return int(field)
+    raise ValueError(f"not a JetStream delivery subject: {reply!r}")

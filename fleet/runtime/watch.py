@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from nats.js import JetStreamContext, api
 
 from fleet.errors import BusUnavailable
-from fleet.runtime.kv import KvEntry, operation_of
+from fleet.runtime.kv import KvEntry, operation_of, stream_sequence
 from fleet.runtime.nats_errors import translate_errors
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def _entry(bucket: str, msg: Msg) -> KvEntry:
         bucket=bucket,
         key=msg.subject[len(prefix) :],
         value=msg.data or b"",
-        revision=msg.metadata.sequence.stream,
+        revision=stream_sequence(msg.reply),
         operation=operation_of(msg.headers),
     )
 

@@ -9,6 +9,7 @@ import pickle
 import pytest
 
 from fleet.contracts import DeploymentName, DeviceId
+from fleet.contracts import names as names_module
 from fleet.errors import ContractError, InvalidName
 
 GOOD_DEPLOYMENTS = ["a", "0", "web", "web-1", "1-web", "a" * 63, "a-b-c", "9z"]
@@ -113,3 +114,23 @@ def test_names_behave_as_strings() -> None:
     assert repr(DeploymentName.try_new("web")) == "DeploymentName('web')"
     assert pickle.loads(pickle.dumps(device)) == device
     assert type(copy.deepcopy(device)) is DeviceId
+
+
+def test_a_name_validated_once_is_shared_and_a_bad_one_is_never_remembered(monkeypatch) -> None:
+    assert DeviceId("shared-dev-1") is DeviceId("shared-dev-1")
+    assert DeploymentName("shared-web") is DeploymentName("shared-web")
+    for _ in range(2):  # rejected every time, not only the first
+        with pytest.raises(InvalidName, match="bad id"):
+            DeviceId("bad id")
+        with pytest.raises(InvalidName, match="Web"):
+            DeploymentName("Web")
+    assert "bad id" not in names_module._DEVICE_IDS
+
+
+def test_the_shared_names_are_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(names_module, "_DEVICE_IDS", {})
+    monkeypatch.setattr(names_module, "_KNOWN_MAX", 3)
+    made = [DeviceId(f"bounded-{i}") for i in range(10)]
+    assert len(names_module._DEVICE_IDS) == 3
+    assert [str(d) for d in made] == [f"bounded-{i}" for i in range(10)]
+    assert all(type(d) is DeviceId for d in made)
