@@ -38,6 +38,9 @@ class Figures:
     nats_cpu_s: float | None = None
     swarm_cpu_s: float | None = None  # every locust process together
     swarm_peak_rss_mb: float | None = None  # the largest locust process
+    # CPU-seconds each process spent from the apply to the settled aggregates: on a
+    # 2-core machine their sum cannot exceed 2 x settled_s, which is what bounds it.
+    rollout_cpu_s: dict[str, float] = field(default_factory=dict)
     load_average: list[float] = field(default_factory=list)  # at start, end (1-minute)
     locust: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdict: str = "FAIL"
@@ -66,6 +69,14 @@ class Figures:
             f"CPU {num(self.nats_cpu_s, ' s', 1)}",
             f"  swarm (locust)               peak RSS {num(self.swarm_peak_rss_mb, ' MB', 0)}, "
             f"CPU {num(self.swarm_cpu_s, ' s', 1)}",
+            "  CPU from apply to settled    "
+            + (
+                ", ".join(f"{k} {v:.1f} s" for k, v in self.rollout_cpu_s.items())
+                + f" (sum {sum(self.rollout_cpu_s.values()):.1f} s"
+                + (f" of at most {2 * self.settled_s:.1f} s on 2 cores)" if self.settled_s else ")")
+                if self.rollout_cpu_s
+                else "n/a"
+            ),
             "  load average (1 min)         " + " -> ".join(f"{x:.1f}" for x in self.load_average),
         ]
         for name, row in sorted(self.locust.items()):

@@ -43,6 +43,7 @@ from locust.runners import WorkerRunner
 if __package__ in (None, ""):  # run by path (locust -f loadtest/locustfile.py): find the repo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loadtest.connections import CLIENTS
 from loadtest.device import DeviceBehaviour, SimulatedDevice
 from loadtest.plan import MOVED, RING_LABEL, SWARM_LABEL
 from loadtest.swarm import Swarm, SwarmSettings
@@ -61,6 +62,12 @@ def _options(parser: Any) -> None:
     add("--swarm-id", default="load", help="device id prefix and value of the swarm label")
     add("--device-labels", default="", help="extra labels for every device: k=v,k2=v2")
     add("--devices-per-connection", type=int, default=1, help="devices sharing one NATS connection")
+    add(
+        "--nats-client",
+        choices=CLIENTS,
+        default="lite",
+        help="the devices' NATS client: lite (loadtest/natsproto.py) or nats-py (the agent's)",
+    )
     add("--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeats")
     add("--pending-s", type=float, default=0.05, help="seconds from Pending to Pulling")
     add("--pulling-s", type=float, default=0.3, help="seconds from Pulling to Starting")
@@ -84,6 +91,7 @@ def settings_from(options: Any) -> SwarmSettings:
         prefix=options.swarm_id,
         labels=labels,
         devices_per_connection=options.devices_per_connection,
+        client=options.nats_client,
         behaviour=DeviceBehaviour(
             heartbeat_interval_s=options.heartbeat_interval,
             pending_s=options.pending_s,

@@ -13,6 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
+from loadtest.connections import CLIENTS
 from loadtest.services import locust_argv
 
 
@@ -37,6 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="devices sharing a NATS connection (0: 1 up to 2,000 devices per "
         "process, else at most 200 connections per process)",
+    )
+    p.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="lite",
+        help="the simulated devices' NATS client: lite (loadtest/natsproto.py, the default: "
+        "a fraction of the CPU) or nats-py (the agent's own client)",
     )
     p.add_argument(
         "--spawn-rate",
@@ -115,6 +123,8 @@ def locust_command(args: argparse.Namespace, *, nats_url: str, swarm: str, csv: 
         swarm,
         "--devices-per-connection",
         str(args.devices_per_connection),
+        "--nats-client",
+        args.client,
         "--heartbeat-interval",
         str(args.heartbeat_interval),
         "--pulling-s",

@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             figures=figures,
             started=started,
             usage=swarm_usage,
+            pids={
+                "operator": operator.pid,
+                "nats-server": plane.nats_pid,
+                "kube-emulator": kube.pid,
+            },
         )
         end = started + args.duration + 60
         while locust.alive() and time.monotonic() < end:
@@ -155,6 +160,7 @@ def rollout(
     figures: Figures,
     started: float,
     usage: TreeUsage,
+    pids: dict[str, int | None],
 ) -> list[str]:
     """Wait for the swarm, apply the Deployments, time the rollout; return problems."""
     deadline = started + args.duration + 30
@@ -170,6 +176,7 @@ def rollout(
         ]
     figures.spawn_s = time.monotonic() - started
     state0 = counts(plane, "device-state", default=(0, 0))[1]
+    cpu0 = window_cpu(pids, usage)
     applied = time.monotonic()
     apply_deployments(kube_url=kube_url, namespace=NAMESPACE, swarm=swarm, count=args.deployments)
     wanted = args.devices * args.deployments
@@ -195,8 +202,22 @@ def rollout(
             figures.last_report_s = last_change - applied
             reports = counts(plane, "device-state", default=(state0, state0))[1]
             figures.reports_per_s = (reports - state0) / max(figures.settled_s, 1e-3)
+            cpu1 = window_cpu(pids, usage)
+            figures.rollout_cpu_s = {k: round(cpu1[k] - cpu0.get(k, 0.0), 1) for k in cpu1}
         time.sleep(0.1)
     return []
+
+
+def window_cpu(pids: dict[str, int | None], swarm: TreeUsage) -> dict[str, float]:
+    """CPU-seconds so far of each process of the run (the swarm: all locust processes)."""
+    out = {}
+    for name, pid in pids.items():
+        usage = usage_of(pid) if pid is not None else None
+        if usage is not None:
+            out[name] = usage.cpu_s
+    swarm.sample()
+    out["swarm"] = swarm.cpu_s
+    return out
 
 
 def sanity(

@@ -46,6 +46,7 @@ class SwarmSettings:
     labels: Mapping[str, str]
     devices_per_connection: int
     behaviour: DeviceBehaviour
+    client: str = "lite"
     seed: int = 0
 
 
@@ -77,6 +78,7 @@ class Swarm:
             urls=self.settings.nats_urls,
             devices_per_connection=self.settings.devices_per_connection,
             name=f"{self.settings.prefix}-p{self._index}",
+            client=self.settings.client,
         )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 

@@ -25,6 +25,8 @@ from fleet.runtime.kv import KvEntry
 from fleet.runtime.loop import EventLoopThread
 from fleet.runtime.watch import Watch
 from loadtest.device import DeviceBehaviour, Measurement, SimulatedDevice
+from loadtest.litebus import LiteBus
+from tests.fixtures.nats import NatsServer
 
 FAST = DeviceBehaviour(pending_s=0.01, pulling_s=0.01, starting_s=0.01, jitter=0.0)
 EVERY_PHASE = DeviceBehaviour(pending_s=0.01, pulling_s=0.01, starting_s=0.01, coalesce=False)
@@ -71,15 +73,38 @@ def reports(bus: Bus, event_loop_thread: EventLoopThread) -> Iterator[Reports]:
     event_loop_thread.run(holder[0].stop(), timeout=5)
 
 
+@pytest.fixture(params=["nats-py", "lite"])
+def device_bus(
+    request: pytest.FixtureRequest,
+    bus: Bus,
+    nats_server: NatsServer,
+    event_loop_thread: EventLoopThread,
+) -> Iterator[Bus | LiteBus]:
+    """The devices' connection: the agent's nats-py Bus, or the swarm's lean LiteBus."""
+    if request.param == "nats-py":
+        yield bus
+        return
+    lite = LiteBus(urls=[nats_server.url], name="device-wire")
+
+    async def up() -> None:
+        await lite.start()
+        await lite.wait_connected(timeout=10)
+        await lite.ensure_buckets()
+
+    event_loop_thread.run(up(), timeout=15)
+    yield lite
+    event_loop_thread.run(lite.close(), timeout=10)
+
+
 @pytest.fixture
 def make_device(
-    bus: Bus, event_loop_thread: EventLoopThread
+    device_bus: Bus, event_loop_thread: EventLoopThread
 ) -> Iterator[Callable[..., SimulatedDevice]]:
     devices: list[SimulatedDevice] = []
 
     def make(device_id: str, behaviour: DeviceBehaviour = FAST, **kw: object) -> SimulatedDevice:
         device = SimulatedDevice(
-            bus=bus, device_id=device_id, labels={"site": "lab"}, behaviour=behaviour, **kw
+            bus=device_bus, device_id=device_id, labels={"site": "lab"}, behaviour=behaviour, **kw
         )  # type: ignore[arg-type]
         event_loop_thread.run(device.start(), timeout=10)
         devices.append(device)
