@@ -33,8 +33,9 @@ How no update is lost (the argument, in order):
    absent from a snapshot are resolved one by one: a delete marker or no message at
    all is a deletion; a put (a write that raced the snapshot) is delivered as such.
 5. Core messages are dropped while disconnected, so every reconnect buffers and takes
-   a new snapshot (steps 1-4). A periodic snapshot (``resync_interval``) bounds what a
-   dropped message (slow consumer) could cost.
+   a new snapshot (steps 1-4). A periodic snapshot (``resync_interval``, jittered by
+   +-25% so that devices that connected together do not snapshot together) bounds what
+   a dropped message (slow consumer) could cost.
 
 What it must never do: block the loop (callbacks only ``tell`` actors), leave a
 consumer behind, or deliver a revision lower than one it delivered for the same key.
@@ -45,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -62,6 +64,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PREFIX = f"$KV.{BUCKET_DESIRED_STATE}."
+
+#: A periodic snapshot comes after ``resync_interval`` times a factor drawn from this range.
+RESYNC_JITTER: tuple[float, float] = (0.75, 1.25)
+
+
+def resync_delay(interval: float) -> float:
+    """The wait before the next periodic snapshot: ``interval``, jittered.
+
+    Devices that (re)connected together (a fleet booted at once, or back after a
+    nats-server restart) would otherwise snapshot together every ``interval``, each
+    snapshot a consumer on the desired-state stream: 100,000 simulated devices started
+    within 100 s hit the server's consumer limit at their first resync.
+    """
+    return interval * random.uniform(*RESYNC_JITTER)  # spreading load, not secrecy
+
 
 #: Seconds between re-reads of a key whose live message the stream had not stored yet.
 SETTLE_DELAYS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 0.6, 1.0, 2.0)
@@ -153,7 +170,7 @@ class DesiredFeed:
                 first = False
                 self._on_synced()
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self._resync.wait(), self._resync_interval)
+                await asyncio.wait_for(self._resync.wait(), resync_delay(self._resync_interval))
             if self._buffer is None:
                 self._buffer = []
 

@@ -10,7 +10,7 @@ import pytest
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeviceId
 from fleet.runtime.bus import Bus
-from fleet.runtime.desired_feed import DesiredFeed
+from fleet.runtime.desired_feed import DesiredFeed, resync_delay
 from fleet.runtime.kv import KvEntry
 from fleet.runtime.loop import EventLoopThread
 from tests.fixtures.nats import NatsServer
@@ -199,3 +199,9 @@ def test_the_feed_keeps_no_consumer(
     while event_loop_thread.run(consumers(), timeout=5) != 0:
         assert time.monotonic() < deadline, "a consumer was left behind"
         time.sleep(0.05)
+
+
+def test_periodic_snapshots_are_spread_so_devices_started_together_do_not_resync_together() -> None:
+    delays = [resync_delay(300.0) for _ in range(2000)]
+    assert all(225.0 <= d <= 375.0 for d in delays)
+    assert max(delays) - min(delays) > 200.0  # spread over most of the range, not one value
