@@ -204,4 +204,4 @@ def test_the_feed_keeps_no_consumer(
 def test_periodic_snapshots_are_spread_so_devices_started_together_do_not_resync_together() -> None:
     delays = [resync_delay(300.0) for _ in range(2000)]
     assert all(225.0 <= d <= 375.0 for d in delays)
-    assert max(delays) - min(delays) > 200.0  # spread over most of the range, not one value
+    assert max(delays) - min(delays) > 120.0  # spread over most of the 150 s range
