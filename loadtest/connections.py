@@ -24,6 +24,13 @@ from fleet.runtime.bus import Bus
 #: same wire at a fraction of nats-py's CPU; ``nats-py`` is the agent's own client.
 CLIENTS = ("lite", "nats-py")
 
+#: Seconds a device's request may wait for its reply. A real agent's 5 s guards against
+#: a lost reply; in a swarm, tens of thousands of devices share one loop and their
+#: replies queue behind each other when a Deployment reaches them all at once. At
+#: 100,000 devices 5 s was exceeded by hundreds of direct gets, and each timeout
+#: triggered a resync (an initial read with a consumer): more load, not less.
+REQUEST_TIMEOUT = 30.0
+
 
 class ConnectionPool:
     """Hands out :class:`Bus` connections, ``devices_per_connection`` devices each."""
@@ -68,9 +75,13 @@ class ConnectionPool:
         if self._client == "lite":
             from loadtest.litebus import LiteBus
 
-            bus = LiteBus(urls=self._urls, name=f"{self._name}-{group}")
+            bus = LiteBus(
+                urls=self._urls, name=f"{self._name}-{group}", request_timeout=REQUEST_TIMEOUT
+            )
         else:
-            bus = Bus(urls=self._urls, name=f"{self._name}-{group}")
+            bus = Bus(
+                urls=self._urls, name=f"{self._name}-{group}", request_timeout=REQUEST_TIMEOUT
+            )
         await bus.start()
         try:
             await bus.wait_connected(timeout=self._timeout)

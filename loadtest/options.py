@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from loadtest.connections import CLIENTS
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--processes",
         type=int,
         default=0,
-        help="locust processes (0: one per 30,000 devices, at most 4)",
+        help="locust processes (0: one per 30,000 devices, at most 4 and at most one a core)",
     )
     p.add_argument(
         "--devices-per-connection",
@@ -80,13 +81,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=15.0,
         help="seconds the check waits for the aggregates to agree",
     )
+    p.add_argument(
+        "--until-settled",
+        action="store_true",
+        help="check as soon as the aggregates settled instead of at the end of --duration "
+        "(figures runs without churn; --duration is then the longest the run may take)",
+    )
     p.add_argument("--inject-fault", choices=["none", "stale-aggregate"], default="none")
     p.add_argument("--workdir", type=Path, help="logs, CSV and figures.json (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.devices < 1 or args.deployments < 1:
         p.error("--devices and --deployments must be >= 1")
-    args.processes = args.processes or min(4, max(1, math.ceil(args.devices / 30000)))
+    cores = os.cpu_count() or 1
+    args.processes = args.processes or min(4, cores, max(1, math.ceil(args.devices / 30000)))
     per_process = math.ceil(args.devices / args.processes)
     args.devices_per_connection = args.devices_per_connection or (
         1 if per_process <= 2000 else math.ceil(per_process / 200)

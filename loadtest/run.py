@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -43,10 +44,16 @@ from loadtest.services import (
 )
 
 NAMESPACE = "fleet-load"
+STATS_SETTLE_S = 5.0  # a device's batch (0.25 s) + a worker's report (3 s) + a CSV write (1 s)
+
+
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStack: every child is stopped
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleet-load-"))
     workdir.mkdir(parents=True, exist_ok=True)
     swarm = f"load-{secrets.token_hex(3)}"
@@ -111,14 +118,17 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         end = started + args.duration + 60
+        if args.until_settled and figures.settled_s is not None:
+            end = 0.0  # check now, with the swarm still up; it is stopped afterwards
         while locust.alive() and time.monotonic() < end:
             swarm_usage.sample()
             time.sleep(0.5)
-        if locust.alive():
+        if locust.alive() and end:
             locust.stop()
             problems.append(
                 f"locust did not end within 60 s of its --run-time; killed:\n{locust.tail()}"
             )
+        swarm_usage.sample()
         figures.swarm_cpu_s = swarm_usage.cpu_s
         figures.swarm_peak_rss_mb = swarm_usage.peak_rss_mb  # the largest locust process
         if not operator.alive():
@@ -141,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         verdict.ok = verdict.ok and not problems
         measure_costs(figures, operator=operator, nats_pid=plane.nats_pid)
         figures.load_average.append(os.getloadavg()[0])
+        if locust.alive():  # --until-settled
+            # Locust's CSV is rewritten every second from what its workers reported (every
+            # 3 s); it is not rewritten on quitting. Let the last measurements reach it.
+            time.sleep(STATS_SETTLE_S)
+            locust.stop(timeout=60)
         figures.locust = locust_rows(Path(f"{csv}_stats.csv"))
         figures.verdict = "PASS" if verdict.ok else "FAIL"
         print(verdict.render())

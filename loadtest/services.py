@@ -105,6 +105,7 @@ class Process:
             stdin=stdin,
             env=child_env(),
             cwd=str(REPO),
+            start_new_session=True,  # its own process group: stop() reaches its children
         )
 
     @property
@@ -133,17 +134,33 @@ class Process:
         os.kill(self.pid, signal.SIGCONT)
 
     def stop(self, *, timeout: float = 15.0) -> int | None:
+        """Stop the process and whatever it started (locust's ``--processes`` workers).
+
+        Seen without the group: a 100,000-device run whose locust master had ended left
+        both workers running, at full CPU, into the next run.
+        """
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGCONT)
-                self.proc.terminate()
+            self._signal_group(signal.SIGCONT)
+            self._signal_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait(timeout)
+        deadline = time.monotonic() + 5.0
+        while self._signal_group(0) and time.monotonic() < deadline:
+            time.sleep(0.1)  # children still exiting after their parent
+        self._signal_group(signal.SIGKILL)
         self._out.close()
         return self.proc.returncode
+
+    def _signal_group(self, sig: int) -> bool:
+        """Signal the process's group; False once no process of it is left."""
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

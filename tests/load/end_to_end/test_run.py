@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,25 @@ def test_a_device_failed_behind_a_frozen_operator_makes_the_run_fail(tmp_path: P
     assert failed is not None, done.stdout
     assert int(running[2]) == int(running[1]) - 1  # the flipped device, and only it
     assert int(failed[2]) == int(failed[1]) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_until_settled_checks_once_settled_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = loadtest(
+        tmp_path,
+        *("--devices", "10", "--deployments", "2", "--duration", "120", "--until-settled"),
+        timeout=180,
+    )
+    took = time.monotonic() - started
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert took < 90, f"took {took:.0f}s: it waited for --duration"
+    figures = json.loads((tmp_path / "run" / "figures.json").read_text())
+    assert figures["settled_s"] is not None
+    assert figures["locust"]["device desired->Running"]["count"] > 0  # the last statistics
+    left = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "run")], capture_output=True, text=True, check=False
+    )
+    assert left.stdout == "", f"processes left behind:\n{left.stdout}"
