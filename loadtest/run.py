@@ -48,6 +48,8 @@ STATS_SETTLE_S = 5.0  # a device's batch (0.25 s) + a worker's report (3 s) + a 
 
 
 def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    # Once: a second SIGTERM (``timeout`` forwards its own) must not cut the unwinding short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)  # unwinds the ExitStack: every child is stopped
 
 

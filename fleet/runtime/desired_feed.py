@@ -35,7 +35,15 @@ How no update is lost (the argument, in order):
 5. Core messages are dropped while disconnected, so every reconnect buffers and takes
    a new snapshot (steps 1-4). A periodic snapshot (``resync_interval``, jittered by
    +-25% so that devices that connected together do not snapshot together) bounds what
-   a dropped message (slow consumer) could cost.
+   a dropped message (slow consumer) could cost. A re-read first asks for the highest
+   revision among the device's keys (one direct get); if it is the highest the feed has
+   seen, nothing was written since (every put, delete and KV purge writes a newer
+   revision) and the snapshot, with its consumer, is skipped. At 100,000 devices the
+   consumers of re-reads that all came at once (a resync, a reconnect) hit the
+   server's consumer limit and the feeds' retries saturated it. What the check cannot
+   see: a key removed without a marker (a stream-level purge, not a KV operation), or a
+   store reset whose new revisions happen to reach exactly the old highest one; the
+   next write to one of the device's keys catches both up.
 
 What it must never do: block the loop (callbacks only ``tell`` actors), leave a
 consumer behind, or deliver a revision lower than one it delivered for the same key.
@@ -113,6 +121,7 @@ class DesiredFeed:
         self._reading: dict[str, bool] = {}  # key -> a live message came during its read
         self._remove_listener: Callable[[], None] | None = None
         self.snapshots = 0  # how many snapshots were read (tests, metrics)
+        self.unchanged = 0  # how many re-reads found nothing newer and were skipped
 
     def start(self) -> None:
         """Start on the running loop (call from a coroutine on the loop)."""
@@ -182,6 +191,13 @@ class DesiredFeed:
         await self._bus.nc.flush(timeout=max(1, round(self._bus.request_timeout)))
 
     async def _snapshot(self) -> None:
+        seen = max(self._revs.values(), default=0)
+        if seen and await self._bus.last_revision(BUCKET_DESIRED_STATE, self._filter) == seen:
+            # Nothing was written to this device's keys since the last revision it saw
+            # (a put, a delete or a purge each writes a newer one): the read would bring
+            # nothing new. One direct get instead of a consumer (step 5).
+            self.unchanged += 1
+            return
         entries, _ = await read_desired_snapshot(
             self._bus, key_filter=self._filter, owner=self._device
         )

@@ -205,3 +205,50 @@ def test_periodic_snapshots_are_spread_so_devices_started_together_do_not_resync
     delays = [resync_delay(300.0) for _ in range(2000)]
     assert all(225.0 <= d <= 375.0 for d in delays)
     assert max(delays) - min(delays) > 120.0  # spread over most of the 150 s range
+
+
+def test_a_re_read_with_nothing_newer_makes_no_consumer_and_delivers_nothing(
+    bus: Bus,
+    event_loop_thread: EventLoopThread,
+    feed_factory: Callable[..., tuple[DesiredFeed, Recorder]],
+) -> None:
+    put(event_loop_thread, bus, "dev1.web", b"1")
+    put(event_loop_thread, bus, "dev2.web", b"other device: not this feed's business")
+    feed, rec = feed_factory("dev1", resync_interval=0.2)
+    assert rec.synced.wait(5)
+    deadline = time.monotonic() + 10
+    while feed.unchanged < 3:  # three periodic re-reads came and found nothing newer
+        assert time.monotonic() < deadline, f"re-reads: {feed.unchanged} unchanged"
+        time.sleep(0.05)
+    assert feed.snapshots == 1  # only the first read used a consumer
+    assert len(rec.entries) == 1
+
+    rev = put(event_loop_thread, bus, "dev1.web", b"2")
+    rec.wait_for(lambda s: s["dev1.web"].revision == rev)
+
+
+def test_a_write_missed_by_the_live_stream_is_found_by_the_next_re_read(
+    bus: Bus,
+    event_loop_thread: EventLoopThread,
+    feed_factory: Callable[..., tuple[DesiredFeed, Recorder]],
+) -> None:
+    put(event_loop_thread, bus, "dev1.web", b"1")
+    feed, rec = feed_factory("dev1", resync_interval=0.3)
+    assert rec.synced.wait(5)
+    feed._on_message = _drop  # type: ignore[method-assign]  # a slow consumer's lost message
+    event_loop_thread.run(_resubscribe(feed), timeout=5)
+    rev = put(event_loop_thread, bus, "dev1.api", b"new")
+    rec.wait_for(lambda s: "dev1.api" in s and s["dev1.api"].revision == rev, timeout=10)
+    assert feed.snapshots >= 2
+
+
+async def _drop(_msg: object) -> None:
+    return None
+
+
+async def _resubscribe(feed: DesiredFeed) -> None:
+    """Make the feed's core subscription deliver to the (patched) ``_on_message``."""
+    assert feed._sub is not None
+    await feed._sub.unsubscribe()
+    feed._sub = None
+    await feed._subscribe()
