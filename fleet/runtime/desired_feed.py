@@ -178,10 +178,25 @@ class DesiredFeed:
             if first and self._on_synced is not None:
                 first = False
                 self._on_synced()
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self._resync.wait(), resync_delay(self._resync_interval))
+            await self._until_resync()
             if self._buffer is None:
                 self._buffer = []
+
+    async def _until_resync(self) -> None:
+        """Wait for a reconnect (or a failed read), or for the next periodic re-read.
+
+        A periodic re-read is put off while live reads are in flight: the feed is then
+        behind the stream, not missing anything, and the re-read would only find those
+        same writes, with a consumer (seen when 100,000 simulated devices shared two
+        cores and took minutes to resolve one rollout's entries).
+        """
+        while True:
+            try:
+                await asyncio.wait_for(self._resync.wait(), resync_delay(self._resync_interval))
+            except TimeoutError:
+                if self._reading:
+                    continue
+            return
 
     async def _subscribe(self) -> None:
         if self._sub is None:

@@ -252,3 +252,23 @@ async def _resubscribe(feed: DesiredFeed) -> None:
     await feed._sub.unsubscribe()
     feed._sub = None
     await feed._subscribe()
+
+
+def test_a_periodic_re_read_waits_while_live_reads_are_catching_up(
+    bus: Bus,
+    event_loop_thread: EventLoopThread,
+    feed_factory: Callable[..., tuple[DesiredFeed, Recorder]],
+) -> None:
+    put(event_loop_thread, bus, "dev1.web", b"1")
+    feed, rec = feed_factory("dev1", resync_interval=0.1)
+    assert rec.synced.wait(5)
+    feed._reading["dev1.web"] = False  # as if a live read of it were in flight
+    time.sleep(0.2)
+    before = feed.unchanged + feed.snapshots
+    time.sleep(0.8)  # several periods
+    assert feed.unchanged + feed.snapshots == before
+    del feed._reading["dev1.web"]
+    deadline = time.monotonic() + 5
+    while feed.unchanged + feed.snapshots == before:
+        assert time.monotonic() < deadline, "the re-reads never resumed"
+        time.sleep(0.05)
