@@ -136,8 +136,8 @@ class Process:
     def stop(self, *, timeout: float = 15.0) -> int | None:
         """Stop the process and whatever it started (locust's ``--processes`` workers).
 
-        Seen without the group: a 100,000-device run whose locust master had ended left
-        both workers running, at full CPU, into the next run.
+        Seen before: a stopped 100,000-device run left locust's two workers running, at
+        full CPU, into the next run.
         """
         if self.alive():
             self._signal_group(signal.SIGCONT)

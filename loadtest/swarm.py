@@ -37,9 +37,10 @@ FLUSH_S = 0.25
 MAX_STARTING = 50
 MAX_IN_FLIGHT = 256  # device writes awaiting the server's ack, per process
 # Every this many devices started, what exists is moved out of the garbage collector's
-# sight (gc.freeze). A process holding 50,000 devices has tens of millions of objects;
-# a full collection over them stopped its loop (and its gevent hub: the GIL is held)
-# for up to 21 s, mid-rollout. The devices live until the run ends: nothing to collect.
+# sight (gc.freeze). A process holding 50,000 devices has tens of millions of objects,
+# and a full collection over them holds the GIL (the loop and the gevent hub stop). Its
+# loop lag peaked at 21 s before and 10 s after, but other changes came with it: not
+# isolated. The devices live until the run ends: there is nothing of theirs to collect.
 GC_FREEZE_EVERY = 1000
 
 
