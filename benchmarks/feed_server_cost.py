@@ -14,7 +14,6 @@ one at a time from one connection (so the figure is the server's, not queueing).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
