@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from typing import Any
 
 import pytest
 
-from loadtest.natsmsg import Msg, parse_headers, parse_metadata
+from loadtest.natsmsg import parse_headers
 from loadtest.natsparse import Parser, ProtocolError
 
 
@@ -146,33 +145,3 @@ def test_headers_key_values_are_stripped_and_bad_lines_skipped() -> None:
     raw = b"NATS/1.0\r\nNats-Sequence: 12\r\nKV-Operation:DEL\r\nno colon\r\nBad Name: x\r\n\r\n"
     assert parse_headers(raw) == {"Nats-Sequence": "12", "KV-Operation": "DEL"}
     assert parse_headers(b"NATS/1.0\r\n\r\n") is None
-
-
-def test_metadata_of_the_nine_token_reply_subject() -> None:
-    meta = parse_metadata("$JS.ACK.KV_desired-state.feed_x.1.42.3.1700000000000000000.5")
-    assert meta.sequence.stream == 42
-    assert meta.sequence.consumer == 3
-    assert (meta.stream, meta.consumer, meta.num_delivered, meta.num_pending) == (
-        "KV_desired-state",
-        "feed_x",
-        1,
-        5,
-    )
-    assert meta.timestamp == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
-    assert meta.domain is None
-
-
-@pytest.mark.parametrize("tail", ["", ".rand0m"])
-def test_metadata_of_the_newer_reply_subject_with_domain_and_account_hash(tail: str) -> None:
-    meta = parse_metadata(f"$JS.ACK.hub.ACCHASH.S.C.2.99.8.1700000000000000000.0{tail}")
-    assert (meta.domain, meta.stream, meta.consumer) == ("hub", "S", "C")
-    assert (meta.sequence.stream, meta.sequence.consumer, meta.num_delivered) == (99, 8, 2)
-    assert parse_metadata(f"$JS.ACK._.H.S.C.1.5.5.1700000000000000000.0{tail}").domain == ""
-
-
-def test_metadata_of_a_message_that_is_not_from_jetstream_is_refused() -> None:
-    msg = Msg(subject="a", reply="_INBOX.x.y", data=b"", headers=None)
-    with pytest.raises(ValueError, match=r"_INBOX\.x\.y"):
-        _ = msg.metadata
-    with pytest.raises(ValueError, match="not a JetStream message"):
-        parse_metadata("")
