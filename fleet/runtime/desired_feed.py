@@ -207,14 +207,15 @@ class DesiredFeed:
 
     async def _snapshot(self) -> None:
         seen = max(self._revs.values(), default=0)
-        if seen and await self._bus.last_revision(BUCKET_DESIRED_STATE, self._filter) == seen:
+        mark = await self._bus.last_revision(BUCKET_DESIRED_STATE, self._filter)
+        if seen and mark == seen:
             # Nothing was written to this device's keys since the last revision it saw
             # (a put, a delete or a purge each writes a newer one): the read would bring
             # nothing new. One direct get instead of a consumer (step 5).
             self.unchanged += 1
             return
         entries, _ = await read_desired_snapshot(
-            self._bus, key_filter=self._filter, owner=self._device
+            self._bus, key_filter=self._filter, owner=self._device, mark=mark
         )
         self.snapshots += 1
         for entry in sorted(entries.values(), key=lambda e: e.revision):

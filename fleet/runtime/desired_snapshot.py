@@ -44,10 +44,15 @@ CLEANUP_TIMEOUT = 1.0  # seconds a consumer delete may hold up a stop
 
 
 async def read_desired_snapshot(
-    bus: Bus, *, key_filter: str, owner: str, timeout: float = 30.0
+    bus: Bus, *, key_filter: str, owner: str, timeout: float = 30.0, mark: int | None = None
 ) -> tuple[dict[str, KvEntry], int]:
-    """(live entries matching ``key_filter``, the mark they are complete up to)."""
-    mark = await bus.last_revision(BUCKET_DESIRED_STATE, key_filter)
+    """(live entries matching ``key_filter``, the mark they are complete up to).
+
+    ``mark``: the stream's last revision among the keys, if the caller has just read it
+    (it must have been read after the caller's live subscription was in place).
+    """
+    if mark is None:
+        mark = await bus.last_revision(BUCKET_DESIRED_STATE, key_filter)
     entries: dict[str, KvEntry] = {}
     if mark == 0:
         return entries, 0
