@@ -34,7 +34,7 @@ from nats.js import api
 
 from fleet.errors import BusError, BusUnavailable, RevisionMismatch
 from fleet.runtime.bus import BUCKETS
-from fleet.runtime.kv import KvEntry, operation_of
+from fleet.runtime.kv import KvEntry, last_revision_of, last_revision_request, operation_of
 from loadtest.natsmsg import Msg
 from loadtest.natsproto import NatsClient, NatsError, NoResponders
 
@@ -212,15 +212,9 @@ class LiteBus:
     async def last_revision(self, bucket: str, key_filter: str = ">") -> int:
         """The highest revision among keys matching ``key_filter`` (0 when none); as ``Bus``."""
         what = f"last revision of {bucket}/{key_filter}"
-        request = json.dumps({"last_by_subj": f"$KV.{bucket}.{key_filter}"}).encode()
-        reply = await self.request(f"$JS.API.DIRECT.GET.KV_{bucket}", request, what=what)
-        headers = reply.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return 0
-        if status is not None:
-            raise BusError(f"{what}: {status} {headers.get('Description')}")
-        return int(headers["Nats-Sequence"])
+        subject, payload = last_revision_request(bucket, key_filter)
+        reply = await self.request(subject, payload, what=what)
+        return last_revision_of(reply.headers, what=what)
 
 
 class JetStreamApi:

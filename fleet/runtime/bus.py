@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 
@@ -32,8 +31,8 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
-from fleet.errors import BusError, BusUnavailable, KeyExists
-from fleet.runtime.kv import KvEntry
+from fleet.errors import BusUnavailable, KeyExists
+from fleet.runtime.kv import KvEntry, last_revision_of, last_revision_request
 from fleet.runtime.nats_errors import UNAVAILABLE, translate_errors
 from fleet.runtime.watch import Watch, read_snapshot
 
@@ -254,20 +253,11 @@ class Bus:
         mark an initial read must reach before it may call itself complete.
         """
         await self._bucket(bucket)
-        request = json.dumps({"last_by_subj": f"$KV.{bucket}.{key_filter}"}).encode()
-        async with translate_errors(f"last revision of {bucket}/{key_filter}"):
-            reply = await self.nc.request(
-                f"$JS.API.DIRECT.GET.KV_{bucket}", request, timeout=self._timeout
-            )
-        headers = reply.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return 0
-        if status is not None:
-            raise BusError(
-                f"last revision of {bucket}/{key_filter}: {status} {headers.get('Description')}"
-            )
-        return int(headers["Nats-Sequence"])
+        what = f"last revision of {bucket}/{key_filter}"
+        subject, payload = last_revision_request(bucket, key_filter)
+        async with translate_errors(what):
+            reply = await self.nc.request(subject, payload, timeout=self._timeout)
+        return last_revision_of(reply.headers, what=what)
 
     async def snapshot(
         self, bucket: str, key_filter: str = ">", *, timeout: float = 60.0

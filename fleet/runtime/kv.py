@@ -2,14 +2,19 @@
 
 It exists so that actors and their tests never see nats-py's ``Entry`` (mutable, and
 tied to the client), and so that :mod:`fleet.runtime.bus` and :mod:`fleet.runtime.watch`
-share one definition without importing each other.
+share one definition without importing each other. The client-free pieces of reading
+the KV streams live here too (a delivery's revision, the last-revision lookup), so
+that any client (nats-py here, the load swarm's lean one) reads them the same way.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import msgspec
+
+from fleet.errors import BusError
 
 KV_OPERATION = "KV-Operation"
 
@@ -54,3 +59,26 @@ def stream_sequence(reply: str | None) -> int:
         if field.isdigit():
             return int(field)
     raise ValueError(f"not a JetStream delivery subject: {reply!r}")
+
+
+def last_revision_request(bucket: str, key_filter: str) -> tuple[str, bytes]:
+    """(subject, payload) of the direct get of the last message among ``key_filter``'s keys.
+
+    The stream's last-by-subject lookup accepts wildcards: its sequence is the highest
+    revision among the matching keys. Whatever client sends it reads the reply with
+    :func:`last_revision_of`.
+    """
+    payload = json.dumps({"last_by_subj": f"$KV.{bucket}.{key_filter}"}).encode()
+    return f"$JS.API.DIRECT.GET.KV_{bucket}", payload
+
+
+def last_revision_of(headers: dict[str, str] | None, *, what: str) -> int:
+    """The revision in a :func:`last_revision_request` reply's headers: 0 when no key
+    matches (404), else its ``Nats-Sequence``; :class:`BusError` naming ``what`` otherwise."""
+    headers = headers or {}
+    status = headers.get("Status")
+    if status == "404":
+        return 0
+    if status is not None:
+        raise BusError(f"{what}: {status} {headers.get('Description')}")
+    return int(headers["Nats-Sequence"])
