@@ -1,4 +1,6 @@
-"""Suite-wide guards: a test fails if it leaves live actors (pooled too) or threads behind."""
+"""Suite-wide guards: a test fails if it leaves live actors (pooled too) or threads behind,
+or if an actor died during it (:mod:`fleet.runtime.failfast`) and the test did not say it
+expects that with ``@pytest.mark.actor_death``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from fleet.runtime import failfast
 from fleet.runtime.pool import live_pools
 
 
@@ -19,10 +22,15 @@ def live_actors() -> list[pykka.ActorRef[object]]:
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_actors_or_threads() -> Iterator[None]:
+def no_leaked_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
     """Requested first (autouse), so torn down last: after every other fixture."""
     before = {t.ident for t in threading.enumerate()}
+    failfast.clear_deaths()
     yield
+    died = failfast.deaths()
+    failfast.clear_deaths()
+    if died and request.node.get_closest_marker("actor_death") is None:
+        pytest.fail(f"an actor died during the test: {died}")
     deadline = time.monotonic() + 3.0
     while True:
         actors = live_actors()

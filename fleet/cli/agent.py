@@ -21,6 +21,7 @@ from types import FrameType
 from fleet.actors.agent.app import AgentApp
 from fleet.actors.agent.config import AgentConfig, load_config
 from fleet.errors import ConfigError
+from fleet.runtime import failfast
 
 logger = logging.getLogger("fleet.agent")
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         app.reload_labels(fresh.labels)
 
     signal.signal(signal.SIGHUP, reload)
+    failfast.install(app.supervisor.fail)  # an actor that dies stops the agent: exit 70
     try:
         app.start()
     except Exception:

@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
 
     from fleet.actors.operator.app import Operator, OperatorConfig
+    from fleet.runtime import failfast
     from fleet.runtime.bus import Bus
     from fleet.runtime.kube import KubeClient, make_api_client
     from fleet.runtime.loop import EventLoopThread
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     supervisor = Supervisor(name="fleet-operator")
+    failfast.install(supervisor.fail)  # an actor that dies stops the operator: exit 70
     loop_thread = EventLoopThread(name="operator-loop", loop_factory=uvloop.new_event_loop)
     loop_thread.start()
     supervisor.add_cleanup("event-loop", loop_thread.stop)
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     async def connect() -> None:
         await bus.start()
         await bus.wait_connected(timeout=None)
-        await bus.ensure_buckets()
+        await bus.ensure_buckets(enforce_limits=True)
 
     logger.info("connecting to NATS at %s", ", ".join(args.nats_url))
     loop_thread.run(connect(), timeout=3600)

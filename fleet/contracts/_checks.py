@@ -17,6 +17,7 @@ from msgspec.structs import force_setattr
 
 from fleet.errors import ContractError, InvalidName
 
+from .limits import MAX_INT
 from .names import DeploymentName, DeviceId
 
 
@@ -58,17 +59,14 @@ def utc_field(obj: msgspec.Struct, field: str) -> None:
         force_setattr(obj, field, value.astimezone(dt.UTC))
 
 
-def int_field(obj: msgspec.Struct, field: str, *, low: int, high: int | None = None) -> None:
-    """Require an int (not a bool) in ``low..high`` in ``obj.<field>``."""
+def int_field(obj: msgspec.Struct, field: str, *, low: int, high: int = MAX_INT) -> None:
+    """Require an int (not a bool) in ``low..high`` in ``obj.<field>`` (a 64-bit range
+    unless ``high`` says otherwise: JSON allows any number of digits, the wire does not)."""
     value = getattr(obj, field)
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ContractError(f"{field} must be an integer {bound}, got {value!r}", field=field)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or value > high:
+        bound = f">= {low}" if high == MAX_INT else f"in {low}..{high}"
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise ContractError(f"{field} must be an integer {bound}, got {shown}", field=field)
 
 
 Timestamp = Annotated[

@@ -7,6 +7,12 @@ whose message names it; they never return a half-built object. Unknown fields ar
 ignored so newer writers can add fields. Use these functions, not ``msgspec.json``
 directly: names (:class:`DeviceId`, :class:`DeploymentName`) need the hooks below.
 
+Decoders are bounded and total: the size and nesting depth of the bytes are checked
+before they are parsed (:mod:`.limits`), and *any* input, whatever its type or content,
+ends as a value or a ``ContractError``, never another exception (a ``RecursionError``
+from a deeply nested value once killed the actor reading it). Encoders refuse to write
+a value over its bucket's bound, so a writer learns of it before the bus does.
+
 This module must never do I/O.
 """
 
@@ -22,6 +28,14 @@ from fleet.errors import ContractError, InvalidName
 
 from .heartbeat import HeartbeatPayload
 from .info import DeviceInfo
+from .limits import (
+    MAX_DEPTH,
+    MAX_DESIRED_BYTES,
+    MAX_HEARTBEAT_BYTES,
+    MAX_INFO_BYTES,
+    MAX_STATE_BYTES,
+    check_json_bounds,
+)
 from .names import DeploymentName, DeviceId
 from .score import SCORE_TAG_FIELD, ReconcileScore
 from .state import DeploymentState
@@ -86,11 +100,27 @@ def _error(exc: msgspec.MsgspecError, *, what: str) -> ContractError:
     return kind(f"invalid {what}{where}: {reason}", field=path or None)
 
 
-def _decode(decoder: msgspec.json.Decoder[_T], data: Buffer, *, what: str) -> _T:
+def _bytes(data: object, *, what: str) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise ContractError(f"{what} must be bytes, got {type(data).__name__}")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], data: Buffer, *, what: str, max_bytes: int) -> _T:
+    raw = _bytes(data, what=what)
+    check_json_bounds(raw, what=what, max_bytes=max_bytes)
     try:
-        return decoder.decode(data)
+        return decoder.decode(raw)
     except msgspec.MsgspecError as exc:
         raise _error(exc, what=what) from exc
+    except ContractError:
+        raise
+    except (RecursionError, MemoryError) as exc:  # bounded above; kept total regardless
+        raise ContractError(f"{what} is too deeply nested or too large to decode") from exc
+    except Exception as exc:  # total: no input may end in anything but a ContractError
+        raise ContractError(f"invalid {what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _convert(obj: object, type_: type[_T], *, what: str) -> _T:
@@ -98,26 +128,50 @@ def _convert(obj: object, type_: type[_T], *, what: str) -> _T:
         return msgspec.convert(obj, type_, dec_hook=dec_hook)
     except msgspec.MsgspecError as exc:
         raise _error(exc, what=what) from exc
+    except ContractError:
+        raise
+    except RecursionError as exc:
+        raise ContractError(f"{what} nests more than {MAX_DEPTH} levels deep") from exc
+    except Exception as exc:  # total, as _decode
+        raise ContractError(f"invalid {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _bounded(data: bytes, *, what: str, max_bytes: int) -> bytes:
+    if len(data) > max_bytes:
+        raise ContractError(
+            f"{what} would be {len(data)} bytes encoded, at most {max_bytes} allowed"
+        )
+    return data
 
 
 def encode_score(score: ReconcileScore) -> bytes:
-    """The desired-state value for ``score`` (JSON; defaults omitted)."""
-    return _ENCODER.encode(score)
+    """The desired-state value for ``score`` (JSON; defaults omitted); bounded in size."""
+    return _bounded(_ENCODER.encode(score), what="desired-state value", max_bytes=MAX_DESIRED_BYTES)
 
 
 def decode_score(data: Buffer) -> ReconcileScore:
     """Decode a desired-state value; :class:`ContractError` if it breaks the contract."""
-    _decode(_TAG_DECODER, data, what="desired-state value")  # the tag is required
-    return _decode(_SCORE_DECODER, data, what="desired-state value")
+    what = "desired-state value"
+    _decode(_TAG_DECODER, data, what=what, max_bytes=MAX_DESIRED_BYTES)  # the tag is required
+    return _decode(_SCORE_DECODER, data, what=what, max_bytes=MAX_DESIRED_BYTES)
 
 
 def convert_score(obj: object) -> ReconcileScore:
-    """Validate an already-parsed score (e.g. a Deployment's ``spec.score`` dict)."""
+    """Validate an already-parsed score (e.g. a Deployment's ``spec.score`` dict).
+
+    Bounded like :func:`decode_score`: the score, encoded, must fit a desired-state value.
+    """
     if not isinstance(obj, dict) or SCORE_TAG_FIELD not in obj:
+        shown = repr(obj) if len(repr(obj)) <= 200 else f"{repr(obj)[:200]}..."
         raise ContractError(
-            f"invalid score: expected an object with a `{SCORE_TAG_FIELD}` field, got {obj!r}",
+            f"invalid score: expected an object with a `{SCORE_TAG_FIELD}` field, got {shown}",
             field=SCORE_TAG_FIELD if isinstance(obj, dict) else None,
         )
+    try:
+        raw = msgspec.json.encode(obj)
+    except Exception as exc:  # not JSON-shaped, or nested past the encoder's own limit
+        raise ContractError(f"invalid score: {type(exc).__name__}: {exc}") from exc
+    check_json_bounds(raw, what="score", max_bytes=MAX_DESIRED_BYTES)
     return _convert(obj, ReconcileScore, what="score")
 
 
@@ -132,29 +186,33 @@ def score_hash(score: ReconcileScore) -> str:
 
 def encode_state(state: DeploymentState) -> bytes:
     """The device-state value for ``state``."""
-    return _ENCODER.encode(state)
+    return _bounded(_ENCODER.encode(state), what="device-state value", max_bytes=MAX_STATE_BYTES)
 
 
 def decode_state(data: Buffer) -> DeploymentState:
     """Decode a device-state value; :class:`ContractError` if it breaks the contract."""
-    return _decode(_STATE_DECODER, data, what="device-state value")
+    return _decode(_STATE_DECODER, data, what="device-state value", max_bytes=MAX_STATE_BYTES)
 
 
 def encode_info(info: DeviceInfo) -> bytes:
     """The device-info value for ``info``."""
-    return _ENCODER.encode(info)
+    return _bounded(_ENCODER.encode(info), what="device-info value", max_bytes=MAX_INFO_BYTES)
 
 
 def decode_info(data: Buffer) -> DeviceInfo:
     """Decode a device-info value; :class:`ContractError` if it breaks the contract."""
-    return _decode(_INFO_DECODER, data, what="device-info value")
+    return _decode(_INFO_DECODER, data, what="device-info value", max_bytes=MAX_INFO_BYTES)
 
 
 def encode_heartbeat(heartbeat: HeartbeatPayload) -> bytes:
     """The device-heartbeat value for ``heartbeat``."""
-    return _ENCODER.encode(heartbeat)
+    return _bounded(
+        _ENCODER.encode(heartbeat), what="device-heartbeat value", max_bytes=MAX_HEARTBEAT_BYTES
+    )
 
 
 def decode_heartbeat(data: Buffer) -> HeartbeatPayload:
     """Decode a device-heartbeat value; :class:`ContractError` if it breaks the contract."""
-    return _decode(_HEARTBEAT_DECODER, data, what="device-heartbeat value")
+    return _decode(
+        _HEARTBEAT_DECODER, data, what="device-heartbeat value", max_bytes=MAX_HEARTBEAT_BYTES
+    )

@@ -12,6 +12,7 @@ optional field. This module must never do I/O.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final, Literal, TypeAlias, get_args
 
 import msgspec
@@ -19,6 +20,14 @@ import msgspec
 from fleet.errors import ContractError, InvalidName
 
 from ._checks import int_field
+from .limits import (
+    MAX_COMMAND_ARGS,
+    MAX_CONTAINERS,
+    MAX_ENV,
+    MAX_IMAGE_LENGTH,
+    MAX_PORTS,
+    check_length,
+)
 from .names import DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE, check_dns_label
 
 RestartPolicy: TypeAlias = Literal["always", "on-failure", "no"]
@@ -28,7 +37,26 @@ PORT_PROTOCOLS: Final[tuple[str, ...]] = get_args(PortProtocol)
 PODMAN_SCORE_TYPE: Final = "podman"
 SCORE_TAG_FIELD: Final = "type"
 
-IMAGE_PATTERN: Final = r"^\S+$"
+# The image reference grammar of the OCI distribution spec (distribution/reference):
+# [domain[:port]/]path[:tag][@digest], lowercase path components joined by '.', '_',
+# '__' or dashes. No '..', no leading '/', no whitespace: a reference is also put in
+# podman REST paths, so anything else could address another endpoint.
+_DOMAIN_COMPONENT: Final = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN: Final = (
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
+)
+_PATH_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG: Final = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST: Final = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_PATTERN: Final = (
+    rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?$"
+)
+IMAGE_RULE: Final = (
+    "a non-empty image reference without whitespace, [registry[:port]/]name[:tag][@digest], "
+    "the name in lowercase "
+    "letters, digits and single separators ('.', '_', '__', '-') between '/'-separated parts"
+)
+_IMAGE: Final = re.compile(IMAGE_PATTERN)
 ENV_NAME_PATTERN: Final = r"^[^=\x00]+$"
 
 # Constraints live in ``extra_json_schema`` (documentation only) and are enforced by the
@@ -47,8 +75,12 @@ ContainerName = Annotated[
 Image = Annotated[
     str,
     msgspec.Meta(
-        description="An image reference podman can pull; no whitespace.",
-        extra_json_schema={"pattern": IMAGE_PATTERN, "minLength": 1},
+        description=f"An image reference podman can pull: {IMAGE_RULE}.",
+        extra_json_schema={
+            "pattern": IMAGE_PATTERN,
+            "minLength": 1,
+            "maxLength": MAX_IMAGE_LENGTH,
+        },
     ),
 ]
 EnvName = Annotated[
@@ -83,9 +115,16 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
     name: ContainerName
     image: Image
-    command: list[str] | None = None
-    env: dict[EnvName, str] | None = None
-    ports: list[PortMapping] | None = None
+    command: (
+        Annotated[list[str], msgspec.Meta(extra_json_schema={"maxItems": MAX_COMMAND_ARGS})] | None
+    ) = None
+    env: (
+        Annotated[dict[EnvName, str], msgspec.Meta(extra_json_schema={"maxProperties": MAX_ENV})]
+        | None
+    ) = None
+    ports: (
+        Annotated[list[PortMapping], msgspec.Meta(extra_json_schema={"maxItems": MAX_PORTS})] | None
+    ) = None
     restart_policy: RestartPolicy = "always"
 
     def __post_init__(self) -> None:
@@ -93,11 +132,12 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
             check_dns_label(self.name, what="container name")
         except InvalidName as exc:
             raise InvalidName(str(exc), field="name") from exc
-        if not isinstance(self.image, str) or not self.image or self.image.split() != [self.image]:
-            raise ContractError(
-                f"image must be a non-empty image reference without whitespace, got {self.image!r}",
-                field="image",
-            )
+        check_length(self.image, field="image", limit=MAX_IMAGE_LENGTH)
+        if not isinstance(self.image, str) or _IMAGE.fullmatch(self.image) is None:
+            raise ContractError(f"image must be {IMAGE_RULE}, got {self.image!r}", field="image")
+        check_length(self.command, field="command", limit=MAX_COMMAND_ARGS, what="arguments")
+        check_length(self.env, field="env", limit=MAX_ENV, what="variables")
+        check_length(self.ports, field="ports", limit=MAX_PORTS, what="ports")
         for key in self.env or {}:
             if not key or "=" in key or "\x00" in key:
                 raise ContractError(
@@ -110,7 +150,10 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
             )
 
 
-Containers = Annotated[list[ContainerSpec], msgspec.Meta(extra_json_schema={"minItems": 1})]
+Containers = Annotated[
+    list[ContainerSpec],
+    msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_CONTAINERS}),
+]
 
 
 class PodmanScore(
@@ -128,6 +171,7 @@ class PodmanScore(
     def __post_init__(self) -> None:
         if not self.containers:
             raise ContractError("a podman score needs at least one container", field="containers")
+        check_length(self.containers, field="containers", limit=MAX_CONTAINERS, what="containers")
         names: set[str] = set()
         published: set[tuple[int, str]] = set()
         for index, container in enumerate(self.containers):

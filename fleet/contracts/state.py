@@ -14,6 +14,7 @@ import msgspec
 from fleet.errors import ContractError
 
 from ._checks import Timestamp, deployment_field, device_id_field, int_field, utc_field
+from .limits import MAX_MESSAGE_LENGTH, check_length
 from .names import DeploymentName, DeviceId
 
 
@@ -41,7 +42,9 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
     deployment: DeploymentName
     phase: Phase
     desired_revision: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})]
-    message: str | None
+    message: (
+        Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": MAX_MESSAGE_LENGTH})] | None
+    )
     updated_at: Timestamp
 
     def __post_init__(self) -> None:
@@ -49,6 +52,7 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
         deployment_field(self, "deployment")
         _phase_field(self)
         int_field(self, "desired_revision", low=0)
+        check_length(self.message, field="message", limit=MAX_MESSAGE_LENGTH)
         utc_field(self, "updated_at")
 
 

@@ -31,6 +31,7 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
+from fleet.contracts.limits import BUCKET_VALUE_LIMITS
 from fleet.errors import BusUnavailable, KeyExists
 from fleet.runtime.kv import KvEntry, last_revision_of, last_revision_request
 from fleet.runtime.nats_errors import UNAVAILABLE, translate_errors
@@ -45,6 +46,15 @@ BUCKETS: tuple[str, ...] = (
     BUCKET_DEVICE_STATE,
     BUCKET_DEVICE_HEARTBEAT,
 )
+
+#: Room for the headers a put may carry (nats-server counts them in a message's size).
+HEADER_ROOM = 512
+
+
+def max_value_size(bucket: str) -> int:
+    """The bucket's server-side maximum message size: the wire bound of its values
+    (:data:`fleet.contracts.limits.BUCKET_VALUE_LIMITS`) plus room for headers."""
+    return BUCKET_VALUE_LIMITS[bucket] + HEADER_ROOM
 
 
 class Bus:
@@ -185,10 +195,17 @@ class Bus:
 
     # -- buckets ------------------------------------------------------------------
 
-    async def ensure_buckets(self) -> None:
-        """Create the four buckets if missing (idempotent, safe to race)."""
+    async def ensure_buckets(self, *, enforce_limits: bool = False) -> None:
+        """Create the four buckets if missing (idempotent, safe to race).
+
+        A bucket is created with its server-side maximum value size
+        (:func:`max_value_size`). ``enforce_limits`` (the operator, which owns the
+        buckets) also sets it on buckets made by an older release that had none.
+        """
         for bucket in BUCKETS:
             await self._bucket(bucket)
+            if enforce_limits:
+                await self._enforce_limit(bucket)
 
     async def _bucket(self, bucket: str) -> KeyValue:
         kv = self._kv.get(bucket)
@@ -199,11 +216,32 @@ class Bus:
                 kv = await self.js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 try:
-                    kv = await self.js.create_key_value(bucket=bucket, history=1, direct=True)
+                    kv = await self.js.create_key_value(
+                        bucket=bucket,
+                        history=1,
+                        direct=True,
+                        max_value_size=max_value_size(bucket),
+                    )
                 except nats.js.errors.BadRequestError:
                     kv = await self.js.key_value(bucket)  # created by a racing process
         self._kv[bucket] = kv
         return kv
+
+    async def _enforce_limit(self, bucket: str) -> None:
+        stream = f"KV_{bucket}"
+        want = max_value_size(bucket)
+        async with translate_errors(f"checking the limits of bucket {bucket!r}"):
+            info = await self.js.stream_info(stream)
+            have = info.config.max_msg_size
+            if have is not None and 0 < have <= want:
+                return
+            logger.warning(
+                "bucket %s accepts values of %s; setting its maximum value size to %d bytes",
+                bucket,
+                "any size" if have in (None, -1) else f"up to {have} bytes",
+                want,
+            )
+            await self.js.update_stream(info.config.evolve(max_msg_size=want))
 
     # -- KV operations --------------------------------------------------------------
 

@@ -47,5 +47,7 @@ async def translate_errors(what: str) -> AsyncIterator[None]:
         raise RevisionMismatch(f"{what}: the key is no longer at that revision") from exc
     except UNAVAILABLE as exc:
         raise BusUnavailable(f"{what}: {exc!r}") from exc
+    except nats.js.errors.APIError as exc:  # its repr hides the server's description
+        raise BusError(f"{what}: {exc}") from exc
     except nats.errors.Error as exc:
         raise BusError(f"{what}: {exc!r}") from exc

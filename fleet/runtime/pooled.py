@@ -34,6 +34,7 @@ import pykka
 from pykka import ActorDeadError, ActorRef
 from pykka.messages import _ActorStop
 
+from fleet.runtime.failfast import actor_died
 from fleet.runtime.mailbox import Mailbox, PooledFuture, StopFlag
 
 if TYPE_CHECKING:
@@ -114,6 +115,15 @@ class PooledActor(pykka.Actor):
         pool.admit(self.actor_inbox)
 
     # The pieces of pykka's Actor._actor_loop, run one turn at a time by a pool worker.
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """A death is the process's (:mod:`fleet.runtime.failfast`), as for every actor."""
+        actor_died(self, exception_value)
 
     def _pool_setup(self) -> None:
         try:

@@ -22,6 +22,7 @@ from typing import Any
 import pykka
 from pykka.messages import ProxyGetAttr
 
+from fleet.runtime.failfast import EXIT_ACTOR_DIED
 from fleet.runtime.pool import live_pools
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Supervisor:
         self._steps: list[tuple[str, Callable[[float], bool]]] = []
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self.failure: str | None = None
 
     def start(self, name: str, factory: Callable[[], pykka.ActorRef[Any]]) -> pykka.ActorRef[Any]:
         """Start one actor and wait until its ``on_start`` has run.
@@ -94,8 +96,26 @@ class Supervisor:
         """Ask :meth:`run_until_signal` to return (from any thread)."""
         self._stopping.set()
 
+    def fail(self, reason: str) -> None:
+        """Something this process cannot run without died (from any thread): stop it all
+        in order and make :meth:`run_until_signal` return ``EXIT_ACTOR_DIED``, so that
+        systemd or Kubernetes restart the process instead of keeping a husk alive."""
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = reason
+        if first:
+            logger.critical(
+                "%s: stopping with exit code %d: %s", self.name, EXIT_ACTOR_DIED, reason
+            )
+        self._stopping.set()
+
     def run_until_signal(self, *, timeout: float = 10.0) -> int:
-        """Block until SIGTERM/SIGINT or :meth:`request_stop`, then stop; 0 if clean."""
+        """Block until SIGTERM/SIGINT, :meth:`request_stop` or :meth:`fail`, then stop.
+
+        Returns 0 after a clean stop, 1 if something would not stop, and
+        ``EXIT_ACTOR_DIED`` (70) after :meth:`fail`.
+        """
 
         def handle(signum: int, frame: FrameType | None) -> None:
             logger.info("%s: received %s, stopping", self.name, signal.Signals(signum).name)
@@ -108,4 +128,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0 if not self.stop(timeout=timeout) else 1
+        leftovers = self.stop(timeout=timeout)
+        if self.failure is not None:
+            return EXIT_ACTOR_DIED
+        return 0 if not leftovers else 1

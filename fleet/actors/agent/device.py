@@ -42,6 +42,7 @@ from fleet.contracts import (
 )
 from fleet.errors import ContractError, FleetError
 from fleet.runtime.desired_store import DesiredStore, StoredEntry
+from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.inventory import read_inventory
 from fleet.runtime.podman import ContainerRuntime, EventStream, owner_labels
 from fleet.runtime.publisher import PublisherPort
@@ -69,7 +70,7 @@ logger = logging.getLogger(__name__)
 ReconcilerFactory = Callable[..., pykka.ActorRef[Any]]
 
 
-class DeviceActor(pykka.ThreadingActor):
+class DeviceActor(SupervisedActor):
     def __init__(
         self,
         *,

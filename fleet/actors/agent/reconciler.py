@@ -33,6 +33,7 @@ from fleet.contracts import (
     PodmanScore,
 )
 from fleet.errors import FleetError, TemporaryError
+from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.podman import (
     CONTAINER_LABEL,
     SPEC_HASH_LABEL,
@@ -55,7 +56,7 @@ class _Retry(Exception):
     """Stop this pass; try again after ``delay`` (already reported)."""
 
 
-class DeploymentReconciler(pykka.ThreadingActor):
+class DeploymentReconciler(SupervisedActor):
     # A podman call stuck past the stop timeout must not keep the process alive.
     use_daemon_thread = True
 

@@ -26,6 +26,7 @@ import pykka
 
 from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER, DeploymentName, DeviceId
 from fleet.errors import ContractError
+from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.kube import KubeObject
 from fleet.runtime.kv import KvEntry
 from fleet.runtime.kv_publish import WriteResult
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 WRITE_CHUNK = 1000
 
 
-class DeploymentActor(pykka.ThreadingActor):
+class DeploymentActor(SupervisedActor):
     def __init__(
         self,
         *,

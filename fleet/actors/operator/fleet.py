@@ -31,6 +31,7 @@ import pykka
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeploymentName, DeviceId, desired_state_key
 from fleet.errors import SpecError
+from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.index import ActorIndex
 from fleet.runtime.kube import KubeObject
 from fleet.runtime.kv_publish import WriteResult
@@ -64,7 +65,7 @@ def _age(obj: KubeObject) -> tuple[str, str, str]:
     return (obj.creation_timestamp, obj.namespace or "", obj.name)
 
 
-class FleetIndex(pykka.ThreadingActor):
+class FleetIndex(SupervisedActor):
     def __init__(
         self,
         *,

@@ -27,6 +27,7 @@ import msgspec
 import pykka
 
 from fleet.contracts import DeviceId
+from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.loop import tell_when_done
 from fleet.runtime.timers import TimerPort
 
@@ -47,7 +48,7 @@ def device_resource_name(device: str) -> str:
     return f"{base}-{digest}" if base else digest
 
 
-class DeviceMirror(pykka.ThreadingActor):
+class DeviceMirror(SupervisedActor):
     def __init__(
         self,
         *,

@@ -34,6 +34,7 @@ from fleet.contracts import (
     parse_device_state_key,
 )
 from fleet.errors import ContractError
+from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.kube import KubeObject
 from fleet.runtime.kv import KvEntry
 
@@ -162,7 +163,7 @@ DECODERS: dict[str, Callable[[tuple[KvEntry, ...]], m.Msg]] = {
 }
 
 
-class KvSource(pykka.ThreadingActor):
+class KvSource(SupervisedActor):
     """Decodes one bucket's entries and tells the fleet index."""
 
     def __init__(self, *, bucket: str, index: pykka.ActorRef[Any]) -> None:
@@ -179,7 +180,7 @@ class KvSource(pykka.ThreadingActor):
         return None
 
 
-class KubeSource(pykka.ThreadingActor):
+class KubeSource(SupervisedActor):
     """Forwards the Deployment watches' lists and events to the fleet index, in order."""
 
     def __init__(self, *, index: pykka.ActorRef[Any], scopes: int) -> None:

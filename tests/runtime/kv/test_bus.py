@@ -12,8 +12,9 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
-from fleet.errors import BusUnavailable, KeyExists, RevisionMismatch, TemporaryError
-from fleet.runtime.bus import Bus
+from fleet.contracts.limits import BUCKET_VALUE_LIMITS
+from fleet.errors import BusError, BusUnavailable, KeyExists, RevisionMismatch, TemporaryError
+from fleet.runtime.bus import Bus, max_value_size
 from fleet.runtime.loop import EventLoopThread
 from tests.fixtures.nats import NatsServer, free_port
 
@@ -128,3 +129,41 @@ def test_other_server_errors_are_fleet_errors(bus: Bus, event_loop_thread: Event
     with pytest.raises(BusError, match="put desired-state/bad key"):
         # a key with a space is not a valid subject: nats-py refuses it
         event_loop_thread.run(bus.put(BUCKET_DESIRED_STATE, "bad key", b"x"), timeout=5)
+
+
+def test_buckets_refuse_values_over_their_bound(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    """The server itself refuses an oversized put: a reader never has to hold one."""
+    run = event_loop_thread.run
+    for bucket, limit in BUCKET_VALUE_LIMITS.items():
+        run(bus.put(bucket, "x.fits", b"x" * limit), timeout=5)
+        with pytest.raises(BusError, match="maximum"):
+            run(bus.put(bucket, "x.too-big", b"x" * (max_value_size(bucket) + 1)), timeout=5)
+        assert run(bus.get(bucket, "x.too-big"), timeout=5) is None
+
+
+def test_the_operator_bounds_buckets_an_older_release_made(
+    nats_server: NatsServer, event_loop_thread: EventLoopThread
+) -> None:
+    """Buckets created without a maximum value size get one; their entries stay."""
+    run = event_loop_thread.run
+    old = Bus(urls=[nats_server.url], name="old-release")
+
+    async def scenario() -> dict[str, int]:
+        await old.start()
+        await old.wait_connected(timeout=5)
+        for bucket in BUCKET_VALUE_LIMITS:
+            kv = await old.js.create_key_value(bucket=bucket, history=1, direct=True)
+            await kv.put("kept.entry", b"old value")
+        await old.ensure_buckets(enforce_limits=True)
+        limits = {}
+        for bucket in BUCKET_VALUE_LIMITS:
+            info = await old.js.stream_info(f"KV_{bucket}")
+            limits[bucket] = int(info.config.max_msg_size or -1)
+            assert (await old.get(bucket, "kept.entry")).value == b"old value"  # type: ignore[union-attr]
+        await old.close()
+        return limits
+
+    limits = run(scenario(), timeout=30)
+    assert limits == {bucket: max_value_size(bucket) for bucket in BUCKET_VALUE_LIMITS}
