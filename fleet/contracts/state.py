@@ -30,12 +30,15 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
 
 
-class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
+class DeploymentState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The phase of ``deployment`` on ``device_id``.
 
     ``desired_revision`` is the KV revision of the desired-state entry this state refers
     to, so a reader can tell a report about the current spec from one about an older spec.
     ``message`` says, for ``Failed``, what went wrong in words a person can act on.
+    ``running_revision`` (optional) is the revision whose containers are actually running
+    when that is not ``desired_revision``: an update whose image could not be pulled
+    leaves the previous revision running (make-before-break), and says so here.
     """
 
     device_id: DeviceId
@@ -46,12 +49,15 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
         Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": MAX_MESSAGE_LENGTH})] | None
     )
     updated_at: Timestamp
+    running_revision: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})] | None = None
 
     def __post_init__(self) -> None:
         device_id_field(self, "device_id")
         deployment_field(self, "deployment")
         _phase_field(self)
         int_field(self, "desired_revision", low=0)
+        if self.running_revision is not None:
+            int_field(self, "running_revision", low=0)
         check_length(self.message, field="message", limit=MAX_MESSAGE_LENGTH)
         utc_field(self, "updated_at")
 
