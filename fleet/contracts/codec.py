@@ -169,7 +169,9 @@ def convert_score(obj: object) -> ReconcileScore:
         )
     try:
         raw = msgspec.json.encode(obj)
-    except Exception as exc:  # not JSON-shaped, or nested past the encoder's own limit
+    except RecursionError as exc:
+        raise ContractError(f"invalid score: nests more than {MAX_DEPTH} levels deep") from exc
+    except Exception as exc:  # not JSON-shaped
         raise ContractError(f"invalid score: {type(exc).__name__}: {exc}") from exc
     check_json_bounds(raw, what="score", max_bytes=MAX_DESIRED_BYTES)
     return _convert(obj, ReconcileScore, what="score")
