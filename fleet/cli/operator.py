@@ -46,6 +46,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a device whose last heartbeat is older than this counts as unreachable (default: 30)",
     )
     parser.add_argument(
+        "--device-retention",
+        type=float,
+        default=604800.0,
+        metavar="SECONDS",
+        help="forget a device silent (no heartbeat, info or report) for longer than this: its "
+        "info, heartbeat and report keys are deleted, it is no longer targeted, its Device "
+        "resource is marked stale; 0 never forgets (default: 604800, a week)",
+    )
+    parser.add_argument(
         "--namespace",
         action="append",
         default=[],
@@ -79,6 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.liveness_timeout <= 0:
         parser.error(f"--liveness-timeout must be > 0, got {args.liveness_timeout}")
+    if args.device_retention < 0 or 0 < args.device_retention <= args.liveness_timeout:
+        parser.error(
+            f"--device-retention must be 0 (never) or more than --liveness-timeout "
+            f"({args.liveness_timeout:g}), got {args.device_retention:g}"
+        )
     if args.device_qps <= 0:
         parser.error(f"--device-qps must be > 0, got {args.device_qps}")
     if not args.nats_url:
@@ -139,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         kube=KubeClient(api_client),
         config=OperatorConfig(
             liveness_timeout=args.liveness_timeout,
+            device_retention=args.device_retention,
             namespaces=tuple(args.namespace),
             device_qps=args.device_qps,
         ),

@@ -6,7 +6,9 @@ blocking client calls on the gateway's own small thread pools and hand back
 :class:`concurrent.futures.Future` objects (use :func:`fleet.runtime.loop.tell_when_done`).
 
 What it must never do: run a blocking client call on the asyncio loop or on an actor's
-thread, or patch anything but merge patches (custom resources take no strategic merge).
+thread, patch anything but merge patches (custom resources take no strategic merge), or
+let the client parse what the operator reads (``json.loads`` dies on a spec nested 1,000
+deep): reads go through :mod:`fleet.runtime.kube_decode`, write responses are not parsed.
 Errors are fleet's: ``KubeUnavailable`` (retry later), ``KubeConflict`` (lost a race on
 ``resourceVersion``), ``KubeNotFound``; others become ``KubeError``.
 """
@@ -26,6 +28,30 @@ import urllib3
 
 from fleet.contracts import CRD_GROUP, CRD_VERSION, FINALIZER
 from fleet.errors import ConfigError, PermanentError, TemporaryError
+from fleet.runtime.kube_decode import (
+    KubeDecodeError,
+    KubeObject,
+    ObjectList,
+    decode_list,
+    decode_object,
+)
+
+__all__ = [
+    "DEPLOYMENTS",
+    "DEVICES",
+    "KubeClient",
+    "KubeConflict",
+    "KubeError",
+    "KubeGateway",
+    "KubeNotFound",
+    "KubeObject",
+    "KubeUnavailable",
+    "ObjectList",
+    "Resource",
+    "make_api_client",
+    "namespaces_or_all",
+    "translate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,40 +73,6 @@ class KubeConflict(TemporaryError):
 
 class KubeUnavailable(TemporaryError):
     """The API server cannot be reached or answered 5xx/429."""
-
-
-class KubeObject(msgspec.Struct, frozen=True, kw_only=True):
-    """A custom object as actors see it: metadata fields, ``spec`` as JSON bytes."""
-
-    namespace: str | None
-    name: str
-    uid: str
-    generation: int
-    resource_version: str
-    creation_timestamp: str
-    deletion_timestamp: str | None
-    finalizers: tuple[str, ...]
-    spec: bytes
-
-    @property
-    def key(self) -> tuple[str | None, str]:
-        return (self.namespace, self.name)
-
-
-def kube_object(raw: Mapping[str, Any]) -> KubeObject:
-    """Build a :class:`KubeObject` from the API's JSON (missing metadata -> defaults)."""
-    meta = raw.get("metadata") or {}
-    return KubeObject(
-        namespace=meta.get("namespace"),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 0),
-        resource_version=str(meta.get("resourceVersion") or ""),
-        creation_timestamp=str(meta.get("creationTimestamp") or ""),
-        deletion_timestamp=meta.get("deletionTimestamp"),
-        finalizers=tuple(meta.get("finalizers") or ()),
-        spec=msgspec.json.encode(raw.get("spec")),
-    )
 
 
 def make_api_client(
@@ -150,6 +142,47 @@ class KubeClient:
         except Exception as exc:
             raise translate(exc, what=what) from exc
 
+    def _raw(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """The response body, unparsed (errors still raise, translated)."""
+        resp = self._call(what, fn, *args, _preload_content=False, **kwargs)
+        try:
+            data: bytes = resp.read()
+        except Exception as exc:  # the connection broke while reading
+            raise translate(exc, what=what) from exc
+        finally:
+            resp.release_conn()
+        return data
+
+    def list_objects(self, resource: Resource, *, namespace: str | None) -> ObjectList:
+        """Every object of ``resource`` (in ``namespace``, or all), decoded one by one:
+        an unusable object is left out and named in ``problems``, never fatal."""
+        if namespace is None:
+            what = f"list {resource.plural}"
+            fn: Callable[..., Any] = self.api.list_cluster_custom_object
+            args: tuple[Any, ...] = (CRD_GROUP, CRD_VERSION, resource.plural)
+        else:
+            what = f"list {resource.plural} in {namespace}"
+            fn = self.api.list_namespaced_custom_object
+            args = (CRD_GROUP, CRD_VERSION, namespace, resource.plural)
+        try:
+            return decode_list(self._raw(what, fn, *args), what=what)
+        except KubeDecodeError as exc:
+            raise KubeError(str(exc)) from exc
+
+    def get_object(self, resource: Resource, *, namespace: str | None, name: str) -> KubeObject:
+        """One object, decoded bounded (:class:`KubeError` if it is unusable)."""
+        what = f"get {resource.plural} {namespace}/{name}"
+        if resource.namespaced:
+            fn: Callable[..., Any] = self.api.get_namespaced_custom_object
+            args: tuple[Any, ...] = (CRD_GROUP, CRD_VERSION, namespace, resource.plural, name)
+        else:
+            fn = self.api.get_cluster_custom_object
+            args = (CRD_GROUP, CRD_VERSION, resource.plural, name)
+        try:
+            return decode_object(self._raw(what, fn, *args))
+        except KubeDecodeError as exc:
+            raise KubeError(f"{what}: {exc}") from exc
+
     def list(self, resource: Resource, *, namespace: str | None) -> dict[str, Any]:
         result: dict[str, Any]
         if namespace is None:
@@ -195,7 +228,7 @@ class KubeClient:
         what = f"create {resource.plural} {name}"
         if resource.namespaced:
             namespace = body["metadata"]["namespace"]
-            self._call(
+            self._raw(
                 what,
                 self.api.create_namespaced_custom_object,
                 CRD_GROUP,
@@ -205,7 +238,7 @@ class KubeClient:
                 dict(body),
             )
         else:
-            self._call(
+            self._raw(
                 what,
                 self.api.create_cluster_custom_object,
                 CRD_GROUP,
@@ -240,13 +273,13 @@ class KubeClient:
                 else self.api.patch_cluster_custom_object
             )
             args = (CRD_GROUP, CRD_VERSION, resource.plural, name)
-        self._call(what, fn, *args, dict(body), _content_type=MERGE_PATCH)
+        self._raw(what, fn, *args, dict(body), _content_type=MERGE_PATCH)
 
     def delete(self, resource: Resource, *, namespace: str | None, name: str) -> None:
         what = f"delete {resource.plural} {namespace}/{name}"
         try:
             if resource.namespaced:
-                self._call(
+                self._raw(
                     what,
                     self.api.delete_namespaced_custom_object,
                     CRD_GROUP,
@@ -256,7 +289,7 @@ class KubeClient:
                     name,
                 )
             else:
-                self._call(
+                self._raw(
                     what,
                     self.api.delete_cluster_custom_object,
                     CRD_GROUP,
@@ -277,17 +310,16 @@ class KubeClient:
         """
         for _attempt in range(5):
             try:
-                raw = self.get(resource, namespace=namespace, name=name)
+                obj = self.get_object(resource, namespace=namespace, name=name)
             except KubeNotFound:
                 return False
-            meta = raw.get("metadata") or {}
-            current = list(meta.get("finalizers") or [])
+            current = list(obj.finalizers)
             wanted = [f for f in current if f != FINALIZER] + ([FINALIZER] if present else [])
             if wanted == current:
                 return True
-            body = {"metadata": {"finalizers": wanted}}
-            if meta.get("resourceVersion"):
-                body["metadata"]["resourceVersion"] = meta["resourceVersion"]
+            body: dict[str, Any] = {"metadata": {"finalizers": wanted}}
+            if obj.resource_version:
+                body["metadata"]["resourceVersion"] = obj.resource_version
             try:
                 self.patch(resource, namespace=namespace, name=name, body=body)
                 return True
@@ -339,8 +371,10 @@ class KubeGateway:
 
     def list_device_names(self) -> concurrent.futures.Future[list[str]]:
         def run() -> list[str]:
-            items = self.client.list(DEVICES, namespace=None).get("items") or []
-            return [str(item["metadata"]["name"]) for item in items]
+            listed = self.client.list_objects(DEVICES, namespace=None)
+            for problem in listed.problems:
+                logger.warning("skipping an unusable Device resource: %s", problem)
+            return [obj.name for obj in listed.objects]
 
         return self._devices.submit(run)
 

@@ -14,13 +14,16 @@ doing so. A :class:`ResourceWatcher` runs this loop on a daemon thread:
 3. on 410 Gone (the version expired) go back to 1; on any other failure wait
    ``retry_delay`` (doubling, up to 30 s) and go back to 1.
 
+Objects are decoded one by one (:mod:`fleet.runtime.kube_decode`): an object that cannot
+be used (no name, metadata of the wrong types) is logged and left out of the list, or its
+event skipped; it never fails the list or ends the watch, so every other object is seen.
+
 What it must never do: call the consumer from the loop thread, or swallow the stop request
 (``stop`` closes the open response so the thread ends at once).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -31,7 +34,8 @@ import kubernetes
 import urllib3
 
 from fleet.contracts import CRD_GROUP, CRD_VERSION
-from fleet.runtime.kube import KubeClient, KubeError, KubeObject, Resource, kube_object, translate
+from fleet.runtime.kube import KubeClient, KubeError, KubeObject, Resource, translate
+from fleet.runtime.kube_decode import decode_event
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +125,12 @@ class ResourceWatcher:
                 delay = min(delay * 2, 30.0)
 
     def _list(self) -> str:
-        raw = self._client.list(self._resource, namespace=self._namespace)
-        objects = tuple(kube_object(item) for item in raw.get("items") or [])
+        listed = self._client.list_objects(self._resource, namespace=self._namespace)
+        for problem in listed.problems:
+            logger.warning("skipping an unusable %s object: %s", self._resource.plural, problem)
         self.lists += 1
-        self._on_listed(self._namespace, objects)
-        return str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        self._on_listed(self._namespace, listed.objects)
+        return listed.resource_version
 
     def _open(self, version: str) -> Any:
         api = self._client.api
@@ -175,17 +180,22 @@ class ResourceWatcher:
         return version
 
     def _handle(self, line: str, version: str) -> str:
-        event = json.loads(line)
-        kind = event.get("type")
-        raw = event.get("object") or {}
-        if kind == "ERROR":
-            if raw.get("code") == 410:
-                raise _Gone(raw.get("message"))
-            raise KubeError(
-                f"watch {self._resource.plural}: {raw.get('code')} {raw.get('message')}"
+        event = decode_event(line.encode())
+        if event.problem is not None:
+            logger.warning(
+                "watch of %s in %s: skipping an unusable event: %s",
+                self._resource.plural,
+                self.scope,
+                event.problem,
             )
-        if kind == "BOOKMARK":
-            return str((raw.get("metadata") or {}).get("resourceVersion") or version)
-        obj = kube_object(raw)
-        self._on_event(str(kind), obj)
+            return version
+        if event.type == "ERROR":
+            if event.code == 410:
+                raise _Gone(event.message)
+            raise KubeError(f"watch {self._resource.plural}: {event.code} {event.message}")
+        if event.type == "BOOKMARK":
+            return event.resource_version or version
+        obj = event.obj
+        assert obj is not None  # an object event without a problem has its object
+        self._on_event(event.type, obj)
         return obj.resource_version or version

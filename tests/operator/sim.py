@@ -59,22 +59,28 @@ class Fleet:
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         return self.loop.run(coro, timeout=timeout)
 
-    def info(self, devices: Iterable[str], labels: dict[str, str]) -> None:
+    def info(self, devices: Iterable[str], labels: dict[str, str], *, age: float = 0.0) -> None:
+        at = now() - datetime.timedelta(seconds=age)
+
         async def go() -> None:
             await asyncio.gather(*(
                 self.bus.put(BUCKET_DEVICE_INFO, device_info_key(DeviceId(d)), encode_info(
                     DeviceInfo(device_id=DeviceId(d), labels=labels, inventory=INVENTORY,
-                               agent_version="0.1.0", updated_at=now())))
+                               agent_version="0.1.0", updated_at=at)))
                 for d in devices
             ))  # fmt: skip
 
         self.run(go())
 
-    def beat(self, devices: Iterable[str], *, age: float = 0.0) -> None:
+    def beat(
+        self, devices: Iterable[str], *, age: float = 0.0, instance: str | None = None
+    ) -> None:
         at = now() - datetime.timedelta(seconds=age)
 
         def beat(d: str) -> bytes:
-            return encode_heartbeat(HeartbeatPayload(device_id=DeviceId(d), at=at, seq=1))
+            return encode_heartbeat(
+                HeartbeatPayload(device_id=DeviceId(d), at=at, seq=1, instance_id=instance)
+            )
 
         async def go() -> None:
             await asyncio.gather(*(
@@ -101,6 +107,7 @@ class Fleet:
         *,
         revision: int | None = None,
         message: str | None = None,
+        age: float = 0.0,
     ) -> None:
         """Report ``phase`` for the entry currently in the bucket (or ``revision``)."""
         devices = list(devices)
@@ -113,7 +120,8 @@ class Fleet:
                 rev = revision if revision is not None else desired[key].revision
                 state = DeploymentState(
                     device_id=DeviceId(d), deployment=DeploymentName(deployment), phase=phase,
-                    desired_revision=rev, message=message, updated_at=now(),
+                    desired_revision=rev, message=message,
+                    updated_at=now() - datetime.timedelta(seconds=age),
                 )  # fmt: skip
                 puts.append(self.bus.put(
                     BUCKET_DEVICE_STATE, device_state_key(DeviceId(d), DeploymentName(deployment)),

@@ -10,9 +10,11 @@ What it must never do: leave a thread, a watch or an actor behind after :meth:`s
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,6 +26,7 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
+from fleet.errors import FleetError, RevisionMismatch
 from fleet.runtime.bus import Bus
 from fleet.runtime.kube import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
 from fleet.runtime.kube_watch import ResourceWatcher
@@ -36,6 +39,7 @@ from fleet.runtime.timers import LoopTimers
 from . import messages as m
 from .fleet import FleetIndex, Query
 from .mirror import DeviceMirror
+from .retention import WEEK
 from .sources import KubeSource, KvSource
 
 logger = logging.getLogger(__name__)
@@ -51,8 +55,53 @@ def _synced_to(ref: pykka.ActorRef[Any]) -> Callable[[], None]:
     return lambda: ref.tell(m.KvSynced())
 
 
+class KeyDeleter:
+    """:class:`~.ports.KeyDeleterPort` on the bus: deletes that are compare-and-swaps.
+
+    Few and rare (the keys of devices silent for longer than the retention), so each is
+    one ``Bus.delete(last=)``, at most ``concurrency`` groups at a time. (Its place is
+    beside ``KvBatchWriter`` in :mod:`fleet.runtime.kv_batch`, which has no CAS delete.)
+    """
+
+    def __init__(self, *, bus: Bus, loop_thread: EventLoopThread, concurrency: int = 64) -> None:
+        self._bus = bus
+        self._loop_thread = loop_thread
+        self._concurrency = concurrency
+
+    def delete_unchanged(
+        self, groups: Sequence[Sequence[tuple[str, str, int]]]
+    ) -> concurrent.futures.Future[list[str]]:
+        bus = self._bus
+
+        async def one(items: Sequence[tuple[str, str, int]]) -> str:
+            for bucket, key, revision in items:
+                try:
+                    await bus.delete(bucket, key, last=revision)
+                except RevisionMismatch:
+                    return "changed"
+                except FleetError as exc:
+                    return f"failed: {exc}"
+            return "deleted"
+
+        async def run() -> list[str]:
+            # A few workers over the groups, not a task per group: a sweep may hand over
+            # 10,000 devices, and 10,000 pending tasks were most of its memory.
+            results = [""] * len(groups)
+            todo = iter(enumerate(groups))
+
+            async def worker() -> None:
+                for i, items in todo:
+                    results[i] = await one(items)
+
+            await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(groups)))))
+            return results
+
+        return self._loop_thread.submit(run())
+
+
 class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     liveness_timeout: float = 30.0
+    device_retention: float = WEEK  # 0: never forget a silent device
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     status_delay: float = 0.1
     status_interval: float = 0.5
@@ -63,6 +112,7 @@ class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     watch_timeout: int = 60
     watch_read_timeout: float = 75.0
     write_in_flight: int = 256
+    skip_log_window: float = 10.0
 
 
 class Operator:
@@ -109,12 +159,16 @@ class Operator:
             tick=config.tick,
             status_delay=config.status_delay,
             status_interval=config.status_interval,
+            retention=config.device_retention,
+            deleter=KeyDeleter(bus=self._bus, loop_thread=self._loop_thread),
         )
         self._refs.append(self.index)
         kube_source = KubeSource.start(index=self.index, scopes=len(scopes))
         self._refs.append(kube_source)
         for bucket in BUCKETS:
-            source = KvSource.start(bucket=bucket, index=self.index)
+            source = KvSource.start(
+                bucket=bucket, index=self.index, timers=timers, skip_window=config.skip_log_window
+            )
             self._refs.append(source)
             # desired-state is read once: the operator is its writer (docs/operator.md).
             reader = SnapshotRead if bucket == BUCKET_DESIRED_STATE else BatchedWatch

@@ -9,8 +9,9 @@ patches ``.status`` coalesced: the first change after a quiet spell shows within
 
 States: inactive (waiting for the fleet index to finish its initial sync, or another
 Deployment owns the name: ``conflict_with``), active, deleting (entries are deleted, then
-the finalizer is released). An invalid spec freezes it: nothing is written or deleted,
-the condition says why.
+the finalizer is released). The finalizer is never released before the initial sync:
+until then nobody knows which entries exist. An invalid spec freezes it: nothing is
+written or deleted, the condition says why.
 
 What it must never do: block (every write and patch is a future that comes back as a
 message), or write while another write to the same device is in flight.
@@ -55,9 +56,13 @@ class DeploymentActor(SupervisedActor):
         status_interval: float = 0.5,
         retry_delay: float = 1.0,
         index: pykka.ActorRef[Any] | None = None,
+        synced: bool = False,
     ) -> None:
         super().__init__()
         self.key = key
+        # The fleet index has read every source (the Deployment list, the four buckets):
+        # only then is it known which record owns the name and which entries exist.
+        self._synced = synced
         self._index = index
         self._writer = writer
         self._api = api
@@ -119,8 +124,12 @@ class DeploymentActor(SupervisedActor):
             self._set_finalizer(present=True)
         self._reconcile()
 
+    def _on_synced(self, _msg: m.Synced) -> None:
+        self._synced = True
+        self._reconcile()
+
     def _on_activate(self, msg: m.Activate) -> None:
-        self._active = True
+        self._active = self._synced = True
         for entry in msg.desired:
             self._observe(entry)
         self._reports = {r.device: r for r in msg.reports if r.phase is not None}
@@ -294,7 +303,11 @@ class DeploymentActor(SupervisedActor):
 
     def _reconcile(self) -> None:
         if not self._active or self._conflict_with is not None:
-            if self._deleting:
+            # Not the owner (or not yet known to be): it has no entries of its own, but
+            # only after the initial sync is that sure. Released before it, the finalizer
+            # of a Deployment deleted while the operator was down let the resource go
+            # while its entries were still in the bucket.
+            if self._deleting and self._synced:
                 self._set_finalizer(present=False)
             return
         deleting = self._deleting
@@ -548,6 +561,7 @@ class DeploymentActor(SupervisedActor):
 
 _HANDLERS: dict[type, Any] = {
     m.Spec: DeploymentActor._on_spec,
+    m.Synced: DeploymentActor._on_synced,
     m.Activate: DeploymentActor._on_activate,
     m.DesiredSeen: DeploymentActor._on_desired,
     m.ReportsSeen: DeploymentActor._on_reports,

@@ -6,6 +6,16 @@ it. This actor keeps that picture for its device and hands every change to the m
 (:mod:`.mirror`): it announces a change once (``MirrorDirty``) and sends its picture when
 the mirror, which rate-limits the writes, pulls it (``MirrorPull``).
 
+It exists only for a device that announced itself (device-info): heartbeats and reports
+of an unknown id cost the fleet index a few fields, not an actor. The index seeds it with
+what it knew before (last heartbeat, online, reports, a duplicate flag).
+
+Status fields beyond the device's own picture: ``conditions`` (``DuplicateDeviceId``,
+once raised: True while two agent instances beat interleaved under this id, False after
+one beat alone for a liveness timeout), and ``stale``/``staleSince`` (set once, when the
+device has been silent longer than the retention and the operator forgets it: then this
+actor sends its last picture, marked, and stops).
+
 What it must never do: block (it runs on a shared pool of a few threads) or talk to
 Kubernetes itself.
 """
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -30,16 +41,32 @@ logger = logging.getLogger(__name__)
 
 
 class DeviceActor(PooledActor):
-    def __init__(self, *, pool: ActorPool, device: DeviceId, mirror: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        *,
+        pool: ActorPool,
+        device: DeviceId,
+        mirror: pykka.ActorRef[Any],
+        beat: datetime.datetime | None = None,
+        online: bool = False,
+        reports: Iterable[m.Report] = (),
+        duplicate: tuple[str, ...] | None = None,
+    ) -> None:
         super().__init__(pool=pool)
         self.device = device
         self._mirror = mirror
         self._info: DeviceInfo | None = None
-        self._beat: datetime.datetime | None = None
-        self._online = False
-        self._phases: dict[DeploymentName, m.Report] = {}
+        self._beat = beat
+        self._online = online
+        self._phases: dict[DeploymentName, m.Report] = {
+            r.deployment: r for r in reports if r.phase is not None
+        }
+        self._duplicate: dict[str, Any] | None = None
         self._announced = False
         self._deleted = False
+        self._forgotten: m.DeviceForgotten | None = None
+        if duplicate is not None:
+            self._set_duplicate(duplicate)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, m.MirrorPull):
@@ -50,8 +77,31 @@ class DeviceActor(PooledActor):
                 self._mirror.tell(
                     m.MirrorDevice(device=self.device, labels=(), status=b"{}", delete=True)
                 )
+            if self._forgotten is not None:
+                self.stop()  # its last picture is with the mirror
             return None
-        if isinstance(message, m.DeviceInfoSeen):
+        if self._forgotten is not None:
+            return None  # forgotten: a newer actor of the same id takes what comes
+        if isinstance(message, m.DeviceForgotten):
+            self._forgotten = message
+            self._online = False
+            if self._info is None:
+                self.stop()  # no Device resource to mark
+                return None
+        elif not self._apply(message):
+            logger.warning("device %s: unexpected message %r", self.device, message)
+            return None
+        if (self._info is not None or self._deleted) and not self._announced:
+            # Pull, not push: the mirror asks for the picture when it can write it, so a
+            # burst of changes costs one snapshot per write, not one per change.
+            self._announced = True
+            self._mirror.tell(m.MirrorDirty(device=self.device, ref=self.actor_ref))
+        return None
+
+    def _apply(self, message: Any) -> bool:
+        if isinstance(message, m.DeviceDuplicate):
+            self._set_duplicate(message.instances)
+        elif isinstance(message, m.DeviceInfoSeen):
             self._info = message.info
             self._deleted = message.info is None
         elif isinstance(message, m.DeviceBeat):
@@ -65,16 +115,31 @@ class DeviceActor(PooledActor):
             else:
                 self._phases[report.deployment] = report
         else:
-            logger.warning("device %s: unexpected message %r", self.device, message)
-            return None
-        if (self._info is not None or self._deleted) and not self._announced:
-            # Pull, not push: the mirror asks for the picture when it can write it, so a
-            # burst of changes costs one snapshot per write, not one per change.
-            self._announced = True
-            self._mirror.tell(m.MirrorDirty(device=self.device, ref=self.actor_ref))
-        return None
+            return False
+        return True
+
+    def _set_duplicate(self, instances: tuple[str, ...] | None) -> None:
+        now = rfc3339(datetime.datetime.now(tz=datetime.UTC))
+        if instances is not None:
+            self._duplicate = {
+                "type": "DuplicateDeviceId",
+                "status": "True",
+                "reason": "InstancesInterleaved",
+                "message": f"agent instances {', '.join(instances)} beat interleaved under "
+                f"this device id: two or more processes use it (a cloned disk or config?)",
+                "lastTransitionTime": now,
+            }
+        elif self._duplicate is not None and self._duplicate["status"] == "True":
+            self._duplicate = {
+                "type": "DuplicateDeviceId",
+                "status": "False",
+                "reason": "OneInstance",
+                "message": "one agent instance beat alone for a whole liveness timeout",
+                "lastTransitionTime": now,
+            }
 
     def _snapshot(self, info: DeviceInfo) -> m.MirrorDevice:
+        forgotten = self._forgotten
         status: dict[str, Any] = {
             "labels": dict(info.labels),
             "inventory": msgspec.to_builtins(info.inventory),
@@ -91,6 +156,10 @@ class DeviceActor(PooledActor):
                 }
                 for name, r in sorted(self._phases.items())
             ],
+            "conditions": [self._duplicate] if self._duplicate is not None else [],
+            "stale": forgotten is not None,
+            # null removes it (a merge patch): a device heard from again is not stale
+            "staleSince": rfc3339(forgotten.at) if forgotten is not None else None,
         }
         if self._beat is not None:
             status["lastHeartbeat"] = rfc3339(self._beat)
@@ -98,4 +167,5 @@ class DeviceActor(PooledActor):
             device=self.device,
             labels=tuple(sorted(info.labels.items())),
             status=msgspec.json.encode(status),
+            final=forgotten is not None,
         )

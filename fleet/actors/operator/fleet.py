@@ -13,13 +13,21 @@ Rules it enforces:
 * one owner per deployment name: the earliest-created Deployment (creationTimestamp,
   then namespace); a later one with the same name gets ``NameConflict`` and writes
   nothing; when the owner goes, the next one takes over;
-* desired entries whose deployment name has no owner are orphans and are deleted.
+* desired entries whose deployment name has no owner are orphans and are deleted;
+* a device has an actor (and a Device resource) only once it announced itself
+  (device-info); heartbeats and reports of an unknown id cost a few fields, no actor;
+* a device silent for longer than the retention is forgotten (:mod:`.retention`): its
+  labels, heartbeat and reports leave memory, it stops being targeted (so its desired
+  entries are deleted), its Device resource is marked stale, and its info, heartbeat
+  and report keys are deleted if unchanged since (a compare-and-swap);
+* two agent instances beating interleaved under one id are reported (:mod:`.duplicates`).
 
 What it must never do: block, or send a Deployment actor deltas before its ``Activate``.
 """
 
 from __future__ import annotations
 
+import datetime
 import heapq
 import logging
 import time
@@ -42,7 +50,9 @@ from fleet.runtime.timers import TimerPort
 from . import messages as m
 from .deployment import DeploymentActor
 from .device import DeviceActor
-from .ports import DeploymentApiPort, KvWriterPort
+from .duplicates import Change, DuplicateDetector
+from .ports import DeploymentApiPort, KeyDeleterPort, KvWriterPort
+from .retention import Forgotten, Retention
 from .spec import DeploymentSpec, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -79,9 +89,12 @@ class FleetIndex(SupervisedActor):
         tick: float = 1.0,
         status_delay: float = 0.1,
         status_interval: float = 0.5,
+        retention: float = 0.0,
+        deleter: KeyDeleterPort | None = None,
     ) -> None:
         super().__init__()
         self._writer = writer
+        self._deleter = deleter
         self._api = api
         self._timers = timers
         self._pool = pool
@@ -107,6 +120,15 @@ class FleetIndex(SupervisedActor):
         self._expiring: list[tuple[float, DeviceId]] = []
         self._online: set[DeviceId] = set()
         self.devices: ActorIndex[DeviceId] = ActorIndex(name="devices")
+        self._retention = Retention(
+            retention=retention if deleter is not None else 0.0,
+            quiet=liveness_timeout,
+            grace=2 * liveness_timeout,
+        )
+        self._duplicates = DuplicateDetector(window=liveness_timeout)
+        self._forget_retry: list[tuple[DeviceId, tuple[tuple[str, str, int], ...]]] = []
+        self._forget_retry_at = 0.0
+        self.forgotten = 0
 
     def on_stop(self) -> None:
         stopping = [record.ref.stop(block=False) for record in self._records.values()]
@@ -149,6 +171,7 @@ class FleetIndex(SupervisedActor):
                 status_delay=self._status_delay,
                 status_interval=self._status_interval,
                 index=self.actor_ref,
+                synced=self.synced,
             )
             record = self._records[key] = _Record(key, ref, obj)
         old_selector = record.spec.selector if record.spec is not None else None
@@ -156,8 +179,10 @@ class FleetIndex(SupervisedActor):
         try:
             record.spec, record.error = parse_spec(name=obj.name, spec_json=obj.spec), None
             record.name = record.spec.name
-        except SpecError as exc:
-            record.spec, record.error = None, str(exc)
+        except Exception as exc:  # SpecError; anything else is a bug, never a dead index
+            if not isinstance(exc, SpecError):
+                logger.exception("Deployment %s/%s: parsing its spec failed", *key)
+            record.spec, record.error = None, str(exc) or type(exc).__name__
             try:
                 record.name = DeploymentName.try_new(obj.name)
             except ValueError:
@@ -313,13 +338,22 @@ class FleetIndex(SupervisedActor):
 
     def _on_reports(self, msg: m.ReportsSeen) -> None:
         by_name: defaultdict[DeploymentName, list[m.Report]] = defaultdict(list)
+        now = time.time()
+        retention = self._retention
         for report in msg.reports:
+            device = report.device
             if report.phase is None:
-                self._reports[report.deployment].pop(report.device, None)
+                self._reports[report.deployment].pop(device, None)
+                retention.report_key(device, report.deployment, 0)
             else:
-                self._reports[report.deployment][report.device] = report
+                self._reports[report.deployment][device] = report
+                if report.updated_at is not None:
+                    retention.seen(device, report.updated_at.timestamp(), now=now)
+                retention.report_key(device, report.deployment, report.revision)
             by_name[report.deployment].append(report)
-            self._device(report.device).tell(m.DevicePhase(report=report))
+            ref = self.devices.get(device)
+            if ref is not None:
+                ref.tell(m.DevicePhase(report=report))
         for name, reports in by_name.items():
             owner = self._active_owner(name)
             if owner is not None:
@@ -327,12 +361,19 @@ class FleetIndex(SupervisedActor):
 
     def _on_infos(self, msg: m.InfosSeen) -> None:
         changed: list[DeviceId] = []
-        for device, info in msg.infos:
-            self._device(device).tell(m.DeviceInfoSeen(info=info))
+        now = time.time()
+        for device, info, revision in msg.infos:
             old = self._labels.get(device)
             if info is None:
+                self._retention.info_key(device, 0)
+                ref = self.devices.get(device)
+                if ref is not None:  # an unknown (or forgotten) id makes no actor to delete
+                    ref.tell(m.DeviceInfoSeen(info=None))
                 self._labels.pop(device, None)
             else:
+                self._retention.seen(device, info.updated_at.timestamp(), now=now)
+                self._retention.info_key(device, revision)
+                self._device(device).tell(m.DeviceInfoSeen(info=info))
                 self._labels[device] = info.labels
             if old != (info.labels if info is not None else None):
                 changed.append(device)
@@ -362,19 +403,44 @@ class FleetIndex(SupervisedActor):
     def _on_beats(self, msg: m.BeatsSeen) -> None:
         now = time.time()
         back: list[DeviceId] = []
-        for device, at, when in msg.beats:
+        for beat in msg.beats:
+            device, at, when = beat.device, beat.at, beat.when
             if when is None:
                 self._beats.pop(device, None)
-                heapq.heappush(self._expiring, (0.0, device))  # silent from now on
+                self._retention.beat_key(device, 0)
+                if device in self._online:
+                    heapq.heappush(self._expiring, (0.0, device))  # silent from now on
                 continue
             self._beats[device] = at
             heapq.heappush(self._expiring, (at, device))
-            self._device(device).tell(m.DeviceBeat(at=when))
+            self._retention.seen(device, at, now=now)
+            self._retention.beat_key(device, beat.revision)
+            if beat.instances:
+                change = self._duplicates.beats(device, beat.instances, now=now)
+                if change is not None:
+                    self._on_duplicate(change)
+            ref = self.devices.get(device)
+            if ref is not None:
+                ref.tell(m.DeviceBeat(at=when))
             if self.synced and device not in self._online and now - at <= self._timeout:
                 self._online.add(device)
                 back.append(device)
         if back:
             self._broadcast_liveness(online=back, offline=[])
+
+    def _on_duplicate(self, change: Change) -> None:
+        if change.instances is not None:
+            logger.warning(
+                "device %s: agent instances %s beat interleaved under one device id: two or "
+                "more processes use it (a cloned disk or config?)",
+                change.device,
+                " and ".join(change.instances),
+            )
+        else:
+            logger.info("device %s: one agent instance again", change.device)
+        ref = self.devices.get(change.device)
+        if ref is not None:
+            ref.tell(m.DeviceDuplicate(instances=change.instances))
 
     def _on_tick(self, _msg: m.Tick) -> None:
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
@@ -388,12 +454,74 @@ class FleetIndex(SupervisedActor):
         if gone:
             self._online.difference_update(gone)
             self._broadcast_liveness(online=[], offline=list(gone))
+        self._sweep(now)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> None:
+        forgotten = self._retention.expired(now=now)
+        for old in forgotten:
+            self._forget(old, now)
+        if forgotten:
+            self._retarget_devices([f.device for f in forgotten])
+            logger.info(
+                "forgot %d devices silent for more than %.0f s (e.g. %s, last heard from %s)",
+                len(forgotten),
+                self._retention.retention,
+                forgotten[0].device,
+                _when(forgotten[0].last_seen),
+            )
+        groups = [(f.device, f.keys) for f in forgotten if f.keys]
+        if self._forget_retry and now >= self._forget_retry_at:
+            groups += self._forget_retry
+            self._forget_retry = []
+        if groups and self._deleter is not None:
+            tell_when_done(
+                self._deleter.delete_unchanged([keys for _, keys in groups]),
+                self.actor_ref,
+                on_result=lambda results: _KeysDeleted(
+                    groups=tuple(groups), results=tuple(results)
+                ),
+                on_error=lambda exc: _KeysDeleted(
+                    groups=tuple(groups), results=tuple(f"failed: {exc!r}" for _ in groups)
+                ),
+            )
+
+    def _forget(self, old: Forgotten, now: float) -> None:
+        device = old.device
+        self.forgotten += 1
+        self._labels.pop(device, None)
+        self._beats.pop(device, None)
+        self._online.discard(device)
+        for reports in self._reports.values():
+            reports.pop(device, None)
+        self._duplicates.drop(device)
+        ref = self.devices.pop(device)
+        if ref is not None:
+            at = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
+            ref.tell(m.DeviceForgotten(at=at))
+
+    def _on_keys_deleted(self, msg: _KeysDeleted) -> None:
+        failed = [g for g, r in zip(msg.groups, msg.results, strict=True) if r.startswith("fail")]
+        changed = sum(1 for r in msg.results if r == "changed")
+        if changed:
+            logger.info("%d forgotten devices wrote again before their keys went: kept", changed)
+        if failed:
+            first = next(r for r in msg.results if r.startswith("fail"))
+            logger.warning(
+                "deleting the keys of %d forgotten devices failed (%s); retrying in 30 s",
+                len(failed),
+                first,
+            )
+            self._forget_retry.extend(failed)
+            self._forget_retry_at = time.time() + 30.0
 
     def _broadcast_liveness(self, *, online: list[DeviceId], offline: list[DeviceId]) -> None:
-        for device in online:
-            self._device(device).tell(m.DeviceOnline(online=True))
-        for device in offline:
-            self._device(device).tell(m.DeviceOnline(online=False))
+        for devices, state in ((online, True), (offline, False)):
+            for device in devices:
+                ref = self.devices.get(device)
+                if ref is not None:
+                    ref.tell(m.DeviceOnline(online=state))
         for key, targeted in self._targeted.items():
             up = tuple(d for d in online if d in targeted)
             down = tuple(d for d in offline if d in targeted)
@@ -402,12 +530,20 @@ class FleetIndex(SupervisedActor):
                 record.ref.tell(m.Liveness(online=up, offline=down))
 
     def _device(self, device: DeviceId) -> pykka.ActorRef[Any]:
+        """The device's actor, started (and told what is known of it) on first need."""
         ref = self.devices.get(device)
         if ref is None:
-            ref = DeviceActor.start(pool=self._pool, device=device, mirror=self._mirror)
+            at = self._beats.get(device)
+            ref = DeviceActor.start(
+                pool=self._pool,
+                device=device,
+                mirror=self._mirror,
+                beat=datetime.datetime.fromtimestamp(at, tz=datetime.UTC) if at else None,
+                online=self.synced and device in self._online,
+                reports=[r[device] for r in self._reports.values() if device in r],
+                duplicate=self._duplicates.flagged(device),
+            )
             self.devices.add(device, ref)
-            if self.synced and device in self._online:
-                ref.tell(m.DeviceOnline(online=True))
         return ref
 
     # -- sync ------------------------------------------------------------------------------
@@ -420,12 +556,13 @@ class FleetIndex(SupervisedActor):
         self.synced = True
         now = time.time()
         self._online = {d for d, at in self._beats.items() if now - at <= self._timeout}
-        for device in self._online:
-            self._device(device).tell(m.DeviceOnline(online=True))
+        self._broadcast_devices_online()
         for name, key in self._owners.items():
             record = self._records[key]
             if record.name == name:
                 self._activate(record)
+        for record in self._records.values():
+            record.ref.tell(m.Synced())  # a deleting non-owner may now release its finalizer
         for name, entries in list(self._desired.items()):
             if name not in self._owners:
                 self._delete_orphans(name, entries.values())
@@ -437,13 +574,34 @@ class FleetIndex(SupervisedActor):
             len(self._online),
         )
 
+    def _broadcast_devices_online(self) -> None:
+        for device in self._online:
+            ref = self.devices.get(device)
+            if ref is not None:
+                ref.tell(m.DeviceOnline(online=True))
+
     def _on_query(self, _msg: Query) -> dict[str, Any]:
         return {
             "synced": self.synced,
             "deployments": len(self._records),
             "devices": len(self._labels),
             "online": len(self._online),
+            "heartbeats": len(self._beats),
+            "device_actors": len(self.devices),
+            "tracked": len(self._retention),
+            "forgotten": self.forgotten,
         }
+
+
+def _when(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).isoformat(timespec="seconds")
+
+
+class _KeysDeleted(m.Msg, frozen=True, kw_only=True):
+    """What became of the keys of forgotten devices: "deleted", "changed", "failed: ..."."""
+
+    groups: tuple[tuple[DeviceId, tuple[tuple[str, str, int], ...]], ...]
+    results: tuple[str, ...]
 
 
 def _orphans_failed(name: str, exc: BaseException) -> m.DesiredWritten:
@@ -466,4 +624,5 @@ _HANDLERS: dict[type, Any] = {
     m.Tick: FleetIndex._on_tick,
     m.SourceSynced: FleetIndex._on_synced,
     Query: FleetIndex._on_query,
+    _KeysDeleted: FleetIndex._on_keys_deleted,
 }

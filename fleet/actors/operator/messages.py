@@ -5,8 +5,9 @@ Sources -> fleet index: ``KvBatch``/``KvSynced`` (raw, to the source actors), th
 ``DeploymentEvent``, ``SourceSynced``. Fleet index -> Deployment actors: ``Spec``,
 ``Activate``, ``DesiredSeen``, ``ReportsSeen``, ``TargetChanges``, ``Liveness``. Fleet
 index -> device actors: ``DeviceInfoSeen``, ``DeviceBeat``, ``DeviceOnline``,
-``DevicePhase``. Device actors -> mirror: ``MirrorDevice``. Replies from the runtime
-(``WritesDone``, ``PatchDone``...) come back through ``tell_when_done``.
+``DevicePhase``, ``DeviceDuplicate``, ``DeviceForgotten``. Device actors -> mirror:
+``MirrorDevice``. Replies from the runtime (``WritesDone``, ``PatchDone``...) come back
+through ``tell_when_done``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Report(Msg, frozen=True, kw_only=True):
     desired_revision: int
     message: str | None
     updated_at: datetime.datetime | None  # formatted only when a Device is written
+    revision: int = 0  # of the device-state entry (its delete, when forgotten, is a CAS)
 
 
 class ReportsSeen(Msg, frozen=True, kw_only=True):
@@ -69,11 +71,23 @@ class ReportsSeen(Msg, frozen=True, kw_only=True):
 
 
 class InfosSeen(Msg, frozen=True, kw_only=True):
-    infos: tuple[tuple[DeviceId, DeviceInfo | None], ...]
+    infos: tuple[tuple[DeviceId, DeviceInfo | None, int], ...]  # (device, info|None, revision)
+
+
+class Beat(Msg, frozen=True, kw_only=True):
+    """A device's latest heartbeat in a batch (``when`` None: its key was deleted)."""
+
+    device: DeviceId
+    at: float
+    when: datetime.datetime | None
+    revision: int
+    # The instance id of every beat of this key in the batch, in order (a batch may hold
+    # A, B, A for one key: two agents under one id), not just of the latest.
+    instances: tuple[str, ...] = ()
 
 
 class BeatsSeen(Msg, frozen=True, kw_only=True):
-    beats: tuple[tuple[DeviceId, float, datetime.datetime | None], ...]  # None: deleted
+    beats: tuple[Beat, ...]
 
 
 class DeploymentsListed(Msg, frozen=True, kw_only=True):
@@ -100,6 +114,10 @@ class Spec(Msg, frozen=True, kw_only=True):
     spec: DeploymentSpec | None
     error: str | None
     conflict_with: str | None  # "namespace/name" owning the same deployment name
+
+
+class Synced(Msg, frozen=True, kw_only=True):
+    """The fleet index has read every source; ownership and entries are now known."""
 
 
 class Activate(Msg, frozen=True, kw_only=True):
@@ -181,11 +199,24 @@ class DevicePhase(Msg, frozen=True, kw_only=True):
     report: Report
 
 
+class DeviceDuplicate(Msg, frozen=True, kw_only=True):
+    """Agent instances beating interleaved under this id (None: one instance again)."""
+
+    instances: tuple[str, ...] | None
+
+
+class DeviceForgotten(Msg, frozen=True, kw_only=True):
+    """Silent for longer than the retention: mark the Device stale, then stop."""
+
+    at: datetime.datetime
+
+
 class MirrorDevice(Msg, frozen=True, kw_only=True):
     device: DeviceId
     labels: tuple[tuple[str, str], ...]
     status: bytes  # the Device status as JSON
     delete: bool = False
+    final: bool = False  # the device is forgotten: the mirror drops what it kept of it
 
 
 class MirrorDirty(Msg, frozen=True, kw_only=True):
@@ -208,3 +239,4 @@ class MirrorWritten(Msg, frozen=True, kw_only=True):
     device: DeviceId
     kind: Literal["write", "delete"]
     error: str | None
+    temporary: bool = True  # a failure worth retrying (unreachable, conflict)

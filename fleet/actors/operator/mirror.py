@@ -11,6 +11,10 @@ Resource names: a device id that is a valid lowercase DNS-1123 subdomain is used
 any other (uppercase, ``_``) is lowercased, ``_`` becomes ``-``, and a short hash of the
 id is appended so two ids never share a name. ``spec.deviceId`` always holds the id.
 
+A forgotten device (silent longer than the retention) sends a last, ``final`` picture:
+once it is written the mirror drops what it kept for that device. A write the API server
+refuses for good (4xx but a conflict) is logged and not retried until the device changes.
+
 What it must never do: block, or let its backlog grow beyond one entry per device.
 """
 
@@ -27,6 +31,7 @@ import msgspec
 import pykka
 
 from fleet.contracts import DeviceId
+from fleet.errors import TemporaryError
 from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.loop import tell_when_done
 from fleet.runtime.timers import TimerPort
@@ -70,6 +75,7 @@ class DeviceMirror(SupervisedActor):
         self._pulled: set[DeviceId] = set()
         self._inflight: set[DeviceId] = set()
         self._labels: dict[str, dict[str, str]] = {}
+        self._finals: dict[DeviceId, m.MirrorDevice] = {}  # last pictures not written yet
         self._tokens = 1.0
         self._last = time.monotonic()
         self._armed = False
@@ -98,14 +104,7 @@ class DeviceMirror(SupervisedActor):
             self._armed = False
             self._drain()
         elif isinstance(message, m.MirrorWritten):
-            self._inflight.discard(message.device)
-            if message.error is not None:
-                logger.warning(
-                    "Device %s: %s failed: %s", message.device, message.kind, message.error
-                )
-                ref = self._refs.get(message.device)
-                if ref is not None:
-                    self._dirty.setdefault(message.device, ref)
+            self._written(message)
         elif isinstance(message, m.MirrorKnown):
             if message.names is None:
                 logger.warning("listing Device resources failed: %s; retrying", message.error)
@@ -117,8 +116,29 @@ class DeviceMirror(SupervisedActor):
         self._arm()
         return None
 
+    def _written(self, msg: m.MirrorWritten) -> None:
+        device = msg.device
+        self._inflight.discard(device)
+        final = self._finals.pop(device, None)
+        if msg.error is None:
+            return
+        if not msg.temporary:
+            logger.warning(
+                "Device %s: %s refused: %s; not retried until the device changes",
+                device, msg.kind, msg.error,
+            )  # fmt: skip
+            return
+        logger.warning("Device %s: %s failed: %s; retrying", device, msg.kind, msg.error)
+        if final is not None:
+            self._finals[device] = final
+            self._dirty.pop(device, None)
+        else:
+            ref = self._refs.get(device)
+            if ref is not None:
+                self._dirty.setdefault(device, ref)
+
     def _arm(self) -> None:
-        if self._dirty and not self._armed:
+        if (self._dirty or self._finals) and not self._armed:
             self._armed = True
             self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
 
@@ -130,6 +150,12 @@ class DeviceMirror(SupervisedActor):
             self._qps * max(self._tick, 0.2), self._tokens + (now - self._last) * self._qps
         )
         self._last = now
+        for device in [d for d in self._finals if d not in self._inflight]:
+            if self._tokens < 1 or len(self._inflight) + len(self._pulled) >= self._max_inflight:
+                return
+            self._tokens -= 1
+            self._inflight.add(device)
+            self._write(self._finals[device])
         # Look at no more devices than this tick could pull (the backlog may be the fleet).
         scan = int(self._tokens) + len(self._inflight) + len(self._pulled) + 1
         for device in list(itertools.islice(self._dirty, scan)):
@@ -163,7 +189,13 @@ class DeviceMirror(SupervisedActor):
             patch.update({k: None for k in old if k not in labels})
             create = name not in self._known
             self._known.add(name)
-            self._labels[name] = labels
+            if msg.final:  # forgotten: nothing more of it is kept here
+                self._finals[msg.device] = msg
+                self._labels.pop(name, None)
+                self._refs.pop(msg.device, None)
+                self._dirty.pop(msg.device, None)
+            else:
+                self._labels[name] = labels
             future = self._api.write_device(
                 name=name,
                 labels=patch or None,
@@ -176,7 +208,12 @@ class DeviceMirror(SupervisedActor):
             future,
             self.actor_ref,
             on_result=lambda _r: m.MirrorWritten(device=msg.device, kind=kind, error=None),
-            on_error=lambda exc: m.MirrorWritten(device=msg.device, kind=kind, error=str(exc)),
+            on_error=lambda exc: m.MirrorWritten(
+                device=msg.device,
+                kind=kind,
+                error=str(exc),
+                temporary=isinstance(exc, TemporaryError),
+            ),
         )
 
 

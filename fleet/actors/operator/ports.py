@@ -29,6 +29,16 @@ class KvWriterPort(Protocol):
     ) -> concurrent.futures.Future[list[KvEntry | BaseException | None]]: ...
 
 
+class KeyDeleterPort(Protocol):
+    def delete_unchanged(
+        self, groups: Sequence[Sequence[tuple[str, str, int]]]
+    ) -> concurrent.futures.Future[list[str]]:
+        """Delete each group's ``(bucket, key, revision)`` in order, each only if still at
+        that revision; a group stops at its first changed key. One result per group:
+        ``"deleted"``, ``"changed"`` or ``"failed: <why>"``."""
+        ...
+
+
 class DeploymentApiPort(Protocol):
     def patch_deployment_status(
         self, *, namespace: str, name: str, status: Mapping[str, Any]

@@ -3,15 +3,17 @@
 Why they exist: the watches deliver raw entries (on the loop thread) and raw objects (on
 watcher threads); these actors turn them into the operator's typed messages off those
 threads, so decoding never slows a watch. A malformed entry (bad key, bad JSON, a field
-that breaks the contract) is logged with its bucket and key and skipped; it never stops
-the others.
+that breaks the contract, a key and a value naming different devices) is skipped and
+logged with its bucket, key and revision, rate-limited (:mod:`.skiplog`); it never
+stops the others. Every batch but the heartbeats' is reduced to each key's latest entry
+before decoding (the heartbeats' sequence shows two agents beating under one id).
 
-What they must never do: block, or forward anything they could not decode.
+What they must never do: block, forward anything they could not decode, or die of an
+entry (any exception from decoding one entry skips that entry).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,7 @@ from fleet.contracts import (
     BUCKET_DEVICE_STATE,
     DeviceId,
     DeviceInfo,
+    HeartbeatPayload,
     decode_heartbeat,
     decode_info,
     decode_state,
@@ -37,105 +40,156 @@ from fleet.errors import ContractError
 from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.kube import KubeObject
 from fleet.runtime.kv import KvEntry
+from fleet.runtime.timers import TimerPort
 
 from . import messages as m
+from .skiplog import SkipLog
 
 logger = logging.getLogger(__name__)
 
-
-def _skip(entry: KvEntry, exc: Exception) -> None:
-    logger.warning(
-        "skipping malformed entry %s/%s (revision %d): %s",
-        entry.bucket,
-        entry.key,
-        entry.revision,
-        exc,
-    )
+Decoder = Callable[[tuple[KvEntry, ...], SkipLog], m.Msg]
 
 
-def _desired(entries: tuple[KvEntry, ...]) -> m.Msg:
+def _unexpected(skips: SkipLog, entry: KvEntry, exc: Exception) -> None:
+    # The decoders are total (ContractError only): anything else is a bug in fleet. It is
+    # logged with its traceback, and the entry skipped like any other bad one: a hostile
+    # entry must never kill the source (the process would exit, restart, read it again).
+    skips.skip(entry.key, f"unexpected {type(exc).__name__}: {exc}", exc=exc)
+
+
+def _desired(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
     out: list[m.DesiredEntry] = []
     for e in entries:
         try:
             device, deployment = parse_desired_state_key(e.key)
+            value = None if e.deleted else bytes(e.value)
         except ContractError as exc:
-            _skip(e, exc)
+            skips.skip(e.key, f"revision {e.revision}: {exc}")
             continue
-        value = None if e.deleted else bytes(e.value)
+        except Exception as exc:
+            _unexpected(skips, e, exc)
+            continue
+        # The value is kept as bytes, never decoded: the Deployment actor compares it with
+        # what it would write and rewrites it if it differs, whatever it holds.
         out.append(
             m.DesiredEntry(device=device, deployment=deployment, revision=e.revision, value=value)
         )
     return m.DesiredSeen(entries=tuple(out))
 
 
-def _reports(entries: tuple[KvEntry, ...]) -> m.Msg:
+def _report(e: KvEntry) -> m.Report:
+    device, deployment = parse_device_state_key(e.key)
+    if e.deleted:
+        return m.Report(
+            device=device,
+            deployment=deployment,
+            phase=None,
+            desired_revision=-1,
+            message=None,
+            updated_at=None,
+            revision=e.revision,
+        )
+    state = decode_state(e.value)
+    if state.device_id != device or state.deployment != deployment:
+        raise ContractError(f"value names {state.device_id}/{state.deployment}, key does not")
+    return m.Report(
+        device=device,
+        deployment=deployment,
+        phase=state.phase,
+        desired_revision=state.desired_revision,
+        message=state.message,
+        updated_at=state.updated_at,
+        revision=e.revision,
+    )
+
+
+def _reports(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
     out: list[m.Report] = []
     for e in entries:
         try:
-            device, deployment = parse_device_state_key(e.key)
-            if e.deleted:
-                out.append(
-                    m.Report(
-                        device=device,
-                        deployment=deployment,
-                        phase=None,
-                        desired_revision=-1,
-                        message=None,
-                        updated_at=None,
-                    )
-                )
-                continue
-            state = decode_state(e.value)
-            if state.device_id != device or state.deployment != deployment:
-                raise ContractError(  # noqa: TRY301 -- one skip path for every contract error
-                    f"value names {state.device_id}/{state.deployment}, key does not"
-                )
+            out.append(_report(e))
         except ContractError as exc:
-            _skip(e, exc)
-            continue
-        out.append(
-            m.Report(
-                device=device,
-                deployment=deployment,
-                phase=state.phase,
-                desired_revision=state.desired_revision,
-                message=state.message,
-                updated_at=state.updated_at,
-            )
-        )
+            skips.skip(e.key, f"revision {e.revision}: {exc}")
+        except Exception as exc:
+            _unexpected(skips, e, exc)
     return m.ReportsSeen(reports=tuple(out))
 
 
-def _infos(entries: tuple[KvEntry, ...]) -> m.Msg:
-    out: list[tuple[DeviceId, DeviceInfo | None]] = []
+def _info(e: KvEntry) -> tuple[DeviceId, DeviceInfo | None, int]:
+    device = parse_device_info_key(e.key)
+    info = None if e.deleted else decode_info(e.value)
+    if info is not None and info.device_id != device:
+        raise ContractError(f"value names device {info.device_id!r}, key does not")
+    return (device, info, e.revision)
+
+
+def _infos(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
+    out: list[tuple[DeviceId, DeviceInfo | None, int]] = []
     for e in entries:
         try:
-            device = parse_device_info_key(e.key)
-            info = None if e.deleted else decode_info(e.value)
-            if info is not None and info.device_id != device:
-                raise ContractError(  # noqa: TRY301 -- one skip path for every contract error
-                    f"value names device {info.device_id!r}, key does not"
-                )
+            out.append(_info(e))
         except ContractError as exc:
-            _skip(e, exc)
-            continue
-        out.append((device, info))
+            skips.skip(e.key, f"revision {e.revision}: {exc}")
+        except Exception as exc:
+            _unexpected(skips, e, exc)
     return m.InfosSeen(infos=tuple(out))
 
 
-def _beats(entries: tuple[KvEntry, ...]) -> m.Msg:
-    out: list[tuple[DeviceId, float, datetime.datetime | None]] = []
+def _beat(entries: list[KvEntry], skips: SkipLog) -> m.Beat | None:
+    """One key's beats of a batch: the latest, with every beat's instance id in order."""
+    device = parse_device_heartbeat_key(entries[-1].key)
+    instances: list[str] = []
+    latest: tuple[KvEntry, HeartbeatPayload] | None = None
     for e in entries:
-        try:
-            device = parse_device_heartbeat_key(e.key)
-            if e.deleted:
-                out.append((device, 0.0, None))
-                continue
-            beat = decode_heartbeat(e.value)
-        except ContractError as exc:
-            _skip(e, exc)
+        if e.deleted:
+            latest = None
             continue
-        out.append((device, beat.at.timestamp(), beat.at))
+        try:
+            beat = decode_heartbeat(e.value)
+            if beat.device_id != device:
+                raise ContractError(  # noqa: TRY301 -- one skip path for every contract error
+                    f"value names device {beat.device_id!r}, key does not"
+                )
+        except ContractError as exc:
+            skips.skip(e.key, f"revision {e.revision}: {exc}")
+            continue
+        latest = (e, beat)
+        if beat.instance_id is not None:
+            instances.append(beat.instance_id)
+    last = entries[-1]
+    if last.deleted:
+        return m.Beat(device=device, at=0.0, when=None, revision=last.revision)
+    if latest is None:
+        return None
+    entry, beat = latest
+    return m.Beat(
+        device=device,
+        at=beat.at.timestamp(),
+        when=beat.at,
+        revision=entry.revision,
+        instances=tuple(instances),
+    )
+
+
+def _beats(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
+    # Not reduced to each key's latest entry first (as the other buckets are): A, B, A
+    # in one batch is two agents beating under one id, and only the sequence shows it.
+    # A key with one entry (the usual case) is decoded once.
+    by_key: dict[str, list[KvEntry]] = {}
+    for e in entries:
+        by_key.setdefault(e.key, []).append(e)
+    out: list[m.Beat] = []
+    for key, runs in by_key.items():
+        try:
+            beat = _beat(runs, skips)
+        except ContractError as exc:
+            skips.skip(key, f"revision {runs[-1].revision}: {exc}")
+            continue
+        except Exception as exc:
+            _unexpected(skips, runs[-1], exc)
+            continue
+        if beat is not None:
+            out.append(beat)
     return m.BeatsSeen(beats=tuple(out))
 
 
@@ -155,28 +209,53 @@ def latest_per_key(entries: tuple[KvEntry, ...]) -> tuple[KvEntry, ...]:
     return entries if len(latest) == len(entries) else tuple(latest.values())
 
 
-DECODERS: dict[str, Callable[[tuple[KvEntry, ...]], m.Msg]] = {
+DECODERS: dict[str, Decoder] = {
     BUCKET_DESIRED_STATE: _desired,
     BUCKET_DEVICE_STATE: _reports,
     BUCKET_DEVICE_INFO: _infos,
     BUCKET_DEVICE_HEARTBEAT: _beats,
 }
+COALESCED: frozenset[str] = frozenset(DECODERS) - {BUCKET_DEVICE_HEARTBEAT}
+"""Buckets whose batches are reduced to each key's latest entry before decoding."""
+
+
+class _FlushSkips(m.Msg, frozen=True, kw_only=True):
+    pass
 
 
 class KvSource(SupervisedActor):
     """Decodes one bucket's entries and tells the fleet index."""
 
-    def __init__(self, *, bucket: str, index: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        index: pykka.ActorRef[Any],
+        timers: TimerPort | None = None,
+        skip_window: float = 10.0,
+    ) -> None:
         super().__init__()
         self.bucket = bucket
         self._decode = DECODERS[bucket]
+        self._coalesce = bucket in COALESCED
         self._index = index
+        self._timers = timers
+        self.skips = SkipLog(logger, what=f"entries of {bucket}", prefix=f"{bucket}/",
+                             window=skip_window)  # fmt: skip
+        self._flush_armed = False
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, m.KvBatch):
-            self._index.tell(self._decode(latest_per_key(message.entries)))
+            entries = latest_per_key(message.entries) if self._coalesce else message.entries
+            self._index.tell(self._decode(entries, self.skips))
         elif isinstance(message, m.KvSynced):
             self._index.tell(m.SourceSynced(source=self.bucket))
+        elif isinstance(message, _FlushSkips):
+            self._flush_armed = False
+            self.skips.flush()
+        if self.skips.pending and not self._flush_armed and self._timers is not None:
+            self._flush_armed = True
+            self._timers.tell_later(self.actor_ref, _FlushSkips(), delay=self.skips.window)
         return None
 
 

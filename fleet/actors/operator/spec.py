@@ -4,17 +4,27 @@ Why it exists: the operator must refuse a bad spec with a reason a person can ac
 (condition ``Ready=False``, reason ``InvalidSpec``) and write nothing for it. The
 desired-state value is encoded once here (``encode_score``: deterministic bytes), so
 "write only when the content changes" is a byte comparison.
+
+Bounded and total: the spec's size (:data:`MAX_SPEC_BYTES`) and nesting depth are checked
+before it is parsed, and any bytes end as a spec or a :class:`SpecError` (a spec nested
+1,000 deep, 1 MB of it, or a string where an object belongs all become ``InvalidSpec``).
 Pure: no I/O, no actors.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from fleet.contracts import DeploymentName, convert_score, encode_score
+from fleet.contracts.limits import check_json_bounds
 from fleet.errors import ContractError, SpecError
 
-from .selectors import LabelSelector, parse_selector
+from .selectors import LabelSelector, parse_selector, shown
+
+MAX_SPEC_BYTES: Final = 256 * 1024
+"""A Deployment's spec, JSON-encoded: a score (at most 64 KB) and its selector."""
 
 
 class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,11 +40,15 @@ def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
     except ContractError as exc:
         raise SpecError(f"metadata.name: {exc} (it is a key token on the wire)") from exc
     try:
+        check_json_bounds(spec_json, what="spec", max_bytes=MAX_SPEC_BYTES)
+    except ContractError as exc:
+        raise SpecError(str(exc)) from exc
+    try:
         spec = msgspec.json.decode(spec_json)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise SpecError(f"spec is not valid JSON: {exc}") from exc
     if not isinstance(spec, dict):
-        raise SpecError(f"spec must be an object, got {spec!r}")
+        raise SpecError(f"spec must be an object, got {shown(spec)}")
     selector = parse_selector(spec.get("selector"))
     if "score" not in spec:
         raise SpecError("spec.score is missing")

@@ -27,6 +27,7 @@ Class = Literal["running", "pending", "failed", "unreachable"]
 CLASSES: Final[tuple[Class, ...]] = ("running", "pending", "failed", "unreachable")
 FAILING_MAX: Final = 10
 MESSAGE_MAX: Final = 256
+CONDITION_MESSAGE_MAX: Final = 1024  # a reason quoting a hostile spec stays readable
 
 
 def classify(*, online: bool, revision: int | None, phase: Phase | None, reported: int) -> Class:
@@ -109,7 +110,9 @@ def ready_condition(
         "type": "Ready",
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": message
+        if len(message) <= CONDITION_MESSAGE_MAX
+        else message[: CONDITION_MESSAGE_MAX - 1] + "\u2026",
         "observedGeneration": generation,
         "lastTransitionTime": since,
     }

@@ -6,7 +6,8 @@ than the liveness timeout (the operator's rule); a device's class for a Deployme
 operator's own :func:`~fleet.actors.operator.status.classify`, so ``fleetctl status``
 and the Deployment's aggregate never disagree on what "running" means.
 
-Pure: no I/O. Malformed bucket entries are skipped and counted, never fatal.
+Pure: no I/O. Malformed bucket entries (bad keys, values that break the contract, a key
+and a value naming different devices) are skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fleet.contracts import (
     parse_desired_state_key,
     parse_device_heartbeat_key,
     parse_device_info_key,
+    parse_device_state_key,
 )
 from fleet.errors import ContractError
 from fleet.runtime.kv import KvEntry
@@ -47,9 +49,11 @@ def _heartbeats(entries: Mapping[str, KvEntry]) -> dict[str, datetime.datetime]:
     for entry in entries.values():
         try:
             device = parse_device_heartbeat_key(entry.key)
-            beats[str(device)] = decode_heartbeat(entry.value).at
+            beat = decode_heartbeat(entry.value)
         except ContractError:
             continue
+        if beat.device_id == device:
+            beats[str(device)] = beat.at
     return beats
 
 
@@ -57,9 +61,12 @@ def _reports(entries: Mapping[str, KvEntry]) -> list[DeploymentState]:
     reports = []
     for entry in entries.values():
         try:
-            reports.append(decode_state(entry.value))
+            key = parse_device_state_key(entry.key)
+            report = decode_state(entry.value)
         except ContractError:
             continue
+        if (report.device_id, report.deployment) == key:
+            reports.append(report)
     return reports
 
 
@@ -85,9 +92,11 @@ def device_rows(
 
     for entry in buckets.get(BUCKET_DEVICE_INFO, {}).values():
         try:
-            parse_device_info_key(entry.key)
+            info_of = parse_device_info_key(entry.key)
             info = decode_info(entry.value)
         except ContractError:
+            continue
+        if info.device_id != info_of:
             continue
         r = row(str(info.device_id))
         r["labels"] = dict(info.labels)

@@ -16,7 +16,8 @@ def test_help_documents_every_flag() -> None:
         [sys.executable, "-m", "fleet.cli.operator", "--help"],
         capture_output=True, text=True, check=True, timeout=30,
     ).stdout  # fmt: skip
-    for flag in ("--nats-url", "--liveness-timeout", "--namespace", "--kubeconfig", "--kube-url"):
+    for flag in ("--nats-url", "--liveness-timeout", "--namespace", "--kubeconfig", "--kube-url",
+                 "--device-retention"):  # fmt: skip
         assert flag in out
     assert "KUBECONFIG" in out
 
@@ -28,6 +29,17 @@ def test_bad_value_is_refused_with_its_name() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "--liveness-timeout" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "30", "10"])
+def test_a_retention_not_above_the_liveness_timeout_is_refused(value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fleet.cli.operator", "--liveness-timeout", "30",
+         "--device-retention", value],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--device-retention must be 0 (never) or more than --liveness-timeout" in result.stderr
 
 
 @pytest.mark.timeout(60)

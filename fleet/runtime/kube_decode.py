@@ -1,0 +1,294 @@
+"""Kubernetes objects from the API's JSON bytes: linear, total, one object at a time.
+
+Why it exists: the ``kubernetes`` client parses every response with ``json.loads``, which
+raises ``RecursionError`` on a value nested about 1,000 deep. A real API server stores a
+Deployment whose ``spec.score`` (``x-kubernetes-preserve-unknown-fields``) nests 10,000
+deep, so one such object made every list of Deployments fail: no Deployment was seen at
+all. msgspec recurses too (even to skip a field). So the operator reads raw bytes and
+decodes them here:
+
+* fast path: one msgspec decode into small typed structs (metadata fields, ``spec``
+  left as raw bytes), what every well-formed response takes;
+* when that fails (too deep, wrong types, not JSON), a linear scan of the bytes (no
+  recursion: a regex over strings and brackets) cuts the list into its items and an
+  item into its members, and each item is decoded alone: a bad one is reported and
+  skipped, a too-deep or malformed ``spec`` travels as raw bytes to be refused by the
+  operator with a reason (``InvalidSpec``), the others are unaffected.
+
+What it must never do: recurse on input, raise anything but :class:`KubeDecodeError`, or
+let one object's fault touch another object.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+from fleet.errors import PermanentError
+
+
+class KubeDecodeError(PermanentError):
+    """The API's bytes are not a usable Kubernetes object (the message says why)."""
+
+
+class KubeObject(msgspec.Struct, frozen=True, kw_only=True):
+    """A custom object as actors see it: metadata fields, ``spec`` as JSON bytes."""
+
+    namespace: str | None
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    creation_timestamp: str
+    deletion_timestamp: str | None
+    finalizers: tuple[str, ...]
+    spec: bytes
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.namespace, self.name)
+
+
+class _Meta(msgspec.Struct, rename="camel"):
+    name: str = ""
+    namespace: str | None = None
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+    creation_timestamp: str = ""
+    deletion_timestamp: str | None = None
+    finalizers: list[str] | None = None
+
+
+_META_FIELDS: Final = frozenset(
+    ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
+     "deletionTimestamp", "finalizers")
+)  # fmt: skip
+_NULL: Final = msgspec.Raw(b"null")
+
+
+class _Object(msgspec.Struct):
+    metadata: _Meta | None = None
+    spec: msgspec.Raw = _NULL
+
+
+class _ListMeta(msgspec.Struct, rename="camel"):
+    resource_version: str = ""
+
+
+class _List(msgspec.Struct):
+    items: list[_Object] | None = None
+    metadata: _ListMeta | None = None
+
+
+class _Status(msgspec.Struct):
+    code: int | None = None
+    message: str | None = None
+    metadata: _ListMeta | None = None
+
+
+class ObjectList(msgspec.Struct, frozen=True, kw_only=True):
+    """A list's usable objects, what was wrong with the others, and its resourceVersion."""
+
+    objects: tuple[KubeObject, ...]
+    problems: tuple[str, ...]
+    resource_version: str
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One watch event: ``obj`` for ADDED/MODIFIED/DELETED, ``problem`` if it was unusable."""
+
+    type: str
+    obj: KubeObject | None = None
+    code: int | None = None  # ERROR events
+    message: str | None = None  # ERROR events
+    resource_version: str = ""  # BOOKMARK events
+    problem: str | None = None
+
+
+# One token: a JSON string (escapes included), a bracket, a colon or a comma. Scalars
+# (numbers, true, false, null) lie between tokens.
+_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]', re.DOTALL)
+_STR: Final = msgspec.json.Decoder(str)
+_SHOWN: Final = 160
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    """The top-level members of the JSON object ``data`` (values as raw bytes), linearly."""
+    if not data.lstrip().startswith(b"{"):
+        raise KubeDecodeError("not a JSON object")
+    members: dict[str, bytes] = {}
+    depth = 0
+    key: str | None = None
+    start = 0
+    for match in _TOKEN.finditer(data):
+        token = match.group()
+        first = token[0]
+        if first in b"{[":
+            depth += 1
+        elif first in b"}]":
+            if depth == 1 and key is not None:
+                members[key] = data[start : match.start()].strip()
+                key = None
+            depth -= 1
+        elif depth != 1:
+            continue
+        elif first == ord('"') and key is None:
+            try:
+                key = _STR.decode(token)
+            except msgspec.MsgspecError as exc:
+                raise KubeDecodeError(f"bad member name {_shown(token)}: {exc}") from exc
+        elif first == ord(":"):
+            start = match.end()
+        elif first == ord(","):
+            if key is not None:
+                members[key] = data[start : match.start()].strip()
+            key = None
+    return members
+
+
+def _elements(data: bytes) -> list[bytes]:
+    """The elements of the JSON array ``data`` (raw bytes each), linearly."""
+    if not data.lstrip().startswith(b"["):
+        raise KubeDecodeError("not a JSON array")
+    elements: list[bytes] = []
+    depth = 0
+    start = 0
+    for match in _TOKEN.finditer(data):
+        first = match.group()[0]
+        if first in b"{[":
+            depth += 1
+            if depth == 1:
+                start = match.end()
+        elif first in b"}]":
+            if depth == 1:
+                element = data[start : match.start()].strip()
+                if element:
+                    elements.append(element)
+            depth -= 1
+        elif first == ord(",") and depth == 1:
+            elements.append(data[start : match.start()].strip())
+            start = match.end()
+    return elements
+
+
+def _shown(data: bytes) -> str:
+    text = data[:_SHOWN].decode("utf-8", errors="replace")
+    return text + "..." if len(data) > _SHOWN else text
+
+
+def _object(meta: _Meta | None, spec: bytes) -> KubeObject:
+    if meta is None or not meta.name:
+        raise KubeDecodeError("metadata.name is missing")
+    return KubeObject(
+        namespace=meta.namespace,
+        name=meta.name,
+        uid=meta.uid,
+        generation=meta.generation,
+        resource_version=meta.resource_version,
+        creation_timestamp=meta.creation_timestamp,
+        deletion_timestamp=meta.deletion_timestamp,
+        finalizers=tuple(meta.finalizers or ()),
+        spec=spec,
+    )
+
+
+def _meta_slow(data: bytes) -> _Meta:
+    """Metadata whose other fields (managedFields...) are too deep: keep the ones we read."""
+    try:
+        kept = {k: v for k, v in _members(data).items() if k in _META_FIELDS}
+        small = b"{" + b",".join(msgspec.json.encode(k) + b":" + v for k, v in kept.items()) + b"}"
+        return msgspec.json.decode(small, type=_Meta)
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        raise KubeDecodeError(f"metadata: {exc}") from exc
+
+
+def decode_object(data: bytes) -> KubeObject:
+    """One object (a ``get``, or an item of a list); :class:`KubeDecodeError` if unusable."""
+    try:
+        fast = msgspec.json.decode(data, type=_Object)
+        return _object(fast.metadata, bytes(fast.spec))
+    except (msgspec.MsgspecError, RecursionError):
+        pass  # the slow path below says what is wrong, and salvages what it can
+    members = _members(data)
+    meta = members.get("metadata")
+    if meta is None:
+        raise KubeDecodeError("metadata is missing")
+    return _object(_meta_slow(meta), members.get("spec", b"null") or b"null")
+
+
+def _named(data: bytes, index: int) -> str:
+    """A name for an unusable item: ``namespace/name`` if they can be found, else its index."""
+    try:
+        meta = _members(_members(data).get("metadata", b"{}"))
+        name = _STR.decode(meta.get("name", b'""'))
+        namespace = _STR.decode(meta.get("namespace", b'""'))
+    except (KubeDecodeError, msgspec.MsgspecError):
+        return f"item {index}"
+    return f"{namespace}/{name}" if namespace and name else name or f"item {index}"
+
+
+def decode_list(data: bytes, *, what: str) -> ObjectList:
+    """A list response; a bad item is left out and named in ``problems``.
+
+    :class:`KubeDecodeError` only when the response itself is not a list.
+    """
+    try:
+        fast = msgspec.json.decode(data, type=_List)
+        objects = []
+        problems = []
+        for i, item in enumerate(fast.items or ()):
+            try:
+                objects.append(_object(item.metadata, bytes(item.spec)))
+            except KubeDecodeError as exc:
+                problems.append(f"{what}: item {i}: {exc}")
+        return ObjectList(
+            objects=tuple(objects),
+            problems=tuple(problems),
+            resource_version=fast.metadata.resource_version if fast.metadata else "",
+        )
+    except (msgspec.MsgspecError, RecursionError):
+        pass  # one item is bad: take them one by one
+    try:
+        members = _members(data)
+        version = msgspec.json.decode(members.get("metadata", b"{}"), type=_ListMeta)
+        items = _elements(members.get("items", b"[]"))
+    except (KubeDecodeError, msgspec.MsgspecError, RecursionError) as exc:
+        raise KubeDecodeError(f"{what}: not a list ({exc}): {_shown(data)}") from exc
+    objects = []
+    problems = []
+    for i, element in enumerate(items):
+        try:
+            objects.append(decode_object(element))
+        except KubeDecodeError as exc:
+            problems.append(f"{what}: {_named(element, i)}: {exc}")
+    return ObjectList(
+        objects=tuple(objects), problems=tuple(problems), resource_version=version.resource_version
+    )
+
+
+def decode_event(data: bytes) -> Event:
+    """One watch line; an unusable object comes back as an event with ``problem`` set."""
+    try:
+        members = _members(data)
+        kind = _STR.decode(members.get("type", b'""'))
+    except (KubeDecodeError, msgspec.MsgspecError) as exc:
+        return Event(type="", problem=f"not a watch event ({exc}): {_shown(data)}")
+    raw = members.get("object", b"{}")
+    if kind in ("ERROR", "BOOKMARK"):
+        try:
+            status = msgspec.json.decode(raw, type=_Status)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            return Event(type=kind, problem=f"{kind} event: {exc}")
+        return Event(
+            type=kind,
+            code=status.code,
+            message=status.message,
+            resource_version=status.metadata.resource_version if status.metadata else "",
+        )
+    try:
+        return Event(type=kind, obj=decode_object(raw))
+    except KubeDecodeError as exc:
+        return Event(type=kind, problem=f"{kind} {_named(raw, 0)}: {exc}")
