@@ -1,0 +1,169 @@
+"""RSS of a real fleet-operator fed 100,000 heartbeats under made-up device ids, before,
+after, and after --device-retention has passed; twice (memory must not grow for good).
+
+    .venv/bin/python benchmarks/operator_stale_ids.py [--ids 100000] [--retention 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import uvloop
+
+from fleet.contracts import (
+    BUCKET_DEVICE_HEARTBEAT,
+    DeviceId,
+    DeviceInfo,
+    HeartbeatPayload,
+    Inventory,
+    encode_heartbeat,
+    encode_info,
+)
+from fleet.devtools.kube_emulator import KubeEmulator
+from fleet.runtime.bus import Bus
+from fleet.runtime.kv_batch import KvBatchWriter
+from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.natsserver import LocalNatsServer
+
+INV = Inventory(
+    hostname="h",
+    arch="x86_64",
+    os="Debian",
+    kernel="6.1",
+    cpus=2,
+    memory_bytes=1 << 30,
+    runtime_name="podman",
+    runtime_version="4.3.1",
+)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ids", type=int, default=100_000)
+    ap.add_argument("--retention", type=float, default=30.0)
+    ap.add_argument("--liveness", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    nats = LocalNatsServer(store_dir=tmp / "js")
+    nats.start()
+    kube = KubeEmulator()
+    kube.start()
+    loop = EventLoopThread(name="bench", loop_factory=uvloop.new_event_loop)
+    loop.start()
+    bus = Bus(urls=[nats.url], name="bench")
+
+    async def up() -> None:
+        await bus.start()
+        await bus.wait_connected(timeout=10)
+        await bus.ensure_buckets()
+        info = DeviceInfo(
+            device_id=DeviceId("live"),
+            labels={"role": "edge"},
+            inventory=INV,
+            agent_version="1",
+            updated_at=now(),
+        )
+        await bus.put("device-info", "info.live", encode_info(info))
+
+    loop.run(up(), timeout=30)
+    writer = KvBatchWriter(bus=bus, loop_thread=loop, in_flight=1024)
+    stop = threading.Event()
+
+    def live() -> None:  # one real device keeps the fleet awake
+        n = 0
+        while not stop.wait(1.0):
+            n += 1
+            hb = HeartbeatPayload(device_id=DeviceId("live"), at=now(), seq=n, instance_id="live-1")
+            try:
+                loop.run(
+                    bus.put(BUCKET_DEVICE_HEARTBEAT, "heartbeat.live", encode_heartbeat(hb)),
+                    timeout=10,
+                )
+            except Exception as exc:  # under the write burst: try again next second
+                print("live beat failed:", exc, flush=True)
+
+    beater = threading.Thread(target=live, daemon=True)
+    beater.start()
+    log = (tmp / "operator.log").open("wb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "fleet.cli.operator",
+        "--nats-url",
+        nats.url,
+        "--kube-url",
+        kube.url,
+        "--liveness-timeout",
+        str(args.liveness),
+        "--device-retention",
+        str(args.retention),
+    ]
+    print("operator:", " ".join(cmd[1:]))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/work/main")
+
+    def settle(label: str, seconds: float = 8.0) -> float:
+        time.sleep(seconds)
+        value = rss_mb(proc.pid)
+        print(f"{label:<48} RSS {value:7.1f} MB", flush=True)
+        return value
+
+    def count() -> int:
+        return len(loop.run(bus.snapshot(BUCKET_DEVICE_HEARTBEAT), timeout=120))
+
+    try:
+        time.sleep(3)
+        settle("started, synced, 1 live device")
+        for round_ in range(1, args.rounds + 1):
+            t0 = time.monotonic()
+            items = []
+            for i in range(args.ids):
+                d = DeviceId(f"fake-r{round_}-{i:06d}")
+                hb = HeartbeatPayload(device_id=d, at=now(), seq=1, instance_id=f"i{i}")
+                items.append((f"heartbeat.{d}", encode_heartbeat(hb)))
+            results = writer.put_many(BUCKET_DEVICE_HEARTBEAT, items).result(timeout=300)
+            bad = [r for r in results if not isinstance(r, int)]
+            print(
+                f"round {round_}: wrote {len(items) - len(bad)} heartbeats under made-up ids "
+                f"in {time.monotonic() - t0:.1f} s ({len(bad)} failed)"
+            )
+            settle(f"round {round_}: after the {args.ids} heartbeats")
+            deadline = time.monotonic() + args.retention + 4 * args.liveness + 120
+            while count() > 1 and time.monotonic() < deadline:
+                time.sleep(1.0)
+            print(f"round {round_}: keys left in device-heartbeat: {count()}")
+            settle(f"round {round_}: after the retention passed")
+        assert proc.poll() is None
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=30)
+        writer.close()
+        loop.run(bus.close(), timeout=10)
+        loop.stop()
+        kube.stop()
+        nats.stop()
+        print("operator log tail:")
+        print("\n".join((tmp / "operator.log").read_text().splitlines()[-6:]))
+
+
+if __name__ == "__main__":
+    main()
