@@ -33,6 +33,7 @@ from fleet.runtime.kube_decode import (
     KubeObject,
     ObjectList,
     decode_list,
+    decode_loose,
     decode_object,
 )
 
@@ -184,44 +185,38 @@ class KubeClient:
             raise KubeError(f"{what}: {exc}") from exc
 
     def list(self, resource: Resource, *, namespace: str | None) -> dict[str, Any]:
-        result: dict[str, Any]
+        """The list response as plain values, for display (``fleetctl``): a value nested
+        too deep to show is replaced by ``TOO_DEEP`` (:func:`decode_loose`), never fatal."""
         if namespace is None:
-            result = self._call(
-                f"list {resource.plural}",
-                self.api.list_cluster_custom_object,
-                CRD_GROUP,
-                CRD_VERSION,
-                resource.plural,
-            )
-            return result
-        result = self._call(
-            f"list {resource.plural} in {namespace}",
-            self.api.list_namespaced_custom_object,
-            CRD_GROUP,
-            CRD_VERSION,
-            namespace,
-            resource.plural,
-        )
-        return result
+            what = f"list {resource.plural}"
+            fn: Callable[..., Any] = self.api.list_cluster_custom_object
+            args: tuple[Any, ...] = (CRD_GROUP, CRD_VERSION, resource.plural)
+        else:
+            what = f"list {resource.plural} in {namespace}"
+            fn = self.api.list_namespaced_custom_object
+            args = (CRD_GROUP, CRD_VERSION, namespace, resource.plural)
+        return self._loose(what, self._raw(what, fn, *args))
 
     def get(self, resource: Resource, *, namespace: str | None, name: str) -> dict[str, Any]:
+        """One object as plain values, for display; bounded as :meth:`list`."""
         what = f"get {resource.plural} {namespace}/{name}"
-        result: dict[str, Any]
         if resource.namespaced:
-            result = self._call(
-                what,
-                self.api.get_namespaced_custom_object,
-                CRD_GROUP,
-                CRD_VERSION,
-                namespace,
-                resource.plural,
-                name,
-            )
-            return result
-        result = self._call(
-            what, self.api.get_cluster_custom_object, CRD_GROUP, CRD_VERSION, resource.plural, name
-        )
-        return result
+            fn: Callable[..., Any] = self.api.get_namespaced_custom_object
+            args: tuple[Any, ...] = (CRD_GROUP, CRD_VERSION, namespace, resource.plural, name)
+        else:
+            fn = self.api.get_cluster_custom_object
+            args = (CRD_GROUP, CRD_VERSION, resource.plural, name)
+        return self._loose(what, self._raw(what, fn, *args))
+
+    @staticmethod
+    def _loose(what: str, data: bytes) -> dict[str, Any]:
+        try:
+            value = decode_loose(data)
+        except KubeDecodeError as exc:
+            raise KubeError(f"{what}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise KubeError(f"{what}: the API answered {type(value).__name__}, not an object")
+        return value
 
     def create(self, resource: Resource, *, body: Mapping[str, Any]) -> None:
         name = body["metadata"]["name"]

@@ -26,6 +26,7 @@ from typing import Final
 
 import msgspec
 
+from fleet.contracts.limits import json_depth
 from fleet.errors import PermanentError
 
 
@@ -292,3 +293,37 @@ def decode_event(data: bytes) -> Event:
         return Event(type=kind, obj=decode_object(raw))
     except KubeDecodeError as exc:
         return Event(type=kind, problem=f"{kind} {_named(raw, 0)}: {exc}")
+
+
+#: What stands in, in :func:`decode_loose`, for a value nested deeper than its bound.
+TOO_DEEP: Final = "<nested too deep to show>"
+_LOOSE_DEPTH: Final = 32
+_ANY: Final = msgspec.json.Decoder()
+
+
+def decode_loose(data: bytes, *, depth: int = _LOOSE_DEPTH) -> object:
+    """Any JSON document as plain Python values, for readers that only show it (fleetctl).
+
+    A value nested deeper than ``depth`` is replaced by :data:`TOO_DEEP` instead of
+    raising; the rest of the document is kept. Never recurses more than ``depth`` levels.
+    :class:`KubeDecodeError` if ``data`` is not JSON at all.
+    """
+    if json_depth(data) <= depth:
+        try:
+            return _ANY.decode(data)
+        except msgspec.MsgspecError as exc:
+            raise KubeDecodeError(f"not JSON: {exc}: {_shown(data)}") from exc
+    return _loose(data.strip(), depth)
+
+
+def _loose(data: bytes, depth: int) -> object:
+    if json_depth(data) <= 1 or data[:1] not in (b"{", b"["):
+        try:
+            return _ANY.decode(data)
+        except msgspec.MsgspecError as exc:
+            raise KubeDecodeError(f"not JSON: {exc}: {_shown(data)}") from exc
+    if depth <= 0:
+        return TOO_DEEP
+    if data[:1] == b"[":
+        return [_loose(element, depth - 1) for element in _elements(data)]
+    return {key: _loose(value, depth - 1) for key, value in _members(data).items()}
