@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -50,6 +51,7 @@ class SimulatedRuntime:
         self.registry_up = True
         self.available = True
         self.taken_ports: set[int] = set()
+        self.output: dict[str, list[str]] = {}  # container id -> its log lines
         self.calls: list[str] = []
         self._version = version
         self._ids = itertools.count(1)
@@ -107,16 +109,28 @@ class SimulatedRuntime:
     def stop(self, container_id: str, *, timeout: float) -> None:
         self._check(f"stop {container_id}")
         if container_id in self.containers:
-            self._set(container_id, "exited", 0)
+            self._set(container_id, "exited", 0, exited_at=time.time())
 
     def remove(self, container_id: str) -> None:
         self._check(f"remove {container_id}")
         with self._lock:
             self.containers.pop(container_id, None)
 
+    def rename(self, container_id: str, name: str) -> None:
+        self._check(f"rename {container_id} {name}")
+        with self._lock:
+            if any(c.name == name for c in self.containers.values()):
+                raise ContainerFailed(f"name {name} in use")
+            old = self.containers[container_id]
+            self.containers[container_id] = msgspec.structs.replace(old, name=name)
+
     def inspect(self, container_id: str) -> Container | None:
         self._check("inspect")
         return self.containers.get(container_id)
+
+    def logs(self, container_id: str, *, tail: int) -> list[str]:
+        self._check(f"logs {container_id}")
+        return self.output.get(container_id, [])[-tail:] if tail > 0 else []
 
     def events(
         self,
@@ -127,16 +141,35 @@ class SimulatedRuntime:
     ) -> EventStream:
         return _NoEvents()
 
-    def exit(self, container_id: str, code: int) -> None:
-        """The process in the container ended by itself."""
-        self._set(container_id, "exited", code)
+    def exit(self, container_id: str, code: int, *, at: float | None = None) -> None:
+        """The process in the container ended by itself (``at``: when, unix time)."""
+        self._set(container_id, "exited", code, exited_at=time.time() if at is None else at)
+
+    def restarted(self, container_id: str, *, code: int) -> None:
+        """Podman's restart policy ran it again after it exited with ``code``."""
+        with self._lock:
+            old = self.containers[container_id]
+            self.containers[container_id] = msgspec.structs.replace(
+                old,
+                state="running",
+                exit_code=code,
+                restart_count=old.restart_count + 1,
+                exited_at=time.time(),
+            )
 
     def close(self) -> None:
         return None
 
-    def _set(self, container_id: str, state: str, exit_code: int | None) -> None:
+    def _set(
+        self,
+        container_id: str,
+        state: str,
+        exit_code: int | None,
+        *,
+        exited_at: float | None = None,
+    ) -> None:
         with self._lock:
             old = self.containers[container_id]
             self.containers[container_id] = msgspec.structs.replace(
-                old, state=state, exit_code=exit_code
+                old, state=state, exit_code=exit_code, exited_at=exited_at or old.exited_at
             )

@@ -7,8 +7,13 @@ real podman socket (:mod:`fleet.runtime.podman_adapter`) unchanged.
 Every method blocks (podman-py is synchronous): call them from an actor's own thread,
 never from the event loop. Errors are fleet's: :class:`RuntimeUnavailable` (the podman
 service is away: retry), :class:`ImagePullFailed` (temporary unless ``not_found``),
-:class:`ContainerFailed` (podman refused to create or start the container: the message
-says why, e.g. the host port is taken).
+:class:`ContainerFailed` (podman refused to create, start or rename the container: the
+message says why, e.g. the host port is taken), :class:`NotAddressable` (a value no
+REST path can carry).
+
+The agent's containers carry its labels (:func:`owner_labels`, the container's name in
+the score, its spec hash and the revision it was made for); a replacement is created
+under :func:`temporary_name` first.
 
 This module must never import a podman client: it is the port, not the adapter.
 """
@@ -31,6 +36,11 @@ DEVICE_LABEL: Final = LABEL_PREFIX + "device"
 DEPLOYMENT_LABEL: Final = LABEL_PREFIX + "deployment"
 CONTAINER_LABEL: Final = LABEL_PREFIX + "container"
 SPEC_HASH_LABEL: Final = LABEL_PREFIX + "spec-hash"
+REVISION_LABEL: Final = LABEL_PREFIX + "revision"
+"""The desired-state revision a container was created for (what runs, after a restart)."""
+TEMPORARY_SUFFIX: Final = ".next"
+"""A replacement is created as ``<name>.next`` while the old container still runs. A '.'
+is in no device id, deployment or container name, so it never clashes with a real name."""
 
 ContainerState = Literal[
     "created", "running", "paused", "exited", "stopped", "stopping", "configured", "unknown"
@@ -53,6 +63,11 @@ class ContainerFailed(PermanentError):
     """Podman refused to create or start a container; the message says why."""
 
 
+class NotAddressable(PermanentError):
+    """A name or image reference that cannot be put in a REST path as one segment
+    (empty, ``.`` or ``..``); the contracts never let one through."""
+
+
 class Container(msgspec.Struct, frozen=True, kw_only=True):
     """A container as the runtime reports it."""
 
@@ -62,6 +77,8 @@ class Container(msgspec.Struct, frozen=True, kw_only=True):
     state: str
     exit_code: int | None = None
     started_at: str = ""
+    restart_count: int = 0  # podman's own restarts (restart policy); from inspect only
+    exited_at: float | None = None  # when its process last ended (unix time); None: never
 
     @property
     def running(self) -> bool:
@@ -75,6 +92,11 @@ class Container(msgspec.Struct, frozen=True, kw_only=True):
     def spec_hash(self) -> str | None:
         return self.labels.get(SPEC_HASH_LABEL)
 
+    @property
+    def revision(self) -> int | None:
+        value = self.labels.get(REVISION_LABEL, "")
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
 
 class ContainerEvent(msgspec.Struct, frozen=True, kw_only=True):
     """Something happened to an owned container (``action``: died, remove, stop...)."""
@@ -83,10 +105,16 @@ class ContainerEvent(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     action: str
     labels: dict[str, str]
+    exit_code: int | None = None  # for ``died``: the process's exit code
 
     @property
     def deployment(self) -> str | None:
         return self.labels.get(DEPLOYMENT_LABEL)
+
+    @property
+    def container(self) -> str | None:
+        """The container's name in the score."""
+        return self.labels.get(CONTAINER_LABEL)
 
 
 class EventStream(Protocol):
@@ -127,7 +155,17 @@ class ContainerRuntime(Protocol):
         """Remove it, stopping it if needed; absent is not an error."""
         ...
 
-    def inspect(self, container_id: str) -> Container | None: ...
+    def rename(self, container_id: str, name: str) -> None:
+        """Give the container a new name; raise :class:`ContainerFailed` (name taken)."""
+        ...
+
+    def inspect(self, container_id: str) -> Container | None:
+        """The container with its ``restart_count``; ``None`` if it does not exist."""
+        ...
+
+    def logs(self, container_id: str, *, tail: int) -> list[str]:
+        """Its last ``tail`` lines of output (stdout and stderr, in order); [] if absent."""
+        ...
 
     def events(
         self,
@@ -152,9 +190,22 @@ def owner_labels(device_id: str, deployment: str | None = None) -> dict[str, str
     return labels
 
 
+def is_owned(container: Container, device_id: str) -> bool:
+    """Whether ``container`` carries this device's owner labels (checked again here,
+    whatever filter the runtime applied: a container of another device, or one without
+    the agent's labels, is never touched)."""
+    return all(container.labels.get(k) == v for k, v in owner_labels(device_id).items())
+
+
 def container_name(device_id: str, deployment: str, container: str) -> str:
     """Unique per device, so several agents can share one podman."""
     return f"fleet-{device_id}-{deployment}-{container}"
+
+
+def temporary_name(name: str) -> str:
+    """The name a replacement for container ``name`` is created under (see
+    :data:`TEMPORARY_SUFFIX`); it is renamed to ``name`` once the old one is gone."""
+    return name + TEMPORARY_SUFFIX
 
 
 def spec_hash(spec: ContainerSpec) -> str:

@@ -10,13 +10,23 @@ Blocking by nature: every call runs on the calling thread (an actor's own thread
 never on the event loop. Each thread gets its own HTTP session (``requests`` sessions
 are not meant to be shared between threads).
 
-What it must never do: touch a container without the labels the caller asked for.
+Every value put in a REST path (an image reference, a container id or name) goes
+through :func:`path_segment`: one path segment, whatever it holds. podman-py joins
+paths with ``urljoin``, which resolves ``..``, and ``requests`` follows the redirect
+podman answers to an unclean path; an unescaped ``x/../../../containers/NAME`` once
+answered ``/images/{image}/exists`` for a container. Redirects are refused as well.
+
+What it must never do: touch a container without the labels the caller asked for, or
+put an unescaped value in a path.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,12 +39,43 @@ from fleet.runtime.podman import (
     ContainerEvent,
     ContainerFailed,
     ImagePullFailed,
+    NotAddressable,
     RuntimeUnavailable,
 )
 from fleet.runtime.podman_events import PodmanEventStream
+from fleet.runtime.podman_logs import read_log_lines
 
 _JSON = {"Content-Type": "application/json"}
 _NOT_FOUND = ("manifest unknown", "not found", "name unknown", "invalid reference format")
+_RFC3339 = re.compile(r"^(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?Z$")
+
+
+def _unix_time(value: object) -> float | None:
+    """podman's list gives unix seconds; a time before 1970 (Go's zero time) is "never"."""
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def _rfc3339_time(value: object) -> float | None:
+    """podman's inspect gives RFC 3339 with nanoseconds; Go's zero time is "never"."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    match = _RFC3339.match(value)
+    if match is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(match["base"]).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return when.timestamp() + float("0." + (match["frac"] or "0"))
+
+
+def path_segment(value: str) -> str:
+    """``value`` as exactly one REST path segment: every reserved character escaped,
+    and '.' too, so that ``urljoin`` reads no dot segment. ``requests`` unescapes '.'
+    again before sending, so a value that *is* a dot segment (or empty) is refused."""
+    if value in ("", ".", ".."):
+        raise NotAddressable(f"{value!r} cannot be put in a podman REST path")
+    return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
 
 def _message(response: Any) -> str:
@@ -57,6 +98,7 @@ class PodmanRuntime:
         client = getattr(self._local, "client", None)
         if client is None:
             client = podman.PodmanClient(base_url=self._url, timeout=self._timeout)
+            client.api.max_redirects = 0  # a redirect means a path we did not mean
             self._local.client = client
         return client.api
 
@@ -94,12 +136,13 @@ class PodmanRuntime:
                 state=str(item.get("State", "unknown")),
                 exit_code=item.get("ExitCode"),
                 started_at=str(item.get("StartedAt", "")),
+                exited_at=_unix_time(item.get("ExitedAt")),
             )
             for item in response.json() or []
         ]
 
     def image_present(self, image: str) -> bool:
-        response = self._call("get", f"/images/{image}/exists")
+        response = self._call("get", f"/images/{path_segment(image)}/exists")
         return bool(response.status_code == 204)
 
     def pull(self, image: str, *, timeout: float) -> None:
@@ -150,14 +193,14 @@ class PodmanRuntime:
         return str(response.json()["Id"])
 
     def start(self, container_id: str) -> None:
-        response = self._call("post", f"/containers/{container_id}/start")
+        response = self._call("post", f"/containers/{path_segment(container_id)}/start")
         if not response.ok:
             raise ContainerFailed(f"podman could not start the container: {_message(response)}")
 
     def stop(self, container_id: str, *, timeout: float) -> None:
         response = self._call(
             "post",
-            f"/containers/{container_id}/stop",
+            f"/containers/{path_segment(container_id)}/stop",
             params={"timeout": int(timeout)},
             timeout=timeout + self._timeout,
         )
@@ -166,13 +209,36 @@ class PodmanRuntime:
 
     def remove(self, container_id: str) -> None:
         response = self._call(
-            "delete", f"/containers/{container_id}", params={"force": True, "timeout": 0}
+            "delete",
+            f"/containers/{path_segment(container_id)}",
+            params={"force": True, "timeout": 0},
         )
         if not response.ok and response.status_code != 404:
             raise ContainerFailed(f"podman could not remove the container: {_message(response)}")
 
+    def rename(self, container_id: str, name: str) -> None:
+        response = self._call(
+            "post", f"/containers/{path_segment(container_id)}/rename", params={"name": name}
+        )
+        if not response.ok:
+            raise ContainerFailed(
+                f"podman could not rename the container to {name}: {_message(response)}"
+            )
+
+    def logs(self, container_id: str, *, tail: int) -> list[str]:
+        response = self._call(
+            "get",
+            f"/containers/{path_segment(container_id)}/logs",
+            params={"stdout": True, "stderr": True, "tail": int(tail)},
+        )
+        if response.status_code == 404:
+            return []
+        if not response.ok:
+            raise RuntimeUnavailable(f"logs of {container_id}: {_message(response)}")
+        return read_log_lines(response.content, tail=tail)
+
     def inspect(self, container_id: str) -> Container | None:
-        response = self._call("get", f"/containers/{container_id}/json")
+        response = self._call("get", f"/containers/{path_segment(container_id)}/json")
         if response.status_code == 404:
             return None
         if not response.ok:
@@ -186,6 +252,8 @@ class PodmanRuntime:
             state=str(state.get("Status", "unknown")),
             exit_code=state.get("ExitCode"),
             started_at=str(state.get("StartedAt", "")),
+            restart_count=int(item.get("RestartCount") or 0),
+            exited_at=_rfc3339_time(state.get("FinishedAt")),
         )
 
     def events(

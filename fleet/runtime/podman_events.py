@@ -98,11 +98,13 @@ class PodmanEventStream:
     def _deliver(self, item: dict[str, Any]) -> None:
         actor = item.get("Actor") or {}
         attributes = dict(actor.get("Attributes") or {})
+        code = str(attributes.pop("containerExitCode", ""))
         event = ContainerEvent(
             container_id=str(actor.get("ID", "")),
             name=str(attributes.pop("name", "")),
             action=str(item.get("Action", item.get("status", ""))),
             labels={k: str(v) for k, v in attributes.items() if isinstance(v, str)},
+            exit_code=int(code) if code.isascii() and code.isdigit() and len(code) <= 9 else None,
         )
         if all(attributes.get(k) == v for k, v in self._labels.items()):
             self._on_event(event)

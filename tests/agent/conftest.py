@@ -60,6 +60,29 @@ def fetch(port: int, *, timeout: float = 10.0, path: str = "/") -> str:
             time.sleep(0.05)
 
 
+class RecordingRuntime(PodmanRuntime):
+    """The real podman adapter, recording the images it was asked about (not a mock:
+    every call still goes to podman)."""
+
+    def __init__(self, *, url: str) -> None:
+        super().__init__(url=url)
+        self.images: list[str] = []  # every image passed to image_present, pull, create
+        self.pulls = 0
+
+    def image_present(self, image: str) -> bool:
+        self.images.append(image)
+        return super().image_present(image)
+
+    def pull(self, image: str, *, timeout: float) -> None:
+        self.images.append(image)
+        self.pulls += 1
+        super().pull(image, timeout=timeout)
+
+    def create(self, *, name: str, spec: Any, labels: Any) -> str:
+        self.images.append(spec.image)
+        return super().create(name=name, spec=spec, labels=labels)
+
+
 @dataclass
 class AgentWorld:
     """The real parts an agent test drives: NATS (via a test bus), podman, agents."""
@@ -86,13 +109,20 @@ class AgentWorld:
         values.update(overrides)
         return AgentConfig(**values)
 
-    def start_agent(self, config: AgentConfig | None = None) -> AgentApp:
+    def start_agent(
+        self,
+        config: AgentConfig | None = None,
+        *,
+        runtime: PodmanRuntime | None = None,
+        **options: Any,
+    ) -> AgentApp:
+        """An in-process agent; ``options`` go to :class:`AgentApp` (e.g. crash_window)."""
+        options = {"max_backoff": 1.0, "event_debounce": 0.1, **options}
         app = AgentApp(
             config or self.config(),
-            runtime=PodmanRuntime(url=self.podman.socket_url),
+            runtime=runtime or PodmanRuntime(url=self.podman.socket_url),
             loop_factory=uvloop.new_event_loop,
-            max_backoff=1.0,
-            event_debounce=0.1,
+            **options,
         )
         self.agents.append(app)
         app.start()
@@ -139,6 +169,20 @@ class AgentWorld:
         raise AssertionError(f"state of {deployment} never matched; last: {last}")
 
     # -- podman --------------------------------------------------------------------------
+    def owned(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        """Every container (any state) carrying this device's (and deployment's) labels."""
+        labels = {
+            "fleet.nationtech.io/managed-by": "fleet-agent",
+            "fleet.nationtech.io/device": self.device,
+        }
+        if deployment is not None:
+            labels["fleet.nationtech.io/deployment"] = deployment
+        args = ["ps", "-a", "--format", "json"]
+        for key, value in labels.items():
+            args += ["--filter", f"label={key}={value}"]
+        found: list[dict[str, Any]] = msgspec.json.decode(self.podman.podman(*args).stdout or "[]")
+        return [c for c in found if all(c.get("Labels", {}).get(k) == v for k, v in labels.items())]
+
     def container(self, deployment: str, name: str = "web") -> dict[str, Any] | None:
         full = f"fleet-{self.device}-{deployment}-{name}"
         proc = self.podman.podman("inspect", "--type", "container", full, check=False)
@@ -167,6 +211,31 @@ class AgentWorld:
 
 def running(phase_of: DeploymentState, revision: int) -> bool:
     return phase_of.phase.value == "Running" and phase_of.desired_revision == revision
+
+
+def sleep_score(*names: str, image: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Containers that each take the whole stop timeout to stop: busybox ``sleep`` as
+    PID 1 ignores SIGTERM, so podman waits, then kills. Slow stops give a test time to
+    act in the middle of a removal or a replace."""
+    containers = []
+    for name in names:
+        container: dict[str, Any] = {"name": name, "image": image, "command": ["sleep", "300"]}
+        if env:
+            container["env"] = env
+        containers.append(container)
+    return {"type": "podman", "containers": containers}
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} never held within {timeout}s")
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -4,8 +4,12 @@ Why it exists: the console script and the integration tests start the very same
 agent, so the wiring lives here once. Start order (each ready before the next): the
 event loop, the NATS bus (connecting in the background: an agent boots without
 network), the state publisher, the device actor (which reconciles from the persisted
-desired state at once), then the desired feed. Stop is the reverse, through the
-runtime's :class:`~fleet.runtime.supervisor.Supervisor`; containers keep running.
+desired state at once), the desired feed, then the watch for a second agent under the
+same device id. Stop is the reverse, through the runtime's
+:class:`~fleet.runtime.supervisor.Supervisor`; containers keep running.
+
+Each start is one *instance* of the agent: a random ``instance_id`` (16 hex digits) put
+in every heartbeat.
 
 What it must never do: wait for NATS before reconciling, or stop a container on exit.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +27,7 @@ import pykka
 from fleet.runtime.bus import Bus
 from fleet.runtime.desired_feed import DesiredFeed
 from fleet.runtime.desired_store import DesiredStore
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.heartbeat_watch import DuplicateWatch
 from fleet.runtime.loop import EventLoopThread
 from fleet.runtime.podman import ContainerRuntime
 from fleet.runtime.publisher import LatestValuePublisher
@@ -30,8 +35,9 @@ from fleet.runtime.supervisor import Supervisor
 from fleet.runtime.timers import LoopTimers
 
 from .config import AgentConfig
+from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .device import DeviceActor
-from .messages import DesiredChanged, LabelsChanged
+from .messages import DesiredChanged, DesiredSynced, LabelsChanged
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +54,24 @@ class AgentApp:
         max_backoff: float = 30.0,
         event_debounce: float = 0.3,
         feed_resync_interval: float = 300.0,
+        crash_window: float = DEFAULT_WINDOW,
+        crash_restarts: int = DEFAULT_RESTARTS,
+        duplicate_log_interval: float = 60.0,
     ) -> None:
         self.config = config
         self.runtime = runtime
+        self.instance_id = secrets.token_hex(8)
         self._loop_factory = loop_factory
         self._max_backoff = max_backoff
         self._event_debounce = event_debounce
         self._feed_resync = feed_resync_interval
+        self._crash = (crash_window, crash_restarts)
+        self._duplicate_interval = duplicate_log_interval
         self.supervisor = Supervisor(name=f"fleet-agent-{config.device_id}")
         self.loop: EventLoopThread | None = None
         self.bus: Bus | None = None
         self.feed: DesiredFeed | None = None
+        self.duplicates: DuplicateWatch | None = None
         self.device: pykka.ActorRef[Any] | None = None
 
     def start(self) -> None:
@@ -76,7 +89,8 @@ class AgentApp:
         loop.run(_call(publisher.start), timeout=5)
         sup.add_cleanup("publisher", lambda: loop.run(publisher.stop(), timeout=5))
         store = DesiredStore(config.state_dir)
-        known = {f"{config.device_id}.{name}": e.revision for name, e in store.load().items()}
+        stored = store.load()  # once: it may set a damaged file aside
+        known = {f"{config.device_id}.{name}": e.revision for name, e in stored.entries.items()}
         device = sup.start(
             "device",
             lambda: DeviceActor.start(
@@ -84,32 +98,47 @@ class AgentApp:
                 runtime=self.runtime,
                 publisher=publisher,
                 store=store,
+                stored=stored,
                 timers=LoopTimers(loop),
+                instance_id=self.instance_id,
                 max_backoff=self._max_backoff,
                 event_debounce=self._event_debounce,
+                crash_window=self._crash[0],
+                crash_restarts=self._crash[1],
             ),
         )
         self.device = device
 
-        def on_entry(entry: KvEntry) -> None:
+        def tell(message: object, what: str) -> None:
             try:
-                device.tell(DesiredChanged(entry=entry))
+                device.tell(message)
             except pykka.ActorDeadError:
-                logger.debug("desired entry %s dropped: agent stopping", entry.key)
+                logger.debug("%s dropped: agent stopping", what)
 
         feed = DesiredFeed(
             bus=bus,
             device_id=config.device_id,
-            on_entry=on_entry,
+            on_entry=lambda entry: tell(DesiredChanged(entry=entry), entry.key),
+            on_synced=lambda: tell(DesiredSynced(), "desired state synced"),
             known=known,
             resync_interval=self._feed_resync,
         )
         loop.run(_call(feed.start), timeout=5)
         sup.add_cleanup("desired feed", lambda: loop.run(feed.stop(), timeout=5))
         self.feed = feed
+        watch = DuplicateWatch(
+            bus=bus,
+            device_id=config.device_id,
+            instance_id=self.instance_id,
+            interval=self._duplicate_interval,
+        )
+        loop.run(_call(watch.start), timeout=5)
+        sup.add_cleanup("duplicate watch", lambda: loop.run(watch.stop(), timeout=5))
+        self.duplicates = watch
         logger.info(
-            "fleet-agent %s started (NATS %s, podman %s)",
+            "fleet-agent %s started as instance %s (NATS %s, podman %s)",
             config.device_id,
+            self.instance_id,
             config.nats_urls,
             config.podman_socket,
         )

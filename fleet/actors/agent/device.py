@@ -6,68 +6,62 @@ desired entry, a podman event, a resync tick) to that deployment's reconciler, s
 and stopping reconcilers as deployments come and go.
 
 Offline autonomy starts here: on start it reconciles from the desired state persisted
-under ``state_dir`` before NATS answers, and it persists every entry it receives.
+under ``state_dir`` before NATS answers, and it persists every entry it receives, once
+it decoded as a score: a malformed value is reported ``Failed`` and never stored, so
+the last valid one stays (and keeps running, and runs again after a reboot). A deletion
+is stored too until every container of it is gone, so a crash in the middle of one is
+finished on the next start. Containers labelled as this device's own whose deployment
+has neither a desired entry nor a reconciler (orphans) are removed: the sweep runs once
+the desired state was read from NATS (before that, the file may be behind), then on
+every resync.
 
-What it must never do: call podman or NATS itself for a deployment (reconcilers do),
-block on another actor (it only tells), or stop containers when the agent stops.
+What it must never do: call podman or NATS itself for a deployment (reconcilers and
+the sweeper do), block on another actor (it only tells), persist a value before it
+decoded, or stop containers when the agent stops.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 
-from fleet import __version__
-from fleet.contracts import (
-    BUCKET_DEVICE_HEARTBEAT,
-    BUCKET_DEVICE_INFO,
-    BUCKET_DEVICE_STATE,
-    DeploymentName,
-    DeploymentState,
-    DeviceInfo,
-    HeartbeatPayload,
-    decode_score,
-    device_heartbeat_key,
-    device_info_key,
-    device_state_key,
-    encode_heartbeat,
-    encode_info,
-    encode_state,
-    parse_desired_state_key,
-)
+from fleet.contracts import DeploymentName, decode_score, parse_desired_state_key
+from fleet.contracts.limits import truncate_message
 from fleet.errors import ContractError, FleetError
-from fleet.runtime.desired_store import DesiredStore, StoredEntry
+from fleet.runtime.desired_store import DesiredStore, StoredDesired, StoredEntry
 from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.inventory import read_inventory
 from fleet.runtime.podman import ContainerRuntime, EventStream, owner_labels
 from fleet.runtime.publisher import PublisherPort
 from fleet.runtime.timers import TimerPort
 
 from .config import AgentConfig
+from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .messages import (
     Apply,
     Check,
     ContainerChanged,
     DebouncedCheck,
     DesiredChanged,
+    DesiredSynced,
     EventsBroken,
     HeartbeatTick,
     LabelsChanged,
+    OwnedDeployments,
     ReconcilerIdle,
     Remove,
     ReopenEvents,
     ResyncTick,
+    Sweep,
 )
 from .reconciler import DeploymentReconciler
+from .reporting import DeviceReporter
+from .sweeper import OrphanSweeper
 
 logger = logging.getLogger(__name__)
-
-ReconcilerFactory = Callable[..., pykka.ActorRef[Any]]
 
 
 class DeviceActor(SupervisedActor):
@@ -79,32 +73,62 @@ class DeviceActor(SupervisedActor):
         publisher: PublisherPort,
         store: DesiredStore,
         timers: TimerPort,
+        instance_id: str,
+        stored: StoredDesired | None = None,
         max_backoff: float = 30.0,
         event_debounce: float = 0.3,
+        crash_window: float = DEFAULT_WINDOW,
+        crash_restarts: int = DEFAULT_RESTARTS,
     ) -> None:
         super().__init__()
         self._config = config
         self._device = config.device_id
         self._labels = dict(config.labels)
         self._runtime = runtime
-        self._publisher = publisher
+        self._reporter = DeviceReporter(
+            device_id=config.device_id, instance_id=instance_id, publisher=publisher
+        )
         self._store = store
+        self._stored = stored
         self._timers = timers
-        self._max_backoff = max_backoff
+        self._reconciler_options: dict[str, Any] = {
+            "stop_timeout": config.stop_timeout_s,
+            "max_backoff": max_backoff,
+            "crash_window": crash_window,
+            "crash_restarts": crash_restarts,
+        }
         self._debounce = event_debounce
-        self._desired: dict[str, StoredEntry] = {}
+        self._desired: dict[str, StoredEntry] = {}  # valid entries, as persisted
+        self._removing: dict[str, int] = {}  # deletions not finished: deployment -> revision
+        self._rejected: dict[str, int] = {}  # deployment -> malformed revision reported
         self._reconcilers: dict[str, pykka.ActorRef[Any]] = {}
+        self._sweeper: pykka.ActorRef[Any] | None = None
+        self._synced = False
         self._events: EventStream | None = None
-        self._seq = 0
         self._info_published = False
         self._checks_pending: set[str] = set()
+        self._exits: dict[str, dict[str, int]] = {}  # deployment -> container -> exit code
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._desired = self._store.load()
-        for deployment, stored in self._desired.items():
-            self._dispatch(deployment, stored)
+        stored = self._stored if self._stored is not None else self._store.load()
+        self._stored = None
+        self._desired, self._removing = dict(stored.entries), dict(stored.removing)
+        for deployment, revision in self._removing.items():  # a crash mid-deletion
+            self._reconciler(DeploymentName.try_new(deployment)).tell(Remove(revision=revision))
+        for deployment, entry in list(self._desired.items()):
+            try:  # checked when loaded; a start must never fail on a stored value
+                score = decode_score(entry.value)
+                name = DeploymentName.try_new(deployment)
+            except ContractError as exc:
+                logger.warning("dropping the stored entry of %r: %s", deployment, exc)
+                del self._desired[deployment]
+                continue
+            self._reconciler(name).tell(Apply(revision=entry.revision, score=score))
+        self._sweeper = OrphanSweeper.start(
+            device_id=self._device, runtime=self._runtime, parent=self.actor_ref
+        )
         self._publish_info()
         self._open_events()
         self.actor_ref.tell(HeartbeatTick())
@@ -114,11 +138,13 @@ class DeviceActor(SupervisedActor):
         if self._events is not None:
             self._events.close()
             self._events = None
-        for ref in self._reconcilers.values():
+        children = [*self._reconcilers.values(), *([self._sweeper] if self._sweeper else [])]
+        for ref in children:
             ref.stop(block=False)
-        for ref in self._reconcilers.values():
+        for ref in children:
             ref.actor_stopped.wait(self._config.stop_timeout_s + 5)
         self._reconcilers.clear()
+        self._sweeper = None
 
     # -- messages ------------------------------------------------------------------------
 
@@ -132,19 +158,26 @@ class DeviceActor(SupervisedActor):
     def _handlers(self) -> dict[type, Callable[[Any], None]]:
         return {
             DesiredChanged: self._on_desired,
+            DesiredSynced: self._on_synced,
             ContainerChanged: self._on_container_changed,
             DebouncedCheck: self._on_debounced_check,
             ResyncTick: self._on_resync,
             HeartbeatTick: lambda _: self._heartbeat(),
             ReconcilerIdle: self._on_idle,
+            OwnedDeployments: self._on_owned,
             LabelsChanged: self._on_labels,
             EventsBroken: self._on_events_broken,
             ReopenEvents: self._on_reopen_events,
         }
 
     def _on_container_changed(self, message: ContainerChanged) -> None:
-        deployment = message.event.deployment
-        if deployment in self._reconcilers and deployment not in self._checks_pending:
+        event = message.event
+        deployment = event.deployment
+        if deployment is None or deployment not in self._reconcilers:
+            return
+        if event.action == "died" and event.exit_code and event.container:
+            self._exits.setdefault(deployment, {})[event.container] = event.exit_code
+        if deployment not in self._checks_pending:
             self._checks_pending.add(deployment)
             self._timers.tell_later(
                 self.actor_ref, DebouncedCheck(deployment=deployment), delay=self._debounce
@@ -152,20 +185,53 @@ class DeviceActor(SupervisedActor):
 
     def _on_debounced_check(self, message: DebouncedCheck) -> None:
         self._checks_pending.discard(message.deployment)
-        self._tell(message.deployment, Check(reason="podman event"))
+        exits = tuple(self._exits.pop(message.deployment, {}).items())
+        self._tell(message.deployment, Check(reason="podman event", exits=exits))
 
     def _on_resync(self, _: ResyncTick) -> None:
         for deployment in list(self._reconcilers):
             self._tell(deployment, Check(reason="resync"))
         if not self._info_published:
             self._publish_info()
+        self._sweep()
         self._timers.tell_later(self.actor_ref, ResyncTick(), delay=self._config.resync_interval_s)
 
+    def _on_synced(self, _: DesiredSynced) -> None:
+        self._synced = True
+        self._sweep()
+
+    def _sweep(self) -> None:
+        if self._synced and self._sweeper is not None:
+            self._sweeper.tell(Sweep())
+
+    def _on_owned(self, message: OwnedDeployments) -> None:
+        """Orphans: containers of a deployment with no entry, no deletion, no reconciler
+        (checked now, not when they were listed: an entry may have come meanwhile)."""
+        for deployment, revision in message.deployments:
+            if deployment in self._desired or deployment in self._reconcilers:
+                continue
+            try:
+                name = DeploymentName.try_new(deployment)
+            except ContractError:
+                logger.debug("not sweeping containers of invalid deployment %r", deployment)
+                continue
+            logger.info(
+                "%s: removing the containers of %s, which has no desired state here",
+                self._device,
+                name,
+            )
+            self._reconciler(name).tell(Remove(revision=revision, sweep=True))
+
     def _on_idle(self, message: ReconcilerIdle) -> None:
-        if message.deployment not in self._desired:
-            ref = self._reconcilers.pop(message.deployment, None)
-            if ref is not None:
-                ref.stop(block=False)
+        deployment = message.deployment
+        if deployment in self._desired:
+            return
+        ref = self._reconcilers.pop(deployment, None)
+        if ref is not None:
+            ref.stop(block=False)
+        if self._removing.get(deployment, message.revision + 1) <= message.revision:
+            del self._removing[deployment]
+            self._persist()
 
     def _on_labels(self, message: LabelsChanged) -> None:
         if message.labels != self._labels:
@@ -186,53 +252,55 @@ class DeviceActor(SupervisedActor):
         try:
             device, deployment = parse_desired_state_key(entry.key)
         except ContractError as exc:
-            logger.warning("ignoring desired-state key %r: %s", entry.key, exc)
+            logger.warning("ignoring desired-state key %r: %s", entry.key[:300], exc)
             return
         if device != self._device:
             return
         if entry.deleted:
-            if self._desired.pop(deployment, None) is None and deployment not in self._reconcilers:
-                return
-            self._persist()
-            self._reconciler(deployment).tell(Remove(revision=entry.revision))
+            self._on_deleted(deployment, entry.revision)
             return
-        stored = StoredEntry(revision=entry.revision, value=entry.value)
         current = self._desired.get(deployment)
         if current is not None and current.revision == entry.revision:
-            return
-        self._desired[deployment] = stored
-        self._persist()
-        self._dispatch(deployment, stored)
-
-    def _dispatch(self, deployment: str, stored: StoredEntry) -> None:
+            return  # seen (a re-read)
+        if self._rejected.get(deployment) == entry.revision:
+            return  # reported as malformed already
         try:
-            name = DeploymentName.try_new(deployment)
-        except ContractError as exc:
-            logger.warning("ignoring deployment %r: %s", deployment, exc)
-            return
-        try:
-            score = decode_score(stored.value)
-            message = Apply(revision=stored.revision, score=score)
-        except ContractError as exc:
-            message = Apply(
-                revision=stored.revision,
-                score=None,
-                error=f"the desired state of {name!r} is malformed: {exc}",
+            score = decode_score(entry.value)
+        except ContractError as exc:  # never persisted: the last valid entry stays
+            self._rejected[deployment] = entry.revision
+            error = truncate_message(f"the desired state of '{deployment}' is malformed: {exc}")
+            logger.warning("%s (revision %d)", error, entry.revision)
+            self._reconciler(deployment).tell(
+                Apply(revision=entry.revision, score=None, error=error)
             )
-        self._reconciler(name).tell(message)
+            return
+        self._rejected.pop(deployment, None)
+        self._desired[deployment] = StoredEntry(revision=entry.revision, value=entry.value)
+        self._removing.pop(deployment, None)
+        self._persist()
+        self._reconciler(deployment).tell(Apply(revision=entry.revision, score=score))
 
-    def _reconciler(self, deployment: str) -> pykka.ActorRef[Any]:
+    def _on_deleted(self, deployment: DeploymentName, revision: int) -> None:
+        """Persisted as a deletion first, so that a crash before the last container is
+        gone still finishes it on the next start."""
+        self._rejected.pop(deployment, None)
+        if self._desired.pop(deployment, None) is None and deployment not in self._reconcilers:
+            return
+        self._removing[deployment] = revision
+        self._persist()
+        self._reconciler(deployment).tell(Remove(revision=revision))
+
+    def _reconciler(self, deployment: DeploymentName) -> pykka.ActorRef[Any]:
         ref = self._reconcilers.get(deployment)
         if ref is None:
             ref = DeploymentReconciler.start(
                 device_id=self._device,
-                deployment=DeploymentName.try_new(deployment),
+                deployment=deployment,
                 runtime=self._runtime,
-                report=self._report_state,
+                report=self._reporter.publish_state,
                 timers=self._timers,
                 parent=self.actor_ref,
-                stop_timeout=self._config.stop_timeout_s,
-                max_backoff=self._max_backoff,
+                **self._reconciler_options,
             )
             self._reconcilers[deployment] = ref
         return ref
@@ -247,18 +315,13 @@ class DeviceActor(SupervisedActor):
 
     def _persist(self) -> None:
         try:
-            self._store.save(self._desired)
+            self._store.save(StoredDesired(entries=self._desired, removing=self._removing))
         except OSError as exc:
             logger.error(  # noqa: TRY400 - the reason is the message; no traceback needed
                 "cannot persist desired state to %s: %s", self._store.path, exc
             )
 
     # -- reporting --------------------------------------------------------------------------
-
-    def _report_state(self, state: DeploymentState) -> None:
-        """Called on reconciler threads: the publisher is thread-safe and never blocks."""
-        key = device_state_key(state.device_id, state.deployment)
-        self._publisher.publish(BUCKET_DEVICE_STATE, key, encode_state(state))
 
     def _publish_info(self) -> None:
         try:
@@ -267,26 +330,10 @@ class DeviceActor(SupervisedActor):
         except FleetError as exc:
             logger.warning("podman version unknown (%s); will publish it when podman answers", exc)
             name, version = "podman", "unknown"
-        info = DeviceInfo(
-            device_id=self._device,
-            labels=dict(self._labels),
-            inventory=read_inventory(runtime_name=name, runtime_version=version),
-            agent_version=__version__,
-            updated_at=dt.datetime.now(dt.UTC),
-        )
-        self._publisher.publish(
-            BUCKET_DEVICE_INFO, device_info_key(self._device), encode_info(info)
-        )
+        self._reporter.publish_info(labels=self._labels, runtime_name=name, runtime_version=version)
 
     def _heartbeat(self) -> None:
-        beat = HeartbeatPayload(device_id=self._device, at=dt.datetime.now(dt.UTC), seq=self._seq)
-        self._seq += 1
-        self._publisher.publish(
-            BUCKET_DEVICE_HEARTBEAT,
-            device_heartbeat_key(self._device),
-            encode_heartbeat(beat),
-            replay=False,
-        )
+        self._reporter.heartbeat()
         self._timers.tell_later(
             self.actor_ref, HeartbeatTick(), delay=self._config.heartbeat_interval_s
         )

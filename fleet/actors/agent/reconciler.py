@@ -9,18 +9,37 @@ It owns exactly the containers labelled with its device and deployment (see
 :func:`~fleet.runtime.podman.owner_labels`); each carries the hash of its container
 spec, so a spec change replaces the container and an unchanged spec is adopted as
 is (an agent restart restarts nothing). Every phase change is reported as a
-``DeploymentState`` with the revision of the desired entry it applies.
+``DeploymentState`` with the revision of the desired entry it applies, and, while
+that revision is not (yet) what runs, ``running_revision``: the revision that does.
 
-What it must never do: touch a container without its labels, block the loop, or loop
-forever inside one message (retries are scheduled messages, with backoff).
+A pass (:meth:`DeploymentReconciler._apply`) goes in this order, so that an update
+never breaks what runs before the new thing can be made (docs/agent.md):
+
+1. pull every image the new and changed containers need; a failed pull stops the pass
+   with nothing touched;
+2. remove containers no longer in the score (and leftovers of an interrupted replace);
+3. create the new containers; replace the changed ones (:mod:`.replacing`);
+4. start containers that were created but never started; replace, with a fresh
+   container, one that has run and stopped but should run (never ``start`` it again:
+   see :data:`RESTART_GRACE`);
+5. look at every container's health (:mod:`.crash_loops`).
+
+A desired entry that does not decode is reported ``Failed`` (naming the field) while the
+last valid score keeps running and being repaired.
+
+What it must never do: touch a container without its labels, block the loop, loop
+forever inside one message (retries are scheduled messages, with backoff), or start a
+container that has run before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import pykka
 
@@ -32,28 +51,49 @@ from fleet.contracts import (
     Phase,
     PodmanScore,
 )
+from fleet.contracts.limits import truncate_message
 from fleet.errors import FleetError, TemporaryError
 from fleet.runtime.failfast import SupervisedActor
 from fleet.runtime.podman import (
-    CONTAINER_LABEL,
-    SPEC_HASH_LABEL,
     Container,
     ContainerFailed,
     ContainerRuntime,
     ImagePullFailed,
     container_name,
+    is_owned,
     owner_labels,
     spec_hash,
 )
 from fleet.runtime.timers import Cancellable, TimerPort
 
+from .crash_loops import (
+    DEFAULT_RESTARTS,
+    DEFAULT_WINDOW,
+    LOG_LINES,
+    CrashLoops,
+    crash_loop_message,
+    exited_message,
+)
 from .messages import Apply, Check, ReconcilerIdle, Remove
+from .replacing import Replacer
 
 logger = logging.getLogger(__name__)
 
+RESTART_GRACE: Final = 2.0
+"""Seconds a container that stopped is left to podman before the agent replaces it.
+
+podman restarts a container by its restart policy the moment it exits; the agent only
+steps in when podman did not (stopped by hand, or after a reboot). And the agent never
+``start``s a container that has run: a start that raced ``podman rm -f`` of the same
+container (podman 4.3 unlocks it while stopping it) succeeded, the removal went on, and
+a leaked ``conmon`` kept the host port for good, so the container made next could never
+start ("address already in use"; seen as a flaky drift test under CPU load). A fresh
+container races nothing.
+"""
+
 
 class _Retry(Exception):
-    """Stop this pass; try again after ``delay`` (already reported)."""
+    """Stop this pass; try again after a backoff (already reported)."""
 
 
 class DeploymentReconciler(SupervisedActor):
@@ -72,6 +112,10 @@ class DeploymentReconciler(SupervisedActor):
         stop_timeout: float = 10.0,
         pull_timeout: float = 300.0,
         max_backoff: float = 30.0,
+        crash_window: float = DEFAULT_WINDOW,
+        crash_restarts: int = DEFAULT_RESTARTS,
+        restart_grace: float = RESTART_GRACE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self._device = device_id
@@ -80,54 +124,75 @@ class DeploymentReconciler(SupervisedActor):
         self._report_fn = report
         self._timers = timers
         self._parent = parent
-        self._stop_timeout = stop_timeout
         self._pull_timeout = pull_timeout
         self._max_backoff = max_backoff
+        self._grace = restart_grace
+        self._clock = clock
         self._labels = owner_labels(device_id, deployment)
-        self._score: PodmanScore | None = None
-        self._error: str | None = None
+        self._replacer = Replacer(runtime=runtime, stop_timeout=stop_timeout)
+        self._revision = 0  # the desired revision being applied (reported)
+        self._score: PodmanScore | None = None  # the last valid score (of _score_revision)
+        self._score_revision = 0
+        self._error: str | None = None  # the entry at _revision is malformed
         self._removing = False
-        self._revision = 0
-        self._reported: tuple[Phase, str | None, int] | None = None
+        self._sweep = False
+        self._applied: int | None = None  # the revision whose containers run
+        self._intact = True  # this pass has not touched what runs yet
+        self._reported: tuple[Phase, str | None, int, int | None] | None = None
         self._backoff = 0.0
-        self._retry: Cancellable | None = None
+        self._next: tuple[float, Cancellable] | None = None
+        self._crash = CrashLoops(window=crash_window, restarts=crash_restarts)
+        self._exits: dict[str, int] = {}  # container name -> last non-zero exit code
+        self._unhealthy: dict[str, str] = {}  # container id -> its report, until healthy
 
     # -- messages ---------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Apply):
-            self._score, self._error, self._removing = message.score, message.error, False
-            self._revision = message.revision
-            self._backoff = 0.0
+            self._revision, self._removing, self._backoff = message.revision, False, 0.0
+            if message.score is not None:
+                self._score, self._score_revision = message.score, message.revision
+                self._error = None
+            else:
+                self._error = message.error or "the desired state is malformed"
             if self._reported is None:
                 self._report(Phase.PENDING)
             self._converge()
         elif isinstance(message, Remove):
             self._score, self._error, self._removing = None, None, True
+            self._sweep = message.sweep
             self._revision = message.revision
             self._converge()
-        elif isinstance(message, Check) and (self._score is not None or self._removing):
-            self._converge()
+        elif isinstance(message, Check):
+            self._exits.update(message.exits)
+            if self._score is not None or self._removing or self._error is not None:
+                self._converge()
         return None
 
     def on_stop(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
+        if self._next is not None:
+            self._next[1].cancel()
 
     # -- converging ---------------------------------------------------------------------
 
     def _converge(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+        if self._next is not None:
+            self._next[1].cancel()
+            self._next = None
+        self._intact = True
         try:
             if self._removing:
                 self._remove_all()
-            elif self._error is not None:
+            elif self._score is None:
                 self._report(Phase.FAILED, self._error)
-            elif self._score is not None:
-                self._apply(self._score)
+            else:
+                unhealthy = self._apply(self._score)
                 self._backoff = 0.0
+                self._applied = self._score_revision
+                if self._error is not None or unhealthy is not None:
+                    self._report(Phase.FAILED, self._error or unhealthy)
+                else:
+                    self._report(Phase.RUNNING)
         except _Retry:
             self._schedule_retry()
         except TemporaryError as exc:  # podman service away: say so, try again
@@ -139,64 +204,123 @@ class DeploymentReconciler(SupervisedActor):
 
     def _schedule_retry(self) -> None:
         self._backoff = min(self._max_backoff, max(1.0, self._backoff * 2))
-        self._retry = self._timers.tell_later(
-            self.actor_ref, Check(reason="retry"), delay=self._backoff
-        )
+        self._check_later(self._backoff, reason="retry")
+
+    def _check_later(self, delay: float, *, reason: str) -> None:
+        """Look again after ``delay`` (the earliest of several requests wins)."""
+        due = self._clock() + delay
+        if self._next is not None:
+            if self._next[0] <= due:
+                return
+            self._next[1].cancel()
+        handle = self._timers.tell_later(self.actor_ref, Check(reason=reason), delay=delay)
+        self._next = (due, handle)
+
+    def _owned(self) -> list[Container]:
+        """This deployment's containers (the labels checked again: never another's)."""
+        found = self._runtime.list_containers(labels=self._labels)
+        return [c for c in found if is_owned(c, self._device) and c.deployment == self._deployment]
 
     def _remove_all(self) -> None:
-        owned = self._runtime.list_containers(labels=self._labels)
+        owned = self._owned()
         if owned:
             self._report(Phase.STOPPING)
             for container in owned:
-                self._runtime.stop(container.id, timeout=self._stop_timeout)
-                self._runtime.remove(container.id)
-        self._report(Phase.REMOVED)
-        self._removing = False
+                self._replacer.stop_and_remove(container.id)
+        if owned or not self._sweep:
+            self._report(Phase.REMOVED)
+        self._removing, self._sweep, self._applied = False, False, None
         if self._parent is not None:
-            self._parent.tell(ReconcilerIdle(deployment=self._deployment))
+            with contextlib.suppress(pykka.ActorDeadError):  # the agent is stopping
+                self._parent.tell(
+                    ReconcilerIdle(deployment=self._deployment, revision=self._revision)
+                )
 
-    def _apply(self, score: PodmanScore) -> None:
-        owned = self._runtime.list_containers(labels=self._labels)
+    def _apply(self, score: PodmanScore) -> str | None:
+        """One pass (see the module doc); returns what is unhealthy, or None."""
+        owned = self._owned()
+        if self._applied is None:  # after a restart: what the containers were made for
+            self._applied = max((c.revision for c in owned if c.revision is not None), default=None)
         wanted = {
             container_name(self._device, self._deployment, c.name): c for c in score.containers
         }
-        by_name: dict[str, Container] = {}
+        current: dict[str, Container] = {}
+        strays: list[Container] = []
         for container in owned:
             name = container.name.lstrip("/")
-            if name not in wanted or name in by_name:
-                self._runtime.remove(container.id)  # no longer in the score
+            if name in wanted and name not in current:
+                current[name] = container
             else:
-                by_name[name] = container
-        for name, spec in wanted.items():
-            self._ensure(name, spec, by_name.get(name))
-        self._report(Phase.RUNNING)
+                strays.append(container)
+        changed = [
+            name
+            for name, spec in wanted.items()
+            if name not in current or current[name].spec_hash != spec_hash(spec)
+        ]
+        for image in dict.fromkeys(wanted[name].image for name in changed):
+            self._pull(image)  # 1. make-before-break: every image first
+        for container in strays:  # 2.
+            self._intact = self._intact and not container.running
+            self._replacer.remove(container.id)
+        ids: dict[str, str] = {}
+        for name in changed:  # 3.
+            self._report(Phase.STARTING)
+            labels = self._replacer.labels(self._labels, wanted[name], self._score_revision)
+            old = current.get(name)
+            try:
+                if old is None:
+                    ids[name] = self._replacer.create(name=name, spec=wanted[name], labels=labels)
+                else:
+                    ids[name] = self._replacer.replace(
+                        name=name,
+                        spec=wanted[name],
+                        labels=labels,
+                        old=old,
+                        on_break=self._broken,
+                    )
+            except ContainerFailed as exc:
+                self._start_failed(wanted[name], exc)
+        for name, spec in wanted.items():  # 4.
+            if name not in changed:
+                ids[name] = self._keep_running(name, spec, current[name])
+        return self._health({name: (wanted[name], cid) for name, cid in ids.items()})  # 5.
 
-    def _ensure(self, name: str, spec: ContainerSpec, existing: Container | None) -> None:
-        digest = spec_hash(spec)
-        if existing is not None and existing.spec_hash != digest:
-            self._report(Phase.STARTING)
-            self._runtime.stop(existing.id, timeout=self._stop_timeout)
-            self._runtime.remove(existing.id)
-            existing = None
-        if existing is None:
-            self._pull(spec.image)
-            self._report(Phase.STARTING)
-            labels = {**self._labels, CONTAINER_LABEL: spec.name, SPEC_HASH_LABEL: digest}
-            container_id = self._runtime.create(name=name, spec=spec, labels=labels)
-            self._start(container_id, spec)
-        elif not existing.running and _should_run(spec, existing):
-            self._report(Phase.STARTING)
-            self._start(existing.id, spec)
+    def _broken(self) -> None:
+        self._intact = False
 
-    def _start(self, container_id: str, spec: ContainerSpec) -> None:
+    def _keep_running(self, name: str, spec: ContainerSpec, container: Container) -> str:
+        """Step 4 for a container whose spec is unchanged; returns its (new) id."""
+        if container.running or container.state == "paused":
+            return container.id
+        if container.state in ("created", "configured"):  # never started: safe to start
+            self._report(Phase.STARTING)
+            try:
+                self._replacer.start(container.id)
+            except ContainerFailed as exc:
+                self._start_failed(spec, exc)
+            return container.id
+        if container.state not in ("exited", "stopped"):  # stopping, removing: look again
+            self._check_later(1.0, reason="settle")
+            return container.id
+        if not _should_run(spec, container):
+            return container.id
+        since = time.time() - container.exited_at if container.exited_at else self._grace
+        if since < self._grace:  # podman's restart policy goes first
+            self._check_later(self._grace - since, reason="settle")
+            return container.id
+        self._report(Phase.STARTING)
+        labels = self._replacer.labels(self._labels, spec, self._score_revision)
+        self._intact = False
         try:
-            self._runtime.start(container_id)
+            return self._replacer.renew(name=name, spec=spec, labels=labels, old=container)
         except ContainerFailed as exc:
-            now = self._runtime.inspect(container_id)
-            if now is not None and now.running:  # podman's own restart won the race
-                return
-            self._report(Phase.FAILED, f"container {spec.name!r} did not start: {exc}")
-            raise _Retry from exc
+            self._start_failed(spec, exc)
+
+    def _start_failed(self, spec: ContainerSpec, exc: ContainerFailed) -> NoReturn:
+        """Podman refused to create or start a container (a taken port...): retry later.
+        A container created but not started stays, and is started by a later pass."""
+        self._report(Phase.FAILED, f"container {spec.name!r} did not start: {exc}")
+        raise _Retry from exc
 
     def _pull(self, image: str) -> None:
         if self._runtime.image_present(image):
@@ -217,21 +341,76 @@ class DeploymentReconciler(SupervisedActor):
                 self._report(Phase.PULLING, f"{exc}; retrying in {delay:.0f}s")
             raise _Retry from exc
 
+    def _health(self, containers: dict[str, tuple[ContainerSpec, str]]) -> str | None:
+        """Step 5: crash loops and failed exits of the score's containers, or None."""
+        problems = []
+        now = self._clock()
+        for spec, cid in containers.values():
+            found = self._runtime.inspect(cid)
+            if found is None:
+                continue  # gone meanwhile: its event brings the next pass
+            looping = self._crash.observe(
+                spec.name, container_id=cid, restart_count=found.restart_count, now=now
+            )
+            if not found.running and found.exit_code not in (0, None):
+                self._exits[spec.name] = found.exit_code
+            failed_exit = (
+                found.state in ("exited", "stopped")
+                and found.exit_code not in (0, None)
+                and not _should_run(spec, found)
+            )
+            if not looping and not failed_exit:
+                self._unhealthy.pop(cid, None)
+                continue
+            message = self._unhealthy.get(cid)
+            if message is None:  # built once per episode: its output is read once
+                lines = self._runtime.logs(cid, tail=LOG_LINES)
+                message = (
+                    crash_loop_message(
+                        spec.name,
+                        window=self._crash.window,
+                        restarts=self._crash.restarts,
+                        exit_code=self._exits.get(spec.name),
+                        lines=lines,
+                    )
+                    if looping
+                    else exited_message(spec.name, exit_code=found.exit_code or 0, lines=lines)
+                )
+                self._unhealthy[cid] = message
+            problems.append(message)
+        self._crash.forget(spec.name for spec, _ in containers.values())
+        live = {cid for _, cid in containers.values()}
+        self._unhealthy = {k: v for k, v in self._unhealthy.items() if k in live}
+        return "; ".join(problems) or None
+
     # -- reporting ------------------------------------------------------------------------
+
+    def _running_revision(self, phase: Phase) -> int | None:
+        """What runs, when it is not the desired revision and this pass left it intact."""
+        if phase in (Phase.STOPPING, Phase.REMOVED) or not self._intact:
+            return None
+        if self._applied is None or self._applied == self._revision:
+            return None
+        return self._applied
 
     def _report(self, phase: Phase, message: str | None = None) -> None:
         if phase is not Phase.FAILED and phase is not Phase.PULLING:
             message = None
-        key = (phase, message, self._revision)
+        if self._error is not None and phase not in (Phase.FAILED, Phase.PENDING):
+            return  # a malformed entry: repairs of the last valid score go unreported
+        message = truncate_message(message)
+        running = self._running_revision(phase)
+        key = (phase, message, self._revision, running)
         if key == self._reported:
             return
         self._reported = key
         logger.info(
-            "%s/%s: %s (revision %d)%s",
+            "%s/%s: %s (revision %d%s)%s",
             self._device,
             self._deployment,
             phase.value,
             self._revision,
+            f", revision {running} runs" if running is not None else "",
             f": {message}" if message else "",
         )
         self._report_fn(
@@ -242,14 +421,15 @@ class DeploymentReconciler(SupervisedActor):
                 desired_revision=self._revision,
                 message=message,
                 updated_at=dt.datetime.now(dt.UTC),
+                running_revision=running,
             )
         )
 
 
 def _should_run(spec: ContainerSpec, container: Container) -> bool:
-    """Whether a stopped container must be started again (its restart policy)."""
+    """Whether a stopped container must run again (its restart policy)."""
     if spec.restart_policy == "always":
         return True
     if spec.restart_policy == "on-failure":
-        return container.exit_code not in (0, None) or container.state in ("created", "stopped")
-    return container.state == "created"
+        return container.exit_code not in (0, None) or container.state == "stopped"
+    return False

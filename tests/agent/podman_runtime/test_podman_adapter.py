@@ -14,6 +14,7 @@ from fleet.runtime.podman import (
     ContainerEvent,
     ContainerFailed,
     ImagePullFailed,
+    NotAddressable,
     owner_labels,
 )
 from fleet.runtime.podman_adapter import PodmanRuntime
@@ -138,3 +139,48 @@ def test_events_report_owned_containers_only_and_close_promptly(
         stream.close()
         assert time.monotonic() - started < 1.0
     assert errors == []
+
+
+def test_values_in_rest_paths_are_escaped(podman: PodmanEnv, runtime: PodmanRuntime) -> None:
+    spec = ContainerSpec(name="v", image=podman.image, command=["sleep", "100"])
+    runtime.create(name="victim", spec=spec, labels=owner_labels("dev-esc", "d1"))
+    crafted = "x/../../containers/victim"
+    # The hazard, shown with the raw client: unescaped, the path resolves to the
+    # container's own endpoint, which answers for it.
+    assert runtime._api().get(f"/images/{crafted}/exists").status_code == 204
+    # Escaped: one path segment, an image reference podman refuses.
+    assert runtime.image_present(crafted) is False
+    assert runtime.inspect("../victim") is None
+    runtime.remove("x/../victim")  # absent: nothing else is removed
+    assert runtime.inspect("victim") is not None
+    for value in ("", ".", ".."):  # would be a dot segment whatever the escaping
+        with pytest.raises(NotAddressable):
+            runtime.image_present(value)
+    # and real references, with a port, '/' and ':', still work
+    assert runtime.image_present(podman.image) is True
+
+
+def test_rename_logs_and_restart_count(podman: PodmanEnv, runtime: PodmanRuntime) -> None:
+    spec = ContainerSpec(
+        name="c",
+        image=podman.image,
+        command=["sh", "-c", "echo out; echo err >&2; printf '\\033[1mbold\\n'; exit 3"],
+        restart_policy="always",
+    )
+    cid = runtime.create(name="before", spec=spec, labels=owner_labels("dev-rn", "d1"))
+    runtime.rename(cid, "after")
+    renamed = runtime.inspect("after")
+    assert renamed is not None
+    assert renamed.id == cid
+    runtime.start(cid)
+    deadline = time.monotonic() + 10
+    while (found := runtime.inspect(cid)) is not None and found.restart_count < 2:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+    lines = runtime.logs(cid, tail=3)
+    assert len(lines) == 3
+    assert set(lines) <= {"out", "err", "?[1mbold"}
+    assert runtime.logs("no-such-container", tail=3) == []
+    other = runtime.create(name="other", spec=spec, labels=owner_labels("dev-rn", "d1"))
+    with pytest.raises(ContainerFailed, match="after"):
+        runtime.rename(other, "after")  # taken
