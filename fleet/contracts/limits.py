@@ -29,8 +29,9 @@ score with ports, is 5 deep."""
 
 MAX_DESIRED_BYTES: Final = 64 * 1024
 """A desired-state value (a score)."""
-MAX_STATE_BYTES: Final = 16 * 1024
-"""A device-state value (one report)."""
+MAX_STATE_BYTES: Final = 32 * 1024
+"""A device-state value (one report): room for a message of MAX_MESSAGE_LENGTH characters
+each escaped as \\u00XX (6 bytes), the worst case a writer can produce."""
 MAX_INFO_BYTES: Final = 16 * 1024
 """A device-info value."""
 MAX_HEARTBEAT_BYTES: Final = 1024

@@ -97,3 +97,21 @@ def test_inventory_and_heartbeat_rules() -> None:
 
 def _fields(struct: Any) -> dict[str, Any]:
     return {name: getattr(struct, name) for name in struct.__struct_fields__}
+
+
+def test_the_longest_message_fits_a_report() -> None:
+    """A message at its bound, made of the characters that escape longest, still fits the
+    device-state bound: the two limits agree."""
+    from fleet.contracts import DeploymentName, DeploymentState, DeviceId, Phase, encode_state
+    from fleet.contracts.limits import MAX_MESSAGE_LENGTH, MAX_STATE_BYTES
+
+    state = DeploymentState(
+        device_id=DeviceId("d" * 253),
+        deployment=DeploymentName("n" * 63),
+        phase=Phase.FAILED,
+        desired_revision=2**63 - 1,
+        message="\x01" * MAX_MESSAGE_LENGTH,
+        updated_at=dt.datetime.now(dt.UTC),
+        running_revision=2**63 - 1,
+    )
+    assert len(encode_state(state)) <= MAX_STATE_BYTES
