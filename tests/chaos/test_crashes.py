@@ -15,25 +15,24 @@ from pathlib import Path
 import pytest
 
 from fleet.devtools.podman_sandbox import PodmanEnv
+from tests.budgets import CONVERGE_S
 
 from .world import ChaosWorld, chaos_world, wait, web_score
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow, pytest.mark.timeout(240)]
-
-CONVERGE = 90.0  # seconds a restarted fleet may take to converge (loaded CI machines)
 
 
 @pytest.fixture
 def world(tmp_path: Path, podman: PodmanEnv) -> Iterator[ChaosWorld]:
     with chaos_world(root=tmp_path, podman=podman) as w:
         w.apply("keep", web_score(podman.image, marker="keep"))
-        wait(lambda: w.all_running("keep"), timeout=CONVERGE, what="keep running")
+        wait(lambda: w.all_running("keep"), timeout=CONVERGE_S, what="keep running")
         yield w
 
 
 def converged(world: ChaosWorld, *names: str) -> None:
     for name in names:
-        wait(lambda n=name: world.all_running(n), timeout=CONVERGE, what=f"{name} running")
+        wait(lambda n=name: world.all_running(n), timeout=CONVERGE_S, what=f"{name} running")
     verdict = world.verdict()
     assert verdict.ok, verdict.render()
 
@@ -68,7 +67,7 @@ def test_operator_killed_mid_rollout(world: ChaosWorld) -> None:
 def test_operator_killed_mid_delete(world: ChaosWorld) -> None:
     assert world.operator is not None
     world.apply("web", web_score(world.podman.image, containers=2))
-    wait(lambda: world.all_running("web"), timeout=CONVERGE, what="web running")
+    wait(lambda: world.all_running("web"), timeout=CONVERGE_S, what="web running")
     world.delete("web")
     wait(
         lambda: ((world.deployment("web") or {}).get("metadata") or {}).get("deletionTimestamp"),
@@ -77,7 +76,7 @@ def test_operator_killed_mid_delete(world: ChaosWorld) -> None:
     )
     world.kill(world.operator)
     world.start_operator()
-    wait(lambda: world.deployment("web") is None, timeout=CONVERGE, what="web gone")
+    wait(lambda: world.deployment("web") is None, timeout=CONVERGE_S, what="web gone")
     assert not [k for k in world.desired() if k[1] == "web"]
     converged(world, "keep")
     no_orphans(world)
@@ -87,7 +86,7 @@ def test_operator_killed_mid_delete(world: ChaosWorld) -> None:
 def test_agent_killed_at_each_step_of_a_replace(world: ChaosWorld, step: str) -> None:
     device = world.devices[0]
     world.apply("web", web_score(world.podman.image, containers=2))
-    wait(lambda: world.all_running("web"), timeout=CONVERGE, what="web running")
+    wait(lambda: world.all_running("web"), timeout=CONVERGE_S, what="web running")
     before = world.desired()[device, "web"].revision
     # A new tag (a real pull) and a new command: every container is replaced.
     image = world.podman.push_tag(f"chaos-{step.lower()}")
@@ -107,7 +106,7 @@ def test_agent_killed_at_each_step_of_a_replace(world: ChaosWorld, step: str) ->
 def test_agent_killed_at_each_step_of_a_delete(world: ChaosWorld, step: str) -> None:
     device = world.devices[0]
     world.apply("web", web_score(world.podman.image, containers=3))
-    wait(lambda: world.all_running("web"), timeout=CONVERGE, what="web running")
+    wait(lambda: world.all_running("web"), timeout=CONVERGE_S, what="web running")
 
     def mine() -> list[str]:
         return [
@@ -128,7 +127,7 @@ def test_agent_killed_at_each_step_of_a_delete(world: ChaosWorld, step: str) -> 
     finally:
         cancel()
     world.start_agent(device)
-    wait(lambda: world.deployment("web") is None, timeout=CONVERGE, what="web gone")
-    wait(lambda: not mine(), timeout=CONVERGE, what=f"{device}'s web containers removed")
+    wait(lambda: world.deployment("web") is None, timeout=CONVERGE_S, what="web gone")
+    wait(lambda: not mine(), timeout=CONVERGE_S, what=f"{device}'s web containers removed")
     converged(world, "keep")
     no_orphans(world)

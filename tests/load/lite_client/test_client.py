@@ -15,6 +15,7 @@ from fleet.runtime.natsserver import free_port
 from loadtest.natsmsg import Msg
 from loadtest.natsparse import Parser
 from loadtest.natsproto import ConnectionClosed, NatsClient, NoResponders, RequestTimeout
+from tests.budgets import CLOSED_FAILS_WAITERS_S, NO_RESPONDERS_S
 from tests.fixtures.nats import NatsServer
 
 
@@ -120,7 +121,7 @@ def test_a_request_nobody_listens_to_fails_at_once_naming_the_subject(
             await lite.request("nobody.home", b"?", timeout=10)
         return time.monotonic() - start
 
-    assert event_loop_thread.run(scenario(), timeout=15) < 2.0
+    assert event_loop_thread.run(scenario(), timeout=15) < NO_RESPONDERS_S
     assert lite.pending_requests == 0
 
 
@@ -387,7 +388,7 @@ def test_server_stopped_fails_every_pending_request_and_flush_at_once(
     start = time.monotonic()
     nats_server.stop()
     errors = event_loop_thread.run(outcome(waiters), timeout=10)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < CLOSED_FAILS_WAITERS_S
     assert all(isinstance(e, ConnectionClosed) for e in errors), errors
     assert nats_server.url in str(errors[0])
 
