@@ -1,4 +1,4 @@
-"""Actor scale benchmark: PooledActor (fleet.runtime.pool) vs pykka.ThreadingActor.
+"""Actor scale benchmark: PooledActor (fleet.runtime.actorkit.pool) vs pykka.ThreadingActor.
 
     .venv/bin/python benchmarks/actors.py --actors 10000
     .venv/bin/python benchmarks/actors.py --actors 100000
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pykka
 
-from fleet.runtime.pool import ActorIndex, ActorPool, PooledActor
+from fleet.runtime.actorkit.pool import ActorIndex, ActorPool, PooledActor
 
 
 def rss_bytes() -> int:

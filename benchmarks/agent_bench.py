@@ -27,9 +27,9 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fleet.contracts import BUCKET_DESIRED_STATE, BUCKET_DEVICE_STATE, decode_state
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import LocalNatsServer, free_port
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import LocalNatsServer, free_port
 from tests.fixtures.podman import podman_world
 
 DEVICE = "bench-01"

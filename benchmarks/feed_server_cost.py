@@ -1,6 +1,6 @@
 """What one device's desired-state reads cost nats-server, by the size of the bucket.
 
-The agent's feed (fleet/runtime/desired_feed.py) reads with two kinds of direct get:
+The agent's feed (fleet/runtime/nats/desired_feed.py) reads with two kinds of direct get:
 an exact one per live message (``$JS.API.DIRECT.GET.KV_desired-state.$KV.desired-state.
 <device>.<deployment>``) and, at every snapshot (start, reconnect, every
 ``resync_interval``), a wildcard last-by-subject (``Bus.last_revision``:
@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fleet.contracts import BUCKET_DESIRED_STATE
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv_publish import KvPublisher
-from fleet.runtime.natsserver import LocalNatsServer
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv_publish import KvPublisher
+from fleet.runtime.nats.server import LocalNatsServer
 
 
 def cpu_of(pid: int) -> float:

@@ -12,7 +12,7 @@ and the operator's and nats-server's peak RSS (VmHWM) and CPU seconds, this proc
 seconds (the simulated devices), and the load average before and after (the machine is
 shared: compare runs made back to back). "Written" is read from the stream's message
 count (history 1: one message per live key). The devices publish and report through a
-:class:`~fleet.runtime.kv_publish.KvPublisher` so that they cost this machine little.
+:class:`~fleet.runtime.nats.kv_publish.KvPublisher` so that they cost this machine little.
 
     .venv/bin/python benchmarks/operator_scale.py --devices 10000 --deployments 3
 """
@@ -54,10 +54,10 @@ from fleet.contracts import (
     encode_state,
     parse_desired_state_key,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.kv_publish import KvPublisher
-from fleet.runtime.natsserver import LocalNatsServer
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kv_publish import KvPublisher
+from fleet.runtime.nats.server import LocalNatsServer
 
 # FLEET_BENCH_OPERATOR="path/to/wrapper.py" runs the operator under a profiler wrapper.
 OPERATOR = os.environ.get("FLEET_BENCH_OPERATOR", "-m fleet.cli.operator").split()

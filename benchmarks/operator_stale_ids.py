@@ -27,10 +27,10 @@ from fleet.contracts import (
     encode_info,
 )
 from fleet.devtools.kube_emulator import KubeEmulator
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv_batch import KvBatchWriter
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import LocalNatsServer
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv_batch import KvBatchWriter
+from fleet.runtime.nats.server import LocalNatsServer
 
 INV = Inventory(
     hostname="h",

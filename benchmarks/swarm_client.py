@@ -28,8 +28,8 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fleet.contracts import BUCKET_DEVICE_STATE
-from fleet.runtime.bus import Bus
-from fleet.runtime.natsserver import LocalNatsServer
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import LocalNatsServer
 from loadtest.litebus import LiteBus
 
 KEYS = 1000

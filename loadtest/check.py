@@ -42,8 +42,8 @@ from fleet.contracts import (
     parse_device_state_key,
 )
 from fleet.errors import ContractError, FleetError
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
 from loadtest.expected import (
     FleetView,
     Report,

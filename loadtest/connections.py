@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from fleet.runtime.bus import Bus
+from fleet.runtime.nats.bus import Bus
 
 #: The devices' NATS clients: ``lite`` (:mod:`loadtest.litebus`, the default) speaks the
 #: same wire at a fraction of nats-py's CPU; ``nats-py`` is the agent's own client.

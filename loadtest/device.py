@@ -56,8 +56,8 @@ from fleet.contracts import (
     parse_desired_state_key,
 )
 from fleet.errors import ContractError, FleetError
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
 from loadtest.feed import Following, follow_desired
 
 AGENT_VERSION = "loadtest-sim"

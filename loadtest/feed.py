@@ -2,7 +2,7 @@
 
 Why it exists: the load swarm must receive desired-state entries by the *same* mechanism
 ``fleet-agent`` uses (one core subscription on ``$KV.desired-state.<device>.*``, an
-initial read, direct gets: :class:`fleet.runtime.desired_feed.DesiredFeed`), so that a
+initial read, direct gets: :class:`fleet.runtime.nats.desired_feed.DesiredFeed`), so that a
 swarm run measures what a real fleet would cost the server. This module is the one
 place the swarm touches that API; if it changes, this is the one edit.
 
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from fleet.contracts import DeviceId
-from fleet.runtime.bus import Bus
-from fleet.runtime.desired_feed import DesiredFeed
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.desired_feed import DesiredFeed
+from fleet.runtime.nats.kv import KvEntry
 
 
 class Following(Protocol):

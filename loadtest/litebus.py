@@ -1,10 +1,10 @@
-"""``LiteBus``: the part of ``fleet.runtime.bus.Bus`` simulated devices use, on the lean client.
+"""``LiteBus``: the part of ``fleet.runtime.nats.bus.Bus`` simulated devices use (lean client).
 
 Why it exists: a swarm process runs thousands of simulated devices on one loop, and
 nats-py's per-request CPU cost bounded how fast they react (see
 :mod:`loadtest.natsproto`). ``LiteBus`` offers exactly what :class:`loadtest.device.
-SimulatedDevice`, :mod:`loadtest.feed`, :class:`fleet.runtime.desired_feed.DesiredFeed`
-and :func:`fleet.runtime.desired_snapshot.read_desired_snapshot` call on a ``Bus``
+SimulatedDevice`, :mod:`loadtest.feed`, :class:`fleet.runtime.nats.desired_feed.DesiredFeed`
+and :func:`fleet.runtime.nats.desired_snapshot.read_desired_snapshot` call on a ``Bus``
 (``start``, ``wait_connected``, ``close``, ``request_timeout``,
 ``add_reconnect_listener``, ``put``, ``last_revision``, ``ensure_buckets``, ``nc``, and
 ``js.add_consumer``/``js.delete_consumer``), sending the same requests nats-py sends and
@@ -33,8 +33,8 @@ import msgspec
 from nats.js import api
 
 from fleet.errors import BusError, BusUnavailable, RevisionMismatch
-from fleet.runtime.bus import BUCKETS
-from fleet.runtime.kv import KvEntry, last_revision_of, last_revision_request, operation_of
+from fleet.runtime.nats.bus import BUCKETS
+from fleet.runtime.nats.kv import KvEntry, last_revision_of, last_revision_request, operation_of
 from loadtest.natsmsg import Msg
 from loadtest.natsproto import NatsClient, NatsError, NoResponders
 

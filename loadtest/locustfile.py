@@ -49,8 +49,10 @@ from loadtest.device import DeviceBehaviour, SimulatedDevice
 from loadtest.plan import MOVED, RING_LABEL, SWARM_LABEL
 from loadtest.swarm import Swarm, SwarmSettings
 
-logging.getLogger("fleet.runtime.bus").setLevel(logging.WARNING)  # one line per connection
-logging.getLogger("fleet.runtime.desired_feed").setLevel(logging.INFO)  # a feed retrying matters
+logging.getLogger("fleet.runtime.nats.bus").setLevel(logging.WARNING)  # one line per connection
+logging.getLogger("fleet.runtime.nats.desired_feed").setLevel(
+    logging.INFO
+)  # a feed retrying matters
 
 # A worker whose process shares 2 cores with the system under test can miss its beats to
 # the master for seconds (seen at 100,000 devices, load average 5). With locust's

@@ -1,10 +1,10 @@
 """The message the lean NATS client delivers: shaped like nats-py's ``Msg`` where fleet reads it.
 
-Why it exists: :mod:`fleet.runtime.desired_feed` and :mod:`fleet.runtime.desired_snapshot`
+Why it exists: :mod:`fleet.runtime.nats.desired_feed` and :mod:`fleet.runtime.nats.desired_snapshot`
 read ``msg.subject``, ``msg.reply``, ``msg.data`` and ``msg.headers`` (a dict with
 ``Status``/``Description`` filled from an inline status line, as nats-py does); the
 revision of a JetStream delivery they take from ``msg.reply`` with
-:func:`fleet.runtime.kv.stream_sequence`. :class:`Msg` gives exactly those, so the same
+:func:`fleet.runtime.nats.kv.stream_sequence`. :class:`Msg` gives exactly those, so the same
 code runs over nats-py and over :mod:`loadtest.natsproto`.
 
 What it must never do: grow into a second nats-py (no ack/nak, no respond helpers):

@@ -15,7 +15,7 @@ discovery, and NO RECONNECT: the swarm runs on loopback next to its nats-server;
 the connection ends every pending request and flush fails at once with
 :class:`ConnectionClosed`, :attr:`NatsClient.closed` is set and the client stays
 closed (make a new one). A fleet-agent on a real network needs nats-py's reconnect
-and must keep using :class:`fleet.runtime.bus.Bus`.
+and must keep using :class:`fleet.runtime.nats.bus.Bus`.
 
 What it must never do: serve anything but simulated devices, block the loop, or leave
 a request waiting after the connection is gone.

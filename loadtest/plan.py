@@ -28,9 +28,9 @@ from fleet.contracts import (
     decode_state,
     encode_state,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import LocalNatsServer
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import LocalNatsServer
 
 SWARM_LABEL = "fleet.load/swarm"
 RING_LABEL = "fleet.load/ring"

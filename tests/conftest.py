@@ -1,5 +1,5 @@
 """Suite-wide guards: a test fails if it leaves live actors (pooled too) or threads behind,
-or if an actor died during it (:mod:`fleet.runtime.failfast`) and the test did not say it
+or if an actor died during it (:mod:`fleet.runtime.actorkit.failfast`) and the test did not say it
 expects that with ``@pytest.mark.actor_death``."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
-from fleet.runtime import failfast
-from fleet.runtime.pool import live_pools
+from fleet.runtime.actorkit import failfast
+from fleet.runtime.actorkit.pool import live_pools
 
 
 def live_actors() -> list[pykka.ActorRef[object]]:

@@ -21,7 +21,7 @@ from types import FrameType
 from fleet.actors.agent.app import AgentApp
 from fleet.actors.agent.config import AgentConfig, load_config
 from fleet.errors import ConfigError
-from fleet.runtime import failfast
+from fleet.runtime.actorkit import failfast
 
 logger = logging.getLogger("fleet.agent")
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvloop
 
-    from fleet.runtime.podman_adapter import PodmanRuntime
+    from fleet.runtime.podman.adapter import PodmanRuntime
 
     runtime = PodmanRuntime(url=config.podman_socket)
     app = AgentApp(config, runtime=runtime, loop_factory=uvloop.new_event_loop)

@@ -19,7 +19,7 @@ from typing import Any
 from fleet.cli.fleetctl import render, view
 from fleet.cli.fleetctl.connect import Buckets, kube_client
 from fleet.devtools.local_fleet import LocalFleet
-from fleet.runtime.kube import DEPLOYMENTS
+from fleet.runtime.kube.client import DEPLOYMENTS
 
 
 class Display:

@@ -119,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
 
     from fleet.actors.operator.app import Operator, OperatorConfig
-    from fleet.runtime import failfast
-    from fleet.runtime.bus import Bus
-    from fleet.runtime.kube import KubeClient, make_api_client
-    from fleet.runtime.loop import EventLoopThread
-    from fleet.runtime.supervisor import Supervisor
+    from fleet.runtime.actorkit import failfast
+    from fleet.runtime.actorkit.supervisor import Supervisor
+    from fleet.runtime.aiokit.loop import EventLoopThread
+    from fleet.runtime.kube.client import KubeClient, make_api_client
+    from fleet.runtime.nats.bus import Bus
 
     try:
         api_client = make_api_client(

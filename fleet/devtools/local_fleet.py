@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.runtime.natsserver import LocalNatsServer, free_port
+from fleet.runtime.nats.server import LocalNatsServer, free_port
 
 from .kube_emulator import CRD_DIR, KubeEmulator
 from .podman_sandbox import PodmanEnv, PodmanUnusable, podman_world
@@ -55,8 +55,8 @@ def _port(preferred: int) -> int:
 
 
 def _ensure_buckets(url: str) -> None:
-    from fleet.runtime.bus import Bus
-    from fleet.runtime.loop import EventLoopThread
+    from fleet.runtime.aiokit.loop import EventLoopThread
+    from fleet.runtime.nats.bus import Bus
 
     loop = EventLoopThread(name="fleet-demo-buckets")
     loop.start()

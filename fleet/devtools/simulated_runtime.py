@@ -3,7 +3,7 @@
 Why it exists: where podman cannot run (no podman, no permissions, a sandbox that refuses
 it), the local demo still runs real ``fleet-agent`` logic, real NATS and the real
 operator by giving each agent this runtime behind the same
-:class:`~fleet.runtime.podman.ContainerRuntime` Protocol as the podman adapter. Unit tests
+:class:`~fleet.runtime.podman.port.ContainerRuntime` Protocol as the podman adapter. Unit tests
 use it too, with its switches (registry down, podman away, a taken host port).
 
 What it must never do: pretend to serve anything (no process runs, no port is opened),
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from fleet.contracts import ContainerSpec
-from fleet.runtime.podman import (
+from fleet.runtime.podman.port import (
     Container,
     ContainerEvent,
     ContainerFailed,

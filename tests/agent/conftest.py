@@ -26,9 +26,9 @@ from fleet.contracts import (
     desired_state_key,
     device_state_key,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.podman_adapter import PodmanRuntime
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.podman.adapter import PodmanRuntime
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.podman import PodmanEnv
 

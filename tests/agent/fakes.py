@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleet.devtools.simulated_runtime import SimulatedRuntime
-from fleet.runtime.podman import ContainerFailed
+from fleet.runtime.podman.port import ContainerFailed
 
 
 class FakeRuntime(SimulatedRuntime):

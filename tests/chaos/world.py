@@ -43,10 +43,10 @@ from fleet.contracts import (
 from fleet.devtools.kube_emulator import CRD_DIR, KubeEmulator
 from fleet.devtools.podman_sandbox import PodmanEnv
 from fleet.devtools.processes import Child
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import LocalNatsServer
-from fleet.runtime.podman import DEPLOYMENT_LABEL, DEVICE_LABEL, MANAGED_BY_LABEL
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import LocalNatsServer
+from fleet.runtime.podman.port import DEPLOYMENT_LABEL, DEVICE_LABEL, MANAGED_BY_LABEL
 from loadtest.check import Verdict, check_until
 
 GROUP, VERSION = "fleet.nationtech.io", "v1alpha1"

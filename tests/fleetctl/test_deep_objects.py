@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.runtime.kube_decode import TOO_DEEP, decode_loose
+from fleet.runtime.kube.decode import TOO_DEEP, decode_loose
 from tests.operator.robustness.test_hostile_kube import (
     GROUP,
     deep,

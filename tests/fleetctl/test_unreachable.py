@@ -7,7 +7,7 @@ import sys
 import time
 
 from fleet.cli.fleetctl.main import main
-from fleet.runtime.natsserver import free_port
+from fleet.runtime.nats.server import free_port
 from tests.budgets import UNREACHABLE_REPORTED_S
 
 

@@ -44,9 +44,9 @@ from fleet.contracts import (
 )
 from fleet.devtools.simulated_runtime import SimulatedRuntime
 from fleet.errors import ContractError
-from fleet.runtime import failfast
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.actorkit import failfast
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
 from tests.fixtures.nats import NatsServer
 from tests.operator.sim import SCORE, Fleet, eventually
 

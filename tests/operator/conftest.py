@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from fleet.actors.operator.app import Operator, OperatorConfig
-from fleet.runtime.bus import Bus
-from fleet.runtime.kube import KubeClient
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.kube.client import KubeClient
+from fleet.runtime.nats.bus import Bus
 from tests.fixtures.kube import KubeCluster
 
 from .sim import Fleet

@@ -1,7 +1,7 @@
 """Simulated devices for operator tests: they write the contract entries directly.
 
 A simulated device publishes its info (labels), heartbeats, and per-deployment reports
-through a real :class:`~fleet.runtime.bus.Bus`, exactly as an agent would, and reads
+through a real :class:`~fleet.runtime.nats.bus.Bus`, exactly as an agent would, and reads
 its desired-state entries to report the revision it applies.
 """
 
@@ -33,9 +33,9 @@ from fleet.contracts import (
     encode_info,
     encode_state,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
 
 SCORE = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:test"}]}
 SCORE_V2 = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:v2"}]}

@@ -6,7 +6,7 @@ event loop, the NATS bus (connecting in the background: an agent boots without
 network), the state publisher, the device actor (which reconciles from the persisted
 desired state at once), the desired feed, then the watch for a second agent under the
 same device id. Stop is the reverse, through the runtime's
-:class:`~fleet.runtime.supervisor.Supervisor`; containers keep running.
+:class:`~fleet.runtime.actorkit.supervisor.Supervisor`; containers keep running.
 
 Each start is one *instance* of the agent: a random ``instance_id`` (16 hex digits) put
 in every heartbeat.
@@ -24,15 +24,15 @@ from typing import Any
 
 import pykka
 
-from fleet.runtime.bus import Bus
-from fleet.runtime.desired_feed import DesiredFeed
-from fleet.runtime.desired_store import DesiredStore
-from fleet.runtime.heartbeat_watch import DuplicateWatch
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.podman import ContainerRuntime
-from fleet.runtime.publisher import LatestValuePublisher
-from fleet.runtime.supervisor import Supervisor
-from fleet.runtime.timers import LoopTimers
+from fleet.runtime.actorkit.supervisor import Supervisor
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.aiokit.timers import LoopTimers
+from fleet.runtime.host.desired_store import DesiredStore
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.desired_feed import DesiredFeed
+from fleet.runtime.nats.heartbeat_watch import DuplicateWatch
+from fleet.runtime.nats.publisher import LatestValuePublisher
+from fleet.runtime.podman.port import ContainerRuntime
 
 from .config import AgentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW

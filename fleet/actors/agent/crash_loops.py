@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from fleet.runtime.podman_logs import clean_line
+from fleet.runtime.podman.logs import clean_line
 
 DEFAULT_WINDOW: Final = 60.0
 """Seconds over which restarts are counted."""

@@ -32,11 +32,11 @@ import pykka
 from fleet.contracts import DeploymentName, decode_score, parse_desired_state_key
 from fleet.contracts.limits import truncate_message
 from fleet.errors import ContractError, FleetError
-from fleet.runtime.desired_store import DesiredStore, StoredDesired, StoredEntry
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.podman import ContainerRuntime, EventStream, owner_labels
-from fleet.runtime.publisher import PublisherPort
-from fleet.runtime.timers import TimerPort
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.aiokit.timers import TimerPort
+from fleet.runtime.host.desired_store import DesiredStore, StoredDesired, StoredEntry
+from fleet.runtime.nats.publisher import PublisherPort
+from fleet.runtime.podman.port import ContainerRuntime, EventStream, owner_labels
 
 from .config import AgentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW

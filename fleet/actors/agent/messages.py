@@ -14,8 +14,8 @@ from __future__ import annotations
 import msgspec
 
 from fleet.contracts import PodmanScore
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.podman import ContainerEvent
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.podman.port import ContainerEvent
 
 
 class DesiredChanged(msgspec.Struct, frozen=True, kw_only=True):

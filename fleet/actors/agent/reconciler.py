@@ -6,7 +6,7 @@ in one never holds up another. A :class:`DeploymentReconciler` is a pykka
 where the blocking podman calls belong (never the event loop).
 
 It owns exactly the containers labelled with its device and deployment (see
-:func:`~fleet.runtime.podman.owner_labels`); each carries the hash of its container
+:func:`~fleet.runtime.podman.port.owner_labels`); each carries the hash of its container
 spec, so a spec change replaces the container and an unchanged spec is adopted as
 is (an agent restart restarts nothing). Every phase change is reported as a
 ``DeploymentState`` with the revision of the desired entry it applies, and, while
@@ -53,8 +53,9 @@ from fleet.contracts import (
 )
 from fleet.contracts.limits import truncate_message
 from fleet.errors import FleetError, TemporaryError
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.podman import (
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.aiokit.timers import Cancellable, TimerPort
+from fleet.runtime.podman.port import (
     Container,
     ContainerFailed,
     ContainerRuntime,
@@ -64,7 +65,6 @@ from fleet.runtime.podman import (
     owner_labels,
     spec_hash,
 )
-from fleet.runtime.timers import Cancellable, TimerPort
 
 from .crash_loops import (
     DEFAULT_RESTARTS,

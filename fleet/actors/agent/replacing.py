@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from fleet.contracts import ContainerSpec
-from fleet.runtime.podman import (
+from fleet.runtime.podman.port import (
     CONTAINER_LABEL,
     REVISION_LABEL,
     SPEC_HASH_LABEL,

@@ -37,8 +37,8 @@ from fleet.contracts import (
     encode_state,
 )
 from fleet.errors import ContractError
-from fleet.runtime.inventory import read_inventory
-from fleet.runtime.publisher import PublisherPort
+from fleet.runtime.host.inventory import read_inventory
+from fleet.runtime.nats.publisher import PublisherPort
 
 logger = logging.getLogger(__name__)
 

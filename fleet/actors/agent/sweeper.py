@@ -5,7 +5,7 @@ agent a second later, left containers running for good: nothing on the device
 remembered them. The device actor asks this actor to :class:`~.messages.Sweep` (once the
 desired state was read from NATS, then on every resync); it lists every container
 labelled as this device's own (``managed-by`` and ``device``, see
-:func:`~fleet.runtime.podman.owner_labels`) and tells back, per deployment, the highest
+:func:`~fleet.runtime.podman.port.owner_labels`) and tells back, per deployment, the highest
 revision its containers were created for. The device actor, which owns the desired
 state, decides which of those are orphans and has their reconcilers remove them.
 
@@ -26,8 +26,8 @@ import pykka
 
 from fleet.contracts import DeviceId
 from fleet.errors import FleetError
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.podman import ContainerRuntime, is_owned, owner_labels
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.podman.port import ContainerRuntime, is_owned, owner_labels
 
 from .messages import OwnedDeployments, Sweep
 

@@ -27,14 +27,14 @@ from fleet.contracts import (
     BUCKET_DEVICE_STATE,
 )
 from fleet.errors import FleetError, RevisionMismatch
-from fleet.runtime.bus import Bus
-from fleet.runtime.kube import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
-from fleet.runtime.kube_watch import ResourceWatcher
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.kv_batch import BatchedWatch, KvBatchWriter, SnapshotRead
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.pool import ActorPool
-from fleet.runtime.timers import LoopTimers
+from fleet.runtime.actorkit.pool import ActorPool
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.aiokit.timers import LoopTimers
+from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
+from fleet.runtime.kube.watch import ResourceWatcher
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kv_batch import BatchedWatch, KvBatchWriter, SnapshotRead
 
 from . import messages as m
 from .fleet import FleetIndex, Query
@@ -60,7 +60,7 @@ class KeyDeleter:
 
     Few and rare (the keys of devices silent for longer than the retention), so each is
     one ``Bus.delete(last=)``, at most ``concurrency`` groups at a time. (Its place is
-    beside ``KvBatchWriter`` in :mod:`fleet.runtime.kv_batch`, which has no CAS delete.)
+    beside ``KvBatchWriter`` in :mod:`fleet.runtime.nats.kv_batch`, which has no CAS delete.)
     """
 
     def __init__(self, *, bus: Bus, loop_thread: EventLoopThread, concurrency: int = 64) -> None:

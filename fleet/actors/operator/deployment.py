@@ -27,12 +27,12 @@ import pykka
 
 from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER, DeploymentName, DeviceId
 from fleet.errors import ContractError
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.kube import KubeObject
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.kv_publish import WriteResult
-from fleet.runtime.loop import tell_when_done
-from fleet.runtime.timers import TimerPort
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.aiokit.loop import tell_when_done
+from fleet.runtime.aiokit.timers import TimerPort
+from fleet.runtime.kube.client import KubeObject
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kv_publish import WriteResult
 
 from . import messages as m
 from .ports import DeploymentApiPort, KvWriterPort

@@ -31,8 +31,8 @@ import msgspec
 import pykka
 
 from fleet.contracts import DeploymentName, DeviceId, DeviceInfo
-from fleet.runtime.pool import ActorPool
-from fleet.runtime.pooled import PooledActor
+from fleet.runtime.actorkit.pool import ActorPool
+from fleet.runtime.actorkit.pooled import PooledActor
 
 from . import messages as m
 from .status import rfc3339

@@ -39,13 +39,13 @@ import pykka
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeploymentName, DeviceId, desired_state_key
 from fleet.errors import SpecError
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.index import ActorIndex
-from fleet.runtime.kube import KubeObject
-from fleet.runtime.kv_publish import WriteResult
-from fleet.runtime.loop import tell_when_done
-from fleet.runtime.pool import ActorPool
-from fleet.runtime.timers import TimerPort
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.actorkit.index import ActorIndex
+from fleet.runtime.actorkit.pool import ActorPool
+from fleet.runtime.aiokit.loop import tell_when_done
+from fleet.runtime.aiokit.timers import TimerPort
+from fleet.runtime.kube.client import KubeObject
+from fleet.runtime.nats.kv_publish import WriteResult
 
 from . import messages as m
 from .deployment import DeploymentActor

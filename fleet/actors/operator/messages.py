@@ -18,8 +18,8 @@ from typing import Any, Literal
 import msgspec
 
 from fleet.contracts import DeploymentName, DeviceId, DeviceInfo, Phase
-from fleet.runtime.kube import KubeObject
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.kube.client import KubeObject
+from fleet.runtime.nats.kv import KvEntry
 
 from .spec import DeploymentSpec
 

@@ -32,9 +32,9 @@ import pykka
 
 from fleet.contracts import DeviceId
 from fleet.errors import TemporaryError
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.loop import tell_when_done
-from fleet.runtime.timers import TimerPort
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.aiokit.loop import tell_when_done
+from fleet.runtime.aiokit.timers import TimerPort
 
 from . import messages as m
 from .ports import DeviceApiPort

@@ -1,7 +1,7 @@
 """The small ports the operator's actors use; the runtime implements them.
 
 Each method returns at once with a :class:`concurrent.futures.Future`; actors turn its
-outcome into a message with :func:`fleet.runtime.loop.tell_when_done` and never wait.
+outcome into a message with :func:`fleet.runtime.aiokit.loop.tell_when_done` and never wait.
 Tests may pass fakes with the same shape.
 """
 
@@ -11,8 +11,8 @@ import concurrent.futures
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.kv_publish import WriteResult
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kv_publish import WriteResult
 
 
 class KvWriterPort(Protocol):

@@ -37,10 +37,10 @@ from fleet.contracts import (
     parse_device_state_key,
 )
 from fleet.errors import ContractError
-from fleet.runtime.failfast import SupervisedActor
-from fleet.runtime.kube import KubeObject
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.timers import TimerPort
+from fleet.runtime.actorkit.failfast import SupervisedActor
+from fleet.runtime.aiokit.timers import TimerPort
+from fleet.runtime.kube.client import KubeObject
+from fleet.runtime.nats.kv import KvEntry
 
 from . import messages as m
 from .skiplog import SkipLog

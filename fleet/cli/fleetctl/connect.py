@@ -21,10 +21,10 @@ from fleet.contracts import (
     BUCKET_DEVICE_STATE,
 )
 from fleet.errors import BusUnavailable, FleetError
-from fleet.runtime.bus import Bus
-from fleet.runtime.kube import KubeClient, KubeNotFound, KubeUnavailable, make_api_client
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.kube.client import KubeClient, KubeNotFound, KubeUnavailable, make_api_client
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
 
 
 class Unreachable(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from fleet.errors import ConfigError
-from fleet.runtime.kube import DEPLOYMENTS, KubeClient, KubeError, KubeNotFound
+from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeError, KubeNotFound
 
 from . import manifests, render, view
 from .connect import Buckets, Unreachable, kube_client, kube_errors

@@ -21,7 +21,7 @@ import yaml
 
 from fleet.contracts import API_VERSION, KIND_DEPLOYMENT, DeploymentName
 from fleet.errors import ContractError
-from fleet.runtime.kube import DEPLOYMENTS, KubeClient, KubeNotFound
+from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeNotFound
 
 
 class ManifestError(Exception):

@@ -31,7 +31,7 @@ from fleet.contracts import (
     parse_device_state_key,
 )
 from fleet.errors import ContractError
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats.kv import KvEntry
 
 Row = dict[str, Any]
 

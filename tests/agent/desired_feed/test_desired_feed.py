@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeviceId
-from fleet.runtime.bus import Bus
-from fleet.runtime.desired_feed import DesiredFeed, resync_delay
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.desired_feed import DesiredFeed, resync_delay
+from fleet.runtime.nats.kv import KvEntry
 from tests.fixtures.nats import NatsServer
 
 

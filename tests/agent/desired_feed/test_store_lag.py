@@ -19,9 +19,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeviceId
-from fleet.runtime.bus import Bus
-from fleet.runtime.desired_feed import DesiredFeed
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.desired_feed import DesiredFeed
 from tests.agent.desired_feed.test_desired_feed import Recorder, put
 from tests.fixtures.nats import NatsServer
 

@@ -15,9 +15,9 @@ from fleet.contracts import (
     device_heartbeat_key,
     encode_heartbeat,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.heartbeat_watch import DuplicateWatch
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.heartbeat_watch import DuplicateWatch
 from tests.agent.conftest import wait_for
 
 DEVICE = DeviceId("pi-dup")
@@ -58,7 +58,7 @@ def test_another_instance_is_logged_once_per_interval_and_garbage_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     watcher, clock = watch
-    caplog.set_level(logging.ERROR, logger="fleet.runtime.heartbeat_watch")
+    caplog.set_level(logging.ERROR, logger="fleet.runtime.nats.heartbeat_watch")
 
     def put(value: bytes) -> None:
         event_loop_thread.run(bus.put(BUCKET_DEVICE_HEARTBEAT, KEY, value), timeout=5)

@@ -10,14 +10,14 @@ import urllib.request
 import pytest
 
 from fleet.contracts import ContainerSpec, PortMapping
-from fleet.runtime.podman import (
+from fleet.runtime.podman.adapter import PodmanRuntime
+from fleet.runtime.podman.port import (
     ContainerEvent,
     ContainerFailed,
     ImagePullFailed,
     NotAddressable,
     owner_labels,
 )
-from fleet.runtime.podman_adapter import PodmanRuntime
 from tests.budgets import EVENT_STREAM_CLOSE_S
 from tests.fixtures.podman import PodmanEnv, free_port
 

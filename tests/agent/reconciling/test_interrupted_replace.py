@@ -15,9 +15,9 @@ import pytest
 
 from fleet.actors.agent.replacing import Replacer
 from fleet.contracts import decode_score
-from fleet.runtime.desired_store import DesiredStore, StoredDesired, StoredEntry
-from fleet.runtime.podman import owner_labels, temporary_name
-from fleet.runtime.podman_adapter import PodmanRuntime
+from fleet.runtime.host.desired_store import DesiredStore, StoredDesired, StoredEntry
+from fleet.runtime.podman.adapter import PodmanRuntime
+from fleet.runtime.podman.port import owner_labels, temporary_name
 from tests.agent.conftest import AgentWorld, running, sleep_score
 
 pytestmark = pytest.mark.podman

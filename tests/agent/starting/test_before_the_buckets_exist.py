@@ -29,9 +29,9 @@ from fleet.contracts import (
     device_state_key,
 )
 from fleet.devtools.simulated_runtime import SimulatedRuntime
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import LocalNatsServer
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import LocalNatsServer
 
 ROUNDS = 6
 AGENTS = 3

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from fleet.contracts.limits import MAX_CONTAINERS
-from fleet.runtime.desired_store import (
+from fleet.runtime.host.desired_store import (
     MAX_FILE_BYTES,
     DesiredStore,
     StoredDesired,
@@ -82,7 +82,7 @@ def test_a_file_that_does_not_parse_is_set_aside_with_a_warning(
 ) -> None:
     store = DesiredStore(tmp_path)
     write(store, content)
-    with caplog.at_level(logging.WARNING, logger="fleet.runtime.desired_store"):
+    with caplog.at_level(logging.WARNING, logger="fleet.runtime.host.desired_store"):
         assert store.load() == StoredDesired()
     [aside] = set_aside(tmp_path)
     assert aside.read_bytes() == content  # kept for a person to look at, not deleted
@@ -124,7 +124,7 @@ def test_hostile_entries_are_dropped_one_by_one(
             "removing": {"gone": 9, "Bad.Name": 3, "minus": -2, "text": "x"},
         },
     )
-    with caplog.at_level(logging.WARNING, logger="fleet.runtime.desired_store"):
+    with caplog.at_level(logging.WARNING, logger="fleet.runtime.host.desired_store"):
         loaded = store.load()
     assert loaded == StoredDesired(
         entries={"good": StoredEntry(revision=4, value=good)}, removing={"gone": 9}

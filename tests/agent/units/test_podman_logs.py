@@ -7,7 +7,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.runtime.podman_logs import MAX_LINE_CHARS, read_log_lines
+from fleet.runtime.podman.logs import MAX_LINE_CHARS, read_log_lines
 
 
 def frame(stream: int, payload: bytes) -> bytes:

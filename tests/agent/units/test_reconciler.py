@@ -19,7 +19,7 @@ from fleet.contracts import (
     PortMapping,
 )
 from fleet.contracts.limits import MAX_MESSAGE_LENGTH
-from fleet.runtime.podman import REVISION_LABEL, owner_labels, temporary_name
+from fleet.runtime.podman.port import REVISION_LABEL, owner_labels, temporary_name
 from tests.agent.fakes import FakeRuntime, FakeTimers
 
 IMAGE = "registry.local/busybox:1"

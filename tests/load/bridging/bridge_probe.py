@@ -17,7 +17,7 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
-from fleet.runtime.bus import Bus  # noqa: E402
+from fleet.runtime.nats.bus import Bus  # noqa: E402
 from loadtest.bridge import AsyncioBridge  # noqa: E402
 
 native_id = monkey.get_original("threading", "get_native_id")

@@ -25,8 +25,8 @@ from fleet.contracts import (
     encode_info,
     encode_state,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
 from tests.fixtures.kube import GROUP, VERSION, KubeCluster
 from tests.fixtures.nats import NatsServer
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import free_port, nats_server_binary
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import free_port, nats_server_binary
 from loadtest.litebus import LiteBus
 from loadtest.natsproto import NatsClient
 from tests.fixtures.nats import NatsServer

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import free_port
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import free_port
 from loadtest.natsmsg import Msg
 from loadtest.natsparse import Parser
 from loadtest.natsproto import ConnectionClosed, NatsClient, NoResponders, RequestTimeout

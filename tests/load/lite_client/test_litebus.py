@@ -19,12 +19,12 @@ from fleet.contracts import (
     encode_score,
 )
 from fleet.errors import BusError, BusUnavailable
-from fleet.runtime.bus import Bus
-from fleet.runtime.desired_feed import DesiredFeed
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import free_port
-from fleet.runtime.watch import Watch
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.desired_feed import DesiredFeed
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.server import free_port
+from fleet.runtime.nats.watch import Watch
 from loadtest.device import DeviceBehaviour, SimulatedDevice
 from loadtest.litebus import LiteBus
 from tests.fixtures.nats import NatsServer

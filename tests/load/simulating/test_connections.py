@@ -7,8 +7,8 @@ import os
 import pytest
 
 from fleet.contracts import BUCKET_DEVICE_INFO
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
 from loadtest.connections import CLIENTS, ConnectionPool
 from loadtest.litebus import LiteBus
 from loadtest.options import parse_args

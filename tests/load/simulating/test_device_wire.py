@@ -20,10 +20,10 @@ from fleet.contracts import (
     decode_state,
     encode_score,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.watch import Watch
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.watch import Watch
 from loadtest.device import DeviceBehaviour, Measurement, SimulatedDevice
 from loadtest.litebus import LiteBus
 from tests.fixtures.nats import NatsServer

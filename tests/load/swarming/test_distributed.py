@@ -21,9 +21,9 @@ from fleet.contracts import (
     BUCKET_DEVICE_STATE,
     decode_state,
 )
-from fleet.runtime.bus import Bus
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.natsserver import free_port
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.server import free_port
 from tests.fixtures.nats import NatsServer
 
 REPO = Path(__file__).resolve().parents[3]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleet.actors.operator.sources import latest_per_key
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats.kv import KvEntry
 
 
 def _e(key: str, revision: int, *, op: str = "PUT") -> KvEntry:

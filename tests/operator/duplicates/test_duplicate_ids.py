@@ -18,7 +18,7 @@ from fleet.contracts import (
     HeartbeatPayload,
     encode_heartbeat,
 )
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats.kv import KvEntry
 
 from ..sim import eventually, now
 

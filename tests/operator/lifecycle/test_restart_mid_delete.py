@@ -24,7 +24,7 @@ from kmock._internal import enums
 
 from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER
 from fleet.devtools.kube_emulator import FleetKubeEmulator
-from fleet.runtime.kv import KvEntry
+from fleet.runtime.nats.kv import KvEntry
 
 from ..sim import SCORE, eventually
 

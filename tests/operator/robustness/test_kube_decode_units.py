@@ -12,7 +12,7 @@ import pytest
 
 from fleet.actors.operator.spec import parse_spec
 from fleet.errors import SpecError
-from fleet.runtime.kube_decode import KubeDecodeError, decode_event, decode_list, decode_object
+from fleet.runtime.kube.decode import KubeDecodeError, decode_event, decode_list, decode_object
 
 DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000
 

@@ -12,7 +12,7 @@ import msgspec
 import pykka
 import pytest
 
-from fleet.runtime.loop import EventLoopThread, tell_when_done
+from fleet.runtime.aiokit.loop import EventLoopThread, tell_when_done
 
 
 class Done(msgspec.Struct, frozen=True):
@@ -96,13 +96,14 @@ def test_run_and_submit_refuse_the_loop_thread(event_loop_thread: EventLoopThrea
     assert "block the event loop" in event_loop_thread.run(inner(), timeout=5)
 
 
+@pytest.mark.actor_death
 def test_spawned_task_that_dies_is_logged(
     event_loop_thread: EventLoopThread, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def dies() -> None:
         raise ValueError("task went wrong")
 
-    with caplog.at_level(logging.ERROR, logger="fleet.runtime.loop"):
+    with caplog.at_level(logging.ERROR):
         future = event_loop_thread.spawn(dies(), name="doomed")
         with pytest.raises(ValueError, match="task went wrong"):
             future.result(timeout=5)

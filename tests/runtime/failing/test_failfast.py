@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from fleet.runtime import failfast
-from fleet.runtime.failfast import EXIT_ACTOR_DIED, SupervisedActor
-from fleet.runtime.pool import ActorPool
-from fleet.runtime.pooled import PooledActor
-from fleet.runtime.supervisor import Supervisor
+from fleet.runtime.actorkit import failfast
+from fleet.runtime.actorkit.failfast import EXIT_ACTOR_DIED, SupervisedActor
+from fleet.runtime.actorkit.pool import ActorPool
+from fleet.runtime.actorkit.pooled import PooledActor
+from fleet.runtime.actorkit.supervisor import Supervisor
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.actor_death]
 
@@ -92,9 +92,9 @@ def test_a_real_process_exits_70_when_an_actor_dies() -> None:
     script = textwrap.dedent(
         """
         import logging, sys, threading
-        from fleet.runtime import failfast
-        from fleet.runtime.failfast import SupervisedActor
-        from fleet.runtime.supervisor import Supervisor
+        from fleet.runtime.actorkit import failfast
+        from fleet.runtime.actorkit.failfast import SupervisedActor
+        from fleet.runtime.actorkit.supervisor import Supervisor
 
         logging.basicConfig(level=logging.INFO)
 

@@ -14,8 +14,8 @@ from fleet.contracts import (
 )
 from fleet.contracts.limits import BUCKET_VALUE_LIMITS
 from fleet.errors import BusError, BusUnavailable, KeyExists, RevisionMismatch, TemporaryError
-from fleet.runtime.bus import Bus, max_value_size
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus, max_value_size
 from tests.fixtures.nats import NatsServer, free_port
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from fleet.contracts import BUCKET_DESIRED_STATE
 from fleet.errors import BusUnavailable
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv_publish import KvPublisher
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv_publish import KvPublisher
 from tests.fixtures.nats import NatsServer
 
 

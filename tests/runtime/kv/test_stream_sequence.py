@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.msg import Msg
 
-from fleet.runtime.kv import stream_sequence
+from fleet.runtime.nats.kv import stream_sequence
 
 REPLIES = [
     "$JS.ACK.KV_device-state.ordered123.1.4711.42.1700000000000000000.7",  # 9 tokens

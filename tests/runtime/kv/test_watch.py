@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 
 from fleet.contracts import BUCKET_DESIRED_STATE, BUCKET_DEVICE_STATE
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.watch import Watch
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.watch import Watch
 from tests.fixtures.nats import NatsServer
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pykka import ActorRef
 
-from fleet.runtime.pool import ActorPool, PooledActor
+from fleet.runtime.actorkit.pool import ActorPool, PooledActor
 
 
 class Recorder(PooledActor):

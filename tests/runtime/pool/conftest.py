@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fleet.runtime.pool import ActorPool, live_pools
+from fleet.runtime.actorkit.pool import ActorPool, live_pools
 
 
 def _shut(pool: ActorPool) -> None:

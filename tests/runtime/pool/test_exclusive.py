@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fleet.runtime.pool import ActorPool, PooledActor
+from fleet.runtime.actorkit.pool import ActorPool, PooledActor
 
 pytestmark = pytest.mark.timeout(30)
 

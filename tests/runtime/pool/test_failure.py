@@ -8,7 +8,7 @@ from typing import Any
 import pykka
 import pytest
 
-from fleet.runtime.pool import ActorPool
+from fleet.runtime.actorkit.pool import ActorPool
 
 from .actors import Recorder
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fleet.runtime.pool import ActorPool
+from fleet.runtime.actorkit.pool import ActorPool
 
 from .actors import Recorder
 

@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from fleet.runtime.pool import ActorIndex, ActorPool
+from fleet.runtime.actorkit.pool import ActorIndex, ActorPool
 
 from .actors import Recorder
 

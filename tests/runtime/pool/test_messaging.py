@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from fleet.runtime.pool import ActorIndex, ActorPool, PoolDeadlockError, PooledActor
+from fleet.runtime.actorkit.pool import ActorIndex, ActorPool, PoolDeadlockError, PooledActor
 
 from .actors import Recorder
 

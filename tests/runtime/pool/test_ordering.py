@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fleet.runtime.pool import ActorPool, PooledActor
+from fleet.runtime.actorkit.pool import ActorPool, PooledActor
 
 from .actors import Recorder
 

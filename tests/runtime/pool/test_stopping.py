@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from fleet.runtime.pool import ActorPool, PoolDeadlockError, PooledActor, live_pools
+from fleet.runtime.actorkit.pool import ActorPool, PoolDeadlockError, PooledActor, live_pools
 
 from .actors import Recorder
 

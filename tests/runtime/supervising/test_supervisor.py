@@ -10,7 +10,7 @@ from typing import Any
 import pykka
 import pytest
 
-from fleet.runtime.supervisor import Supervisor
+from fleet.runtime.actorkit.supervisor import Supervisor
 
 
 class Recorded(pykka.ThreadingActor):

@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 from nats.js import JetStreamContext, api
 
 from fleet.errors import BusUnavailable
-from fleet.runtime.kv import KvEntry, operation_of, stream_sequence
-from fleet.runtime.nats_errors import translate_errors
+from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.nats.errors import translate_errors
+from fleet.runtime.nats.kv import KvEntry, operation_of, stream_sequence
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from fleet.runtime.bus import Bus
+    from fleet.runtime.nats.bus import Bus
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class Watch:
     def start(self) -> None:
         """Start on the running loop (call from a coroutine or loop callback)."""
         self._remove_listener = self._bus.add_reconnect_listener(self._restart.set)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+        self._task = create_guarded_task(self._run(), name=self._name)
 
     async def stop(self) -> None:
         if self._remove_listener is not None:

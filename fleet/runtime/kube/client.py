@@ -3,12 +3,12 @@
 Why it exists: only ``fleet.runtime`` may touch the ``kubernetes`` client. Actors see
 :class:`KubeObject` (frozen, client-free) and :class:`KubeGateway`'s methods, which run the
 blocking client calls on the gateway's own small thread pools and hand back
-:class:`concurrent.futures.Future` objects (use :func:`fleet.runtime.loop.tell_when_done`).
+:class:`concurrent.futures.Future` objects (use :func:`fleet.runtime.aiokit.loop.tell_when_done`).
 
 What it must never do: run a blocking client call on the asyncio loop or on an actor's
 thread, patch anything but merge patches (custom resources take no strategic merge), or
 let the client parse what the operator reads (``json.loads`` dies on a spec nested 1,000
-deep): reads go through :mod:`fleet.runtime.kube_decode`, write responses are not parsed.
+deep): reads go through :mod:`fleet.runtime.kube.decode`, write responses are not parsed.
 Errors are fleet's: ``KubeUnavailable`` (retry later), ``KubeConflict`` (lost a race on
 ``resourceVersion``), ``KubeNotFound``; others become ``KubeError``.
 """
@@ -28,7 +28,7 @@ import urllib3
 
 from fleet.contracts import CRD_GROUP, CRD_VERSION, FINALIZER
 from fleet.errors import ConfigError, PermanentError, TemporaryError
-from fleet.runtime.kube_decode import (
+from fleet.runtime.kube.decode import (
     KubeDecodeError,
     KubeObject,
     ObjectList,

@@ -5,18 +5,18 @@ operator holds one actor per device (10,000-100,000). A :class:`PooledActor` kee
 pykka's whole programming model (``start``/``tell``/``ask``/``proxy``/``stop``,
 ``on_start``/``on_receive``/``on_stop``/``on_failure``, exceptions delivered to ``ask``
 callers, a failing actor stopping alone) but runs on the shared workers of a
-:class:`fleet.runtime.pool.ActorPool`, through pykka's extension points
+:class:`fleet.runtime.actorkit.pool.ActorPool`, through pykka's extension points
 ``_create_actor_inbox``, ``_create_future`` and ``_start_actor_loop``.
 
 Differences from ``ThreadingActor`` (on purpose):
 
 * Pooled actors are not put in ``pykka.ActorRegistry`` (a list: O(n) unregister,
   O(n^2) ``stop_all``). ``ActorPool.live_actors()`` lists them; keep per-entity refs in
-  a :class:`fleet.runtime.index.ActorIndex`.
+  a :class:`fleet.runtime.actorkit.index.ActorIndex`.
 * A ``BaseException`` escaping a handler stops this actor only (pykka would stop every
   registered actor, blocking a pool worker while it does).
 * Blocking on a reply from an actor of the same pool, on one of that pool's workers,
-  raises :class:`fleet.runtime.mailbox.PoolDeadlockError` instead of risking a deadlock.
+  raises :class:`fleet.runtime.actorkit.mailbox.PoolDeadlockError` instead of risking a deadlock.
 
 What it must never do: run on a thread other than the pool worker holding its turn, or
 leave an ``ask`` caller waiting on a message it will never handle.
@@ -32,17 +32,16 @@ from typing import TYPE_CHECKING, Any, Self
 
 import pykka
 from pykka import ActorDeadError, ActorRef
-from pykka.messages import _ActorStop
 
-from fleet.runtime.failfast import actor_died
-from fleet.runtime.mailbox import Mailbox, PooledFuture, StopFlag
+from fleet.runtime.actorkit._pykka import ActorStop
+from fleet.runtime.actorkit.failfast import actor_died
+from fleet.runtime.actorkit.mailbox import Mailbox, PooledFuture, PoolScheduler, StopFlag
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from pykka._envelope import Envelope
+    from fleet.runtime.actorkit._pykka import Envelope
 
-    from fleet.runtime.pool import ActorPool
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def new_urn() -> str:
 
 
 class PooledActor(pykka.Actor):
-    """A pykka actor run by an :class:`~fleet.runtime.pool.ActorPool`.
+    """A pykka actor run by an :class:`~fleet.runtime.actorkit.pool.ActorPool`.
 
     Subclass it like ``pykka.ThreadingActor``; accept ``pool`` and pass it on::
 
@@ -80,7 +79,7 @@ class PooledActor(pykka.Actor):
 
     actor_inbox: Mailbox
 
-    def __init__(self, *, pool: ActorPool) -> None:
+    def __init__(self, *, pool: PoolScheduler) -> None:
         # Not pykka.Actor.__init__: it builds a threading.Event (~1.2 KB per actor) that
         # we would replace at once. These four fields are all it sets (pykka 4.x).
         self.actor_urn = new_urn()
@@ -122,7 +121,7 @@ class PooledActor(pykka.Actor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """A death is the process's (:mod:`fleet.runtime.failfast`), as for every actor."""
+        """A death is the process's (:mod:`fleet.runtime.actorkit.failfast`), as for every actor."""
         actor_died(self, exception_value)
 
     def _pool_setup(self) -> None:
@@ -159,7 +158,7 @@ class PooledActor(pykka.Actor):
         for envelope in undelivered:
             if envelope.reply_to is None:
                 continue  # a tell queued behind the stop: dropped, as pykka does
-            if isinstance(envelope.message, _ActorStop):
+            if isinstance(envelope.message, ActorStop):
                 envelope.reply_to.set(None)
             else:
                 dead = ActorDeadError(f"{self.actor_ref} stopped before handling the message")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pykka
 
-from fleet.runtime.loop import EventLoopThread
+from fleet.runtime.aiokit.loop import EventLoopThread
 
 logger = logging.getLogger(__name__)
 

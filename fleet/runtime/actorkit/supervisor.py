@@ -22,8 +22,8 @@ from typing import Any
 import pykka
 from pykka.messages import ProxyGetAttr
 
-from fleet.runtime.failfast import EXIT_ACTOR_DIED
-from fleet.runtime.pool import live_pools
+from fleet.runtime.actorkit.failfast import EXIT_ACTOR_DIED
+from fleet.runtime.actorkit.pool import live_pools
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ cost 344 MB of server RSS and idle CPU), while a core subscription costs almost 
 So a device follows its keys with one core subscription on
 ``$KV.desired-state.<device>.*`` and reads revisions with direct gets; the only consumer
 it ever makes is the millisecond-lived one of an initial read
-(:mod:`fleet.runtime.desired_snapshot`; see docs/agent.md).
+(:mod:`fleet.runtime.nats.desired_snapshot`; see docs/agent.md).
 
 How no update is lost (the argument, in order):
 
@@ -60,14 +60,15 @@ from typing import TYPE_CHECKING
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeviceId, desired_state_key_filter
 from fleet.errors import BusUnavailable, FleetError
-from fleet.runtime.desired_snapshot import read_desired_snapshot
-from fleet.runtime.kv import KvEntry, operation_of
+from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.nats.desired_snapshot import read_desired_snapshot
+from fleet.runtime.nats.kv import KvEntry, operation_of
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-    from fleet.runtime.bus import Bus
+    from fleet.runtime.nats.bus import Bus
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +127,7 @@ class DesiredFeed:
     def start(self) -> None:
         """Start on the running loop (call from a coroutine on the loop)."""
         self._remove_listener = self._bus.add_reconnect_listener(self._on_reconnect)
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"desired-feed-{self._device}"
-        )
+        self._task = create_guarded_task(self._run(), name=f"desired-feed-{self._device}")
 
     async def stop(self) -> None:
         if self._remove_listener is not None:
@@ -240,8 +239,8 @@ class DesiredFeed:
             self._reading[key] = True  # the running reader reads once more
             return
         self._reading[key] = False
-        task = asyncio.get_running_loop().create_task(
-            self._read_live(key), name=f"desired-feed-{self._device}-{key}"
+        task = create_guarded_task(
+            self._read_live(key), name=f"desired-feed-{self._device}-{key}", finishable=True
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

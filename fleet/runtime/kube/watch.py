@@ -14,7 +14,7 @@ doing so. A :class:`ResourceWatcher` runs this loop on a daemon thread:
 3. on 410 Gone (the version expired) go back to 1; on any other failure wait
    ``retry_delay`` (doubling, up to 30 s) and go back to 1.
 
-Objects are decoded one by one (:mod:`fleet.runtime.kube_decode`): an object that cannot
+Objects are decoded one by one (:mod:`fleet.runtime.kube.decode`): an object that cannot
 be used (no name, metadata of the wrong types) is logged and left out of the list, or its
 event skipped; it never fails the list or ends the watch, so every other object is seen.
 
@@ -34,8 +34,8 @@ import kubernetes
 import urllib3
 
 from fleet.contracts import CRD_GROUP, CRD_VERSION
-from fleet.runtime.kube import KubeClient, KubeError, KubeObject, Resource, translate
-from fleet.runtime.kube_decode import decode_event
+from fleet.runtime.kube.client import KubeClient, KubeError, KubeObject, Resource, translate
+from fleet.runtime.kube.decode import decode_event
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One nats-py connection and the JetStream KV operations fleet needs.
 
 Why it exists: every process (agent, operator, load swarm) talks to NATS through one
-:class:`Bus` hosted on its :class:`~fleet.runtime.loop.EventLoopThread`. The bus hides
+:class:`Bus` hosted on its :class:`~fleet.runtime.aiokit.loop.EventLoopThread`. The bus hides
 nats-py's error zoo behind fleet's own errors (``BusUnavailable`` to retry later,
 ``RevisionMismatch`` for a lost compare-and-swap, ``BusError`` for the rest), keeps
 connecting in the background when the server is away at start (an agent boots without
@@ -33,9 +33,10 @@ from fleet.contracts import (
 )
 from fleet.contracts.limits import BUCKET_VALUE_LIMITS
 from fleet.errors import BusUnavailable, KeyExists
-from fleet.runtime.kv import KvEntry, last_revision_of, last_revision_request
-from fleet.runtime.nats_errors import UNAVAILABLE, translate_errors
-from fleet.runtime.watch import Watch, read_snapshot
+from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.nats.errors import UNAVAILABLE, translate_errors
+from fleet.runtime.nats.kv import KvEntry, last_revision_of, last_revision_request
+from fleet.runtime.nats.watch import Watch, read_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ class Bus:
     async def start(self) -> None:
         """Start connecting in the background (retrying forever); return at once."""
         if self._connector is None:
-            self._connector = asyncio.get_running_loop().create_task(
-                self._connect_forever(), name=f"bus-connect-{self._name}"
+            self._connector = create_guarded_task(
+                self._connect_forever(), name=f"bus-connect-{self._name}", finishable=True
             )
 
     async def wait_connected(self, *, timeout: float | None) -> None:
@@ -312,7 +313,7 @@ class Bus:
         on_entry: Callable[[KvEntry], None],
         on_synced: Callable[[], None] | None = None,
     ) -> Watch:
-        """Start a :class:`~fleet.runtime.watch.Watch` (call on the loop)."""
+        """Start a :class:`~fleet.runtime.nats.watch.Watch` (call on the loop)."""
         watch = Watch(self, bucket, key_filter, name=name, on_entry=on_entry, on_synced=on_synced)
         watch.start()
         return watch

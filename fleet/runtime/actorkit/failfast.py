@@ -1,13 +1,14 @@
-"""An actor that dies takes its process down: loudly, with a non-zero exit.
+"""An actor (or a long-lived task) that dies takes its process down: loudly, non-zero.
 
 Why it exists: pykka stops an actor whose handler raised on a told message and leaves
 the process running. A live process with a dead actor inside is worse than a crash: a
 dead heartbeat source looked like a fleet of unreachable devices, a dead bucket reader
 froze every aggregate, and systemd or Kubernetes saw nothing wrong, so nothing
 restarted it. Every fleet actor derives from :class:`SupervisedActor` (or
-:class:`~fleet.runtime.pooled.PooledActor`, which does the same); when one dies,
+:class:`~fleet.runtime.actorkit.pooled.PooledActor`, which does the same); when one dies,
 :func:`actor_died` logs one CRITICAL line naming it and the exception and calls the
 handler the entry point installed (the supervisor's ``fail``: stop in order, exit 70).
+Long-lived tasks on the event loop report the same way (:mod:`fleet.runtime.aiokit.tasks`).
 
 Without an installed handler (tests that run an agent or an operator in-process) the
 death is logged and recorded in :func:`deaths`; the test suite fails any test that
@@ -51,7 +52,14 @@ def install(handler: Callable[[str], None]) -> Callable[[], None]:
 
 def actor_died(actor: object, exc: BaseException | None) -> None:
     """Report ``actor``'s death by ``exc``; the installed handler decides the rest."""
-    reason = f"actor {actor} died: {type(exc).__name__}: {exc}"
+    report_death(f"actor {actor}", exc)
+
+
+def report_death(what: str, exc: BaseException | None) -> None:
+    """Report that ``what`` (an actor, a long-lived task) died, by ``exc`` or by ending
+    when it never should; log it CRITICAL and call the installed handler."""
+    cause = f"{type(exc).__name__}: {exc}" if exc is not None else "it ended, and must not"
+    reason = f"{what} died: {cause}"
     logger.critical("%s; the process must stop so that its supervisor restarts it", reason)
     with _lock:
         _deaths.append(reason)
@@ -76,7 +84,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     pykka calls ``on_failure`` (its public hook) after an exception escaped a told
     message and the actor was stopped. An exception in ``on_start`` is not reported
-    here: :meth:`fleet.runtime.supervisor.Supervisor.start` sees it as a start failure.
+    here: :meth:`fleet.runtime.actorkit.supervisor.Supervisor.start` sees it as a start failure.
     """
 
     def on_failure(

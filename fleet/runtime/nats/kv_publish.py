@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from fleet.errors import BusError, BusUnavailable
-from fleet.runtime.kv import KV_OPERATION
-from fleet.runtime.nats_errors import UNAVAILABLE
+from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.nats.errors import UNAVAILABLE
+from fleet.runtime.nats.kv import KV_OPERATION
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-    from fleet.runtime.bus import Bus
+    from fleet.runtime.nats.bus import Bus
 
 WriteResult = int | BaseException
 """A write's new revision (stream sequence), or the error it failed with."""
@@ -135,8 +136,8 @@ class KvPublisher:
             (batch, index, subject_prefix + key, value) for index, (key, value) in enumerate(items)
         )
         if self._queue and self._pump_task is None:
-            self._pump_task = asyncio.get_running_loop().create_task(
-                self._pump(), name="kv-publisher-pump"
+            self._pump_task = create_guarded_task(
+                self._pump(), name="kv-publisher-pump", finishable=True
             )
         await batch.done.wait()
         return [r if r is not None else BusError("no result") for r in batch.results]

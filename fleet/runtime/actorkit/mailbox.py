@@ -1,6 +1,6 @@
 """The per-actor pieces of the pooled actor runtime: mailbox, stop flag, future.
 
-Why it exists: :mod:`fleet.runtime.pool` runs 10,000-100,000 actors on a few worker
+Why it exists: :mod:`fleet.runtime.actorkit.pool` runs 10,000-100,000 actors on a few worker
 threads. Each actor owns one :class:`Mailbox`, the unit the pool schedules: a message
 ``put`` into an idle mailbox queues the mailbox (once) on the pool's run queue, and only
 the worker that took it from there may run that actor until it hands it back. That one
@@ -22,15 +22,14 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pykka import ActorDeadError
-from pykka._threading import ThreadingFuture
+from pykka import ActorDeadError, ThreadingFuture
 
 from fleet.errors import PermanentError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from pykka._envelope import Envelope
+    from fleet.runtime.actorkit._pykka import Envelope
 
 # Which pool (if any) the current thread works for; set by the pool's workers.
 WORKER = threading.local()

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fleet.runtime.podman import ContainerEvent, RuntimeUnavailable
+from fleet.runtime.podman.port import ContainerEvent, RuntimeUnavailable
 
 logger = logging.getLogger(__name__)
 

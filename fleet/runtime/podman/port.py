@@ -2,7 +2,7 @@
 
 Why it exists: reconciler actors drive containers through this small Protocol and
 nothing else, so they can be unit-tested with an in-memory fake and run against the
-real podman socket (:mod:`fleet.runtime.podman_adapter`) unchanged.
+real podman socket (:mod:`fleet.runtime.podman.adapter`) unchanged.
 
 Every method blocks (podman-py is synchronous): call them from an actor's own thread,
 never from the event loop. Errors are fleet's: :class:`RuntimeUnavailable` (the podman

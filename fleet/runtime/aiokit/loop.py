@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import pykka
 
+from fleet.runtime.aiokit.tasks import guard
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -145,24 +147,12 @@ class EventLoopThread:
                 result.set_result(None)
 
         def create() -> None:
-            task = self.loop.create_task(guard(coro, name=name), name=name)
+            task = self.loop.create_task(guard(coro, name=name, finishable=True), name=name)
             self._tasks.add(task)
             task.add_done_callback(done)
 
         self.loop.call_soon_threadsafe(create)
         return result
-
-
-async def guard(coro: Coroutine[Any, Any, None], *, name: str) -> None:
-    """Await ``coro``; log (never swallow silently) an exception that ends it."""
-    try:
-        await coro
-    except asyncio.CancelledError:
-        logger.debug("task %s cancelled", name)
-        raise
-    except Exception:
-        logger.exception("task %s died", name)
-        raise
 
 
 def tell_when_done(

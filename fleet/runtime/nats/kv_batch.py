@@ -4,7 +4,7 @@ Why it exists: the operator writes one desired-state entry per (device, deployme
 10,000-100,000 at a time, and reads every report of the fleet. One coroutine per write
 submitted from an actor would be 100,000 futures; one ``tell`` per watched entry would be
 100,000 actor messages. Here a batch of writes is one coroutine on the loop
-(:mod:`fleet.runtime.kv_publish`: at most ``in_flight`` writes unacknowledged), a
+(:mod:`fleet.runtime.nats.kv_publish`: at most ``in_flight`` writes unacknowledged), a
 watch hands its entries over in batches (every entry that arrived in one turn of the
 loop becomes one call), and a bucket only this process writes is read once at start
 (:class:`SnapshotRead`) instead of watched.
@@ -21,11 +21,12 @@ import logging
 from collections.abc import Callable, Sequence
 
 from fleet.errors import FleetError
-from fleet.runtime.bus import Bus
-from fleet.runtime.kv import KvEntry
-from fleet.runtime.kv_publish import KvPublisher, WriteResult
-from fleet.runtime.loop import EventLoopThread
-from fleet.runtime.watch import Watch
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kv_publish import KvPublisher, WriteResult
+from fleet.runtime.nats.watch import Watch
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 class KvBatchWriter:
     """Puts and deletes in batches; results come back in the order of the items.
 
-    Writes go through one :class:`~fleet.runtime.kv_publish.KvPublisher` (a window of
+    Writes go through one :class:`~fleet.runtime.nats.kv_publish.KvPublisher` (a window of
     ``in_flight`` unacknowledged writes shared by every batch). :meth:`close` (from a
     non-loop thread) releases its inbox subscription.
     """
@@ -73,7 +74,7 @@ class KvBatchWriter:
 
 
 class BatchedWatch:
-    """A :class:`~fleet.runtime.watch.Watch` whose entries arrive as tuples.
+    """A :class:`~fleet.runtime.nats.watch.Watch` whose entries arrive as tuples.
 
     ``deliver(entries)`` and ``on_synced()`` run on the loop thread: they must only ``tell``.
     ``on_synced`` is called after every entry before it was delivered.
@@ -168,7 +169,7 @@ class SnapshotRead:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+        self._task = create_guarded_task(self._run(), name=self._name, finishable=True)
 
     async def stop(self) -> None:
         if self._task is not None:

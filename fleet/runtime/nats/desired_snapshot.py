@@ -1,6 +1,6 @@
 """One device's initial read of its desired state, with a consumer that lives milliseconds.
 
-Why it exists: the feed (:mod:`fleet.runtime.desired_feed`) needs, on start and after
+Why it exists: the feed (:mod:`fleet.runtime.nats.desired_feed`) needs, on start and after
 every reconnect, the exact set of the device's live desired-state entries. nats-py's
 ordered consumer (and :meth:`Bus.snapshot`, built on it) leaves its ephemeral consumer on
 the server until an inactivity timeout; with 100,000 devices reconnecting after a
@@ -31,12 +31,12 @@ from nats.js import api
 
 from fleet.contracts import BUCKET_DESIRED_STATE
 from fleet.errors import BusUnavailable
-from fleet.runtime.kv import KvEntry, operation_of, stream_sequence
+from fleet.runtime.nats.kv import KvEntry, operation_of, stream_sequence
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from fleet.runtime.bus import Bus
+    from fleet.runtime.nats.bus import Bus
 
 STREAM = f"KV_{BUCKET_DESIRED_STATE}"
 PREFIX = f"$KV.{BUCKET_DESIRED_STATE}."

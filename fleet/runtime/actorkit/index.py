@@ -22,14 +22,14 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pykka import ActorDeadError, Timeout
-from pykka.messages import _ActorStop
 
-from fleet.runtime.mailbox import Mailbox
+from fleet.runtime.actorkit._pykka import ActorStop
+from fleet.runtime.actorkit.mailbox import Mailbox
 
 if TYPE_CHECKING:
     from pykka import ActorRef, Future
 
-    from fleet.runtime.mailbox import PoolScheduler
+    from fleet.runtime.actorkit.mailbox import PoolScheduler
 
 K = TypeVar("K", bound=Hashable)
 
@@ -97,7 +97,7 @@ class ActorIndex(Generic[K]):
             box = ref.actor_inbox
             if isinstance(box, Mailbox) and box.pool is not None:
                 with contextlib.suppress(ActorDeadError):  # already stopping: just wait
-                    ref.tell(_ActorStop())
+                    ref.tell(ActorStop())
                 pooled.setdefault(box.pool, []).append(box)
                 keys[box] = key
             else:

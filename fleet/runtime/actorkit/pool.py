@@ -34,11 +34,17 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from pykka import ActorDeadError
-from pykka.messages import _ActorStop
 
-from fleet.runtime.index import ActorIndex
-from fleet.runtime.mailbox import WORKER, Countdown, Mailbox, PoolDeadlockError, on_worker_of
-from fleet.runtime.pooled import PooledActor
+from fleet.runtime.actorkit._pykka import ActorStop
+from fleet.runtime.actorkit.index import ActorIndex
+from fleet.runtime.actorkit.mailbox import (
+    WORKER,
+    Countdown,
+    Mailbox,
+    PoolDeadlockError,
+    on_worker_of,
+)
+from fleet.runtime.actorkit.pooled import PooledActor
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -225,4 +231,4 @@ def tell_stop(box: Mailbox) -> None:
     actor = box.actor
     if actor is not None:
         with contextlib.suppress(ActorDeadError):  # already stopping: waiting is enough
-            actor.actor_ref.tell(_ActorStop())
+            actor.actor_ref.tell(ActorStop())

@@ -1,4 +1,4 @@
-"""The real :class:`~fleet.runtime.podman.ContainerRuntime`: podman's REST API via podman-py.
+"""The real :class:`~fleet.runtime.podman.port.ContainerRuntime`: podman's REST API via podman-py.
 
 Why it exists: it is the one place that speaks to the podman service (its unix socket
 or any URL podman-py accepts). It uses the libpod endpoints directly through
@@ -34,7 +34,9 @@ import podman
 import podman.errors
 
 from fleet.contracts import ContainerSpec
-from fleet.runtime.podman import (
+from fleet.runtime.podman.events import PodmanEventStream
+from fleet.runtime.podman.logs import read_log_lines
+from fleet.runtime.podman.port import (
     Container,
     ContainerEvent,
     ContainerFailed,
@@ -42,8 +44,6 @@ from fleet.runtime.podman import (
     NotAddressable,
     RuntimeUnavailable,
 )
-from fleet.runtime.podman_events import PodmanEventStream
-from fleet.runtime.podman_logs import read_log_lines
 
 _JSON = {"Content-Type": "application/json"}
 _NOT_FOUND = ("manifest unknown", "not found", "name unknown", "invalid reference format")

@@ -1,7 +1,7 @@
 """The KV entry as fleet's runtime hands it to actors: immutable, client-free.
 
 It exists so that actors and their tests never see nats-py's ``Entry`` (mutable, and
-tied to the client), and so that :mod:`fleet.runtime.bus` and :mod:`fleet.runtime.watch`
+tied to the client), and so that :mod:`fleet.runtime.nats.bus` and :mod:`fleet.runtime.nats.watch`
 share one definition without importing each other. The client-free pieces of reading
 the KV streams live here too (a delivery's revision, the last-revision lookup), so
 that any client (nats-py here, the load swarm's lean one) reads them the same way.

@@ -19,10 +19,11 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 from fleet.errors import FleetError
+from fleet.runtime.aiokit.tasks import create_guarded_task
 
 if TYPE_CHECKING:
-    from fleet.runtime.bus import Bus
-    from fleet.runtime.loop import EventLoopThread
+    from fleet.runtime.aiokit.loop import EventLoopThread
+    from fleet.runtime.nats.bus import Bus
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class LatestValuePublisher:
     def start(self) -> None:
         """Start on the running loop (from a coroutine on it)."""
         self._bus.add_reconnect_listener(self._replay)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="publisher")
+        self._task = create_guarded_task(self._run(), name="publisher")
 
     async def stop(self, *, timeout: float = 2.0) -> None:
         """Try to write what is pending (bounded), then stop."""

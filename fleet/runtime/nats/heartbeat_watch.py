@@ -33,12 +33,13 @@ from fleet.contracts import (
     device_heartbeat_key,
 )
 from fleet.errors import ContractError
+from fleet.runtime.aiokit.tasks import create_guarded_task
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-    from fleet.runtime.bus import Bus
+    from fleet.runtime.nats.bus import Bus
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,8 @@ class DuplicateWatch:
 
     def start(self) -> None:
         """Start on the running loop (call from a coroutine on the loop)."""
-        self._task = asyncio.get_running_loop().create_task(
-            self._subscribe(), name=f"duplicate-watch-{self._device}"
+        self._task = create_guarded_task(
+            self._subscribe(), name=f"duplicate-watch-{self._device}", finishable=True
         )
 
     async def stop(self) -> None:
