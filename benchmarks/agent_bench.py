@@ -26,13 +26,22 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fleet.contracts import BUCKET_DESIRED_STATE, BUCKET_DEVICE_STATE, decode_state
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_STATE,
+    DeploymentName,
+    DeviceId,
+    Phase,
+    decode_report_entry,
+    desired_state_key,
+    device_state_key,
+)
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.server import LocalNatsServer, free_port
 from tests.fixtures.podman import podman_world
 
-DEVICE = "bench-01"
+DEVICE = DeviceId("bench-01")
 CMD = ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait"]
 
 
@@ -100,7 +109,8 @@ def main() -> None:  # noqa: PLR0915 - one linear scenario
             put_to_running: list[float] = []
             for i in range(args.rounds + 3):
                 port = free_port()
-                key = f"{DEVICE}.d{i}"
+                deployment = DeploymentName(f"d{i}")
+                key = desired_state_key(DEVICE, deployment)
                 started = time.monotonic()
                 rev = loop.run(
                     bus.put(BUCKET_DESIRED_STATE, key, score(world.image, port)), timeout=5
@@ -111,11 +121,11 @@ def main() -> None:  # noqa: PLR0915 - one linear scenario
                     if served is None and serving(port):
                         served = time.monotonic() - started
                     if running is None:
-                        entry = loop.run(bus.get(BUCKET_DEVICE_STATE, f"state.{key}"), timeout=5)
-                        if entry is not None:
-                            state = decode_state(entry.value)
-                            if state.phase.value == "Running" and state.desired_revision == rev:
-                                running = time.monotonic() - started
+                        report = device_state_key(DEVICE, deployment)
+                        entry = loop.run(bus.get(BUCKET_DEVICE_STATE, report), timeout=5)
+                        state = decode_report_entry(report, entry.value).state if entry else None
+                        if state and state.phase is Phase.RUNNING and state.desired_revision == rev:
+                            running = time.monotonic() - started
                     time.sleep(0.005)
                 if served is None or running is None:
                     raise SystemExit(f"round {i}: not serving/Running within 30 s")

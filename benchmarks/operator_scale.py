@@ -2,8 +2,10 @@
 
 Runs a real nats-server, the Kubernetes API emulator (a separate process) and the real
 ``fleet-operator`` (a separate process, so its RSS and CPU are its own). The simulated
-devices (this process) publish info and a heartbeat, then report Running for each
-desired entry as soon as they see it, like agents would.
+devices (this process) publish info and a heartbeat, then report Running (``--phases``: Pending,
+Pulling, Starting, Running) for each desired entry as soon as they see it, like agents
+would; their values are the shared simulated device's (:mod:`fleet.devtools.simrollout`,
+the agent's ``DeviceEntries``).
 
 Measures, from the moment the Deployments are created:
   * all N*D desired entries written,
@@ -35,25 +37,16 @@ import kubernetes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fleet.actors.agent.reporting import DeviceEntries, Entry
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_HEARTBEAT,
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
-    DeploymentState,
     DeviceId,
-    DeviceInfo,
-    HeartbeatPayload,
-    Inventory,
-    Phase,
-    device_heartbeat_key,
-    device_info_key,
-    device_state_key,
-    encode_heartbeat,
-    encode_info,
-    encode_state,
-    parse_desired_state_key,
 )
+from fleet.devtools.simprofile import SIMULATED_INVENTORY
+from fleet.devtools.simrollout import rollout_of
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import KvPublisher
@@ -64,13 +57,6 @@ OPERATOR = os.environ.get("FLEET_BENCH_OPERATOR", "-m fleet.cli.operator").split
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "fleet.nationtech.io", "v1alpha1"
 SCORE = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:test"}]}
-INVENTORY = Inventory(
-    hostname="sim", arch="x86_64", os="Debian", kernel="6.1", cpus=2,
-    memory_bytes=1 << 30, runtime_name="podman", runtime_version="4.3.1",
-)  # fmt: skip
-
-
-PHASES = (Phase.PENDING, Phase.PULLING, Phase.STARTING, Phase.RUNNING)
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -109,17 +95,15 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     now = datetime.datetime.now(tz=datetime.UTC)
     t = time.monotonic()
     publisher = KvPublisher(bus, in_flight=1024, timeout=30.0)
+    runs = {dev: DeviceEntries(device_id=dev, instance_id="bench") for dev in devices}
     await publisher.write_many(BUCKET_DEVICE_INFO, [
-        (device_info_key(dev), encode_info(DeviceInfo(
-            device_id=dev, labels={"fleet": "bench"}, inventory=INVENTORY,
-            agent_version="0.1.0", updated_at=now)))
-        for dev in devices
+        run.info(labels={"fleet": "bench"}, inventory=SIMULATED_INVENTORY,
+                 agent_version="0.1.0", at=now)
+        for run in runs.values()
     ])  # fmt: skip
-    await publisher.write_many(BUCKET_DEVICE_HEARTBEAT, [
-        (device_heartbeat_key(dev),
-         encode_heartbeat(HeartbeatPayload(device_id=dev, at=now, seq=1)))
-        for dev in devices
-    ])  # fmt: skip
+    await publisher.write_many(
+        BUCKET_DEVICE_HEARTBEAT, [run.heartbeat(at=now) for run in runs.values()]
+    )
     print(f"devices published: {n} info + {n} heartbeats in {time.monotonic() - t:.2f}s")
 
     operator = subprocess.Popen(
@@ -141,17 +125,16 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             arrivals.append(time.monotonic())
             queue.put_nowait(entry)
 
-    phases = PHASES if args.phases else (Phase.RUNNING,)
-
-    def report(entry: KvEntry) -> list[tuple[str, bytes]]:
-        dev, dep = parse_desired_state_key(entry.key)
-        now = datetime.datetime.now(tz=datetime.UTC)
+    def report(entry: KvEntry) -> list[Entry]:
+        """The simulated device's reports of ``entry``: every phase, or the last one."""
+        rollout = rollout_of(entry)
+        assert rollout is not None, entry.key  # the operator writes desired-state keys only
+        steps = rollout.steps if args.phases else rollout.steps[-1:]
+        run, at = runs[rollout.device], datetime.datetime.now(tz=datetime.UTC)
         return [
-            (device_state_key(dev, dep), encode_state(DeploymentState(
-                device_id=dev, deployment=dep, phase=phase,
-                desired_revision=entry.revision, message=None, updated_at=now,
-            )))
-            for phase in phases
+            e for s in steps
+            if (e := run.report(deployment=rollout.deployment, phase=s.phase,
+                                desired_revision=rollout.revision, message=s.message, at=at))
         ]  # fmt: skip
 
     async def reporter() -> None:  # the fleet's agents: report Running for what they see

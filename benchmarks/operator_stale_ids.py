@@ -7,7 +7,6 @@ after, and after --device-retention has passed; twice (memory must not grow for 
 from __future__ import annotations
 
 import argparse
-import datetime
 import subprocess
 import sys
 import tempfile
@@ -17,31 +16,14 @@ from pathlib import Path
 
 import uvloop
 
-from fleet.contracts import (
-    BUCKET_DEVICE_HEARTBEAT,
-    DeviceId,
-    DeviceInfo,
-    HeartbeatPayload,
-    Inventory,
-    encode_heartbeat,
-    encode_info,
-)
+from fleet.actors.agent.reporting import DeviceEntries
+from fleet.contracts import BUCKET_DEVICE_HEARTBEAT, BUCKET_DEVICE_INFO, DeviceId
 from fleet.devtools.kube_emulator import KubeEmulator
+from fleet.devtools.simprofile import SIMULATED_INVENTORY
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv_batch import KvBatchWriter
 from fleet.runtime.nats.server import LocalNatsServer
-
-INV = Inventory(
-    hostname="h",
-    arch="x86_64",
-    os="Debian",
-    kernel="6.1",
-    cpus=2,
-    memory_bytes=1 << 30,
-    runtime_name="podman",
-    runtime_version="4.3.1",
-)
 
 
 def rss_mb(pid: int) -> float:
@@ -49,10 +31,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(tz=datetime.UTC)
 
 
 def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
@@ -70,34 +48,23 @@ def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
     loop = EventLoopThread(name="bench", loop_factory=uvloop.new_event_loop)
     loop.start()
     bus = Bus(urls=[nats.url], name="bench")
+    live_device = DeviceEntries(device_id=DeviceId("live"), instance_id="live-1")
 
     async def up() -> None:
         await bus.start()
         await bus.wait_connected(timeout=10)
         await bus.ensure_buckets()
-        info = DeviceInfo(
-            device_id=DeviceId("live"),
-            labels={"role": "edge"},
-            inventory=INV,
-            agent_version="1",
-            updated_at=now(),
-        )
-        await bus.put("device-info", "info.live", encode_info(info))
+        info = live_device.info(labels={"role": "edge"}, inventory=SIMULATED_INVENTORY)
+        await bus.put(BUCKET_DEVICE_INFO, *info)
 
     loop.run(up(), timeout=30)
     writer = KvBatchWriter(bus=bus, loop_thread=loop, in_flight=1024)
     stop = threading.Event()
 
     def live() -> None:  # one real device keeps the fleet awake
-        n = 0
         while not stop.wait(1.0):
-            n += 1
-            hb = HeartbeatPayload(device_id=DeviceId("live"), at=now(), seq=n, instance_id="live-1")
             try:
-                loop.run(
-                    bus.put(BUCKET_DEVICE_HEARTBEAT, "heartbeat.live", encode_heartbeat(hb)),
-                    timeout=10,
-                )
+                loop.run(bus.put(BUCKET_DEVICE_HEARTBEAT, *live_device.heartbeat()), timeout=10)
             except Exception as exc:  # under the write burst: try again next second
                 print("live beat failed:", exc, flush=True)
 
@@ -134,11 +101,12 @@ def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
         settle("started, synced, 1 live device")
         for round_ in range(1, args.rounds + 1):
             t0 = time.monotonic()
-            items = []
-            for i in range(args.ids):
-                d = DeviceId(f"fake-r{round_}-{i:06d}")
-                hb = HeartbeatPayload(device_id=d, at=now(), seq=1, instance_id=f"i{i}")
-                items.append((f"heartbeat.{d}", encode_heartbeat(hb)))
+            items = [  # one beat of one agent run per made-up id
+                DeviceEntries(
+                    device_id=DeviceId(f"fake-r{round_}-{i:06d}"), instance_id=f"i{i}"
+                ).heartbeat()
+                for i in range(args.ids)
+            ]
             results = writer.put_many(BUCKET_DEVICE_HEARTBEAT, items).result(timeout=300)
             bad = [r for r in results if not isinstance(r, int)]
             print(

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.cli.fleetctl.snapshots import decoded, desired_revisions
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_HEARTBEAT,
@@ -33,17 +34,14 @@ from fleet.contracts import (
     CRD_GROUP,
     CRD_VERSION,
     PLURAL_DEPLOYMENTS,
-    decode_heartbeat,
-    decode_info,
-    decode_state,
-    parse_desired_state_key,
-    parse_device_heartbeat_key,
-    parse_device_info_key,
-    parse_device_state_key,
+    decode_heartbeat_entry,
+    decode_info_entry,
+    decode_report_entry,
 )
-from fleet.errors import ContractError, FleetError
+from fleet.errors import FleetError
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
 from loadtest.expected import (
     FleetView,
     Report,
@@ -72,44 +70,47 @@ class Verdict:
 
 
 async def read_view(bus: Bus, *, timeout: float = 300.0) -> FleetView:
-    """Every bucket, decoded; malformed entries are skipped (the operator skips them too)."""
-    infos = await bus.snapshot(BUCKET_DEVICE_INFO, timeout=timeout)
-    beats = await bus.snapshot(BUCKET_DEVICE_HEARTBEAT, timeout=timeout)
-    desired = await bus.snapshot(BUCKET_DESIRED_STATE, timeout=timeout)
-    states = await bus.snapshot(BUCKET_DEVICE_STATE, timeout=timeout)
-    labels: dict[str, Mapping[str, str]] = {}
-    for entry in infos.values():
-        try:
-            device = parse_device_info_key(entry.key)
-            labels[str(device)] = decode_info(entry.value).labels
-        except ContractError:
-            continue
-    beat_at: dict[str, float] = {}
-    for entry in beats.values():
-        try:
-            beat_at[str(parse_device_heartbeat_key(entry.key))] = decode_heartbeat(
-                entry.value
-            ).at.timestamp()
-        except ContractError:
-            continue
-    revisions: dict[tuple[str, str], int] = {}
-    for entry in desired.values():
-        try:
-            device, deployment = parse_desired_state_key(entry.key)
-        except ContractError:
-            continue
-        revisions[(str(device), str(deployment))] = entry.revision
-    reports: dict[tuple[str, str], Report] = {}
-    for entry in states.values():
-        try:
-            device, deployment = parse_device_state_key(entry.key)
-            state = decode_state(entry.value)
-        except ContractError:
-            continue
-        reports[(str(device), str(deployment))] = Report(
-            phase=str(state.phase.value), desired_revision=state.desired_revision
+    """Every bucket, read once and decoded (:func:`view_of`)."""
+    return view_of(
+        infos=await bus.snapshot(BUCKET_DEVICE_INFO, timeout=timeout),
+        beats=await bus.snapshot(BUCKET_DEVICE_HEARTBEAT, timeout=timeout),
+        desired=await bus.snapshot(BUCKET_DESIRED_STATE, timeout=timeout),
+        states=await bus.snapshot(BUCKET_DEVICE_STATE, timeout=timeout),
+    )
+
+
+def view_of(
+    *,
+    infos: Mapping[str, KvEntry],
+    beats: Mapping[str, KvEntry],
+    desired: Mapping[str, KvEntry],
+    states: Mapping[str, KvEntry],
+) -> FleetView:
+    """The buckets' entries as the checker sees them. Each is decoded by the contracts'
+    decoder of its bucket, key and value together: an entry that breaks the contract, or
+    whose value names another device than its key, is skipped, as the operator and
+    ``fleetctl`` skip it (:mod:`fleet.cli.fleetctl.snapshots`)."""
+    reports = {
+        (str(e.device), str(e.deployment)): Report(
+            phase=str(e.state.phase.value), desired_revision=e.state.desired_revision
         )
-    return FleetView(labels=labels, beats=beat_at, desired=revisions, reports=reports)
+        for e in decoded(states, decode_report_entry)
+        if e.state is not None
+    }
+    return FleetView(
+        labels={
+            str(e.device): e.info.labels
+            for e in decoded(infos, decode_info_entry)
+            if e.info is not None
+        },
+        beats={
+            str(e.device): e.beat.at.timestamp()
+            for e in decoded(beats, decode_heartbeat_entry)
+            if e.beat is not None
+        },
+        desired={(str(d), str(n)): rev for (d, n), rev in desired_revisions(desired).items()},
+        reports=reports,
+    )
 
 
 def list_deployments(kube_url: str, namespace: str) -> list[dict[str, Any]]:

@@ -23,11 +23,12 @@ from fleet.contracts import (
     CRD_VERSION,
     KIND_DEPLOYMENT,
     PLURAL_DEPLOYMENTS,
-    DeploymentState,
     Phase,
-    decode_state,
-    encode_state,
+    decode_report_entry,
+    desired_state_key,
+    report_entry,
 )
+from fleet.errors import ContractError
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.server import LocalNatsServer
@@ -145,21 +146,25 @@ def inject_stale_aggregate(plane: Plane, namespace: str) -> str:
         states = await plane.bus.snapshot(BUCKET_DEVICE_STATE)
         desired = await plane.bus.snapshot(BUCKET_DESIRED_STATE)
         for key, entry in sorted(states.items()):
-            state = decode_state(entry.value)
-            current = desired.get(f"{state.device_id}.{state.deployment}")
-            if state.phase is Phase.RUNNING and current is not None:
-                if current.revision != state.desired_revision:
-                    continue
-                wrong = DeploymentState(
-                    device_id=state.device_id,
-                    deployment=state.deployment,
-                    phase=Phase.FAILED,
-                    desired_revision=state.desired_revision,
-                    message="injected by loadtest --inject-fault stale-aggregate",
-                    updated_at=dt.datetime.now(dt.UTC),
-                )
-                await plane.bus.put(BUCKET_DEVICE_STATE, key, encode_state(wrong))
-                return f"{key} now says Failed; the operator ({namespace}) is frozen"
+            try:
+                state = decode_report_entry(key, entry.value).state
+            except ContractError:
+                continue
+            if state is None or state.phase is not Phase.RUNNING:
+                continue
+            current = desired.get(desired_state_key(state.device_id, state.deployment))
+            if current is None or current.revision != state.desired_revision:
+                continue
+            _, wrong = report_entry(
+                device=state.device_id,
+                deployment=state.deployment,
+                phase=Phase.FAILED,
+                desired_revision=state.desired_revision,
+                message="injected by loadtest --inject-fault stale-aggregate",
+                at=dt.datetime.now(dt.UTC),
+            )
+            await plane.bus.put(BUCKET_DEVICE_STATE, key, wrong)
+            return f"{key} now says Failed; the operator ({namespace}) is frozen"
         return "no Running report to flip (nothing injected)"
 
     return plane.loop.run(flip(), timeout=120)

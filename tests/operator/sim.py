@@ -1,8 +1,11 @@
-"""Simulated devices for operator tests: they write the contract entries directly.
+"""Simulated devices for operator tests, written by the thousand with one call.
 
 A simulated device publishes its info (labels), heartbeats, and per-deployment reports
-through a real :class:`~fleet.runtime.nats.bus.Bus`, exactly as an agent would, and reads
-its desired-state entries to report the revision it applies.
+through a real :class:`~fleet.runtime.nats.bus.Bus`; every value is built by the agent's
+own :class:`~fleet.actors.agent.reporting.DeviceEntries` (the contracts' builders), as
+the shared simulated device (:mod:`fleet.devtools.simdevice`) builds them, and its info
+carries the simulated inventory. A report names the revision of the desired entry
+currently in the bucket, as an agent applying it would.
 """
 
 from __future__ import annotations
@@ -13,36 +16,26 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fleet.actors.agent.reporting import DeviceEntries
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_HEARTBEAT,
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
     DeploymentName,
-    DeploymentState,
     DeviceId,
-    DeviceInfo,
-    HeartbeatPayload,
-    Inventory,
     Phase,
     desired_state_key,
-    device_heartbeat_key,
-    device_info_key,
-    device_state_key,
-    encode_heartbeat,
-    encode_info,
-    encode_state,
 )
+from fleet.devtools.simprofile import SIMULATED_INVENTORY
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
 
 SCORE = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:test"}]}
 SCORE_V2 = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:v2"}]}
-INVENTORY = Inventory(
-    hostname="sim", arch="x86_64", os="Debian", kernel="6.1", cpus=2,
-    memory_bytes=1 << 30, runtime_name="podman", runtime_version="4.3.1",
-)  # fmt: skip
+INVENTORY = SIMULATED_INVENTORY
+AGENT_VERSION = "0.1.0"
 
 
 def now() -> datetime.datetime:
@@ -50,45 +43,50 @@ def now() -> datetime.datetime:
 
 
 class Fleet:
-    """Simulated devices on one bus; every call blocks until NATS has the write."""
+    """Simulated devices on one bus; every call blocks until NATS has the write.
+
+    Each (device, instance) is one run of an agent: its heartbeats count up from 0.
+    """
 
     def __init__(self, bus: Bus, loop: EventLoopThread) -> None:
         self.bus = bus
         self.loop = loop
+        self._runs: dict[tuple[str, str | None], DeviceEntries] = {}
+
+    def entries(self, device: str, instance: str | None = None) -> DeviceEntries:
+        """What ``device`` (its agent run ``instance``) writes, built as the agent builds it."""
+        run = self._runs.get((device, instance))
+        if run is None:
+            run = DeviceEntries(device_id=DeviceId(device), instance_id=instance)
+            self._runs[(device, instance)] = run
+        return run
 
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         return self.loop.run(coro, timeout=timeout)
 
-    def info(self, devices: Iterable[str], labels: dict[str, str], *, age: float = 0.0) -> None:
-        at = now() - datetime.timedelta(seconds=age)
+    def put_all(self, bucket: str, entries: Iterable[tuple[str, bytes] | None]) -> None:
+        """Write every ``(key, value)`` at once; return when all are acknowledged."""
 
         async def go() -> None:
-            await asyncio.gather(*(
-                self.bus.put(BUCKET_DEVICE_INFO, device_info_key(DeviceId(d)), encode_info(
-                    DeviceInfo(device_id=DeviceId(d), labels=labels, inventory=INVENTORY,
-                               agent_version="0.1.0", updated_at=at)))
-                for d in devices
-            ))  # fmt: skip
+            await asyncio.gather(*(self.bus.put(bucket, *e) for e in entries if e is not None))
 
         self.run(go())
+
+    def info(self, devices: Iterable[str], labels: dict[str, str], *, age: float = 0.0) -> None:
+        at = now() - datetime.timedelta(seconds=age)
+        self.put_all(BUCKET_DEVICE_INFO, [
+            self.entries(d).info(labels=labels, inventory=INVENTORY,
+                                 agent_version=AGENT_VERSION, at=at)
+            for d in devices
+        ])  # fmt: skip
 
     def beat(
         self, devices: Iterable[str], *, age: float = 0.0, instance: str | None = None
     ) -> None:
         at = now() - datetime.timedelta(seconds=age)
-
-        def beat(d: str) -> bytes:
-            return encode_heartbeat(
-                HeartbeatPayload(device_id=DeviceId(d), at=at, seq=1, instance_id=instance)
-            )
-
-        async def go() -> None:
-            await asyncio.gather(*(
-                self.bus.put(BUCKET_DEVICE_HEARTBEAT, device_heartbeat_key(DeviceId(d)), beat(d))
-                for d in devices
-            ))  # fmt: skip
-
-        self.run(go())
+        self.put_all(
+            BUCKET_DEVICE_HEARTBEAT, [self.entries(d, instance).heartbeat(at=at) for d in devices]
+        )
 
     def join(self, devices: Iterable[str], labels: dict[str, str]) -> None:
         devices = list(devices)
@@ -111,24 +109,17 @@ class Fleet:
     ) -> None:
         """Report ``phase`` for the entry currently in the bucket (or ``revision``)."""
         devices = list(devices)
+        name = DeploymentName(deployment)
         desired = self.desired() if revision is None else {}
-
-        async def go() -> None:
-            puts = []
-            for d in devices:
-                key = desired_state_key(DeviceId(d), DeploymentName(deployment))
-                rev = revision if revision is not None else desired[key].revision
-                state = DeploymentState(
-                    device_id=DeviceId(d), deployment=DeploymentName(deployment), phase=phase,
-                    desired_revision=rev, message=message,
-                    updated_at=now() - datetime.timedelta(seconds=age),
-                )  # fmt: skip
-                puts.append(self.bus.put(
-                    BUCKET_DEVICE_STATE, device_state_key(DeviceId(d), DeploymentName(deployment)),
-                    encode_state(state)))  # fmt: skip
-            await asyncio.gather(*puts)
-
-        self.run(go())
+        at = now() - datetime.timedelta(seconds=age)
+        self.put_all(BUCKET_DEVICE_STATE, [
+            self.entries(d).report(
+                deployment=name, phase=phase, message=message, at=at,
+                desired_revision=revision if revision is not None
+                else desired[desired_state_key(DeviceId(d), name)].revision,
+            )
+            for d in devices
+        ])  # fmt: skip
 
     def put_raw(self, bucket: str, key: str, value: bytes) -> None:
         self.run(self.bus.put(bucket, key, value))

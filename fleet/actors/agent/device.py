@@ -30,7 +30,6 @@ from typing import Any
 import pykka
 
 from fleet.contracts import DeploymentName, decode_score, parse_desired_state_key
-from fleet.contracts.limits import truncate_message
 from fleet.errors import ContractError, FleetError
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import TimerPort
@@ -58,7 +57,7 @@ from .messages import (
     Sweep,
 )
 from .reconciler import DeploymentReconciler
-from .reporting import DeviceReporter
+from .reporting import DeviceReporter, malformed_message
 from .sweeper import OrphanSweeper
 
 logger = logging.getLogger(__name__)
@@ -268,7 +267,7 @@ class DeviceActor(SupervisedActor):
             score = decode_score(entry.value)
         except ContractError as exc:  # never persisted: the last valid entry stays
             self._rejected[deployment] = entry.revision
-            error = truncate_message(f"the desired state of '{deployment}' is malformed: {exc}")
+            error = malformed_message(deployment, exc)
             logger.warning("%s (revision %d)", error, entry.revision)
             self._reconciler(deployment).tell(
                 Apply(revision=entry.revision, score=None, error=error)

@@ -7,7 +7,8 @@ operator's own :func:`~fleet.actors.operator.status.classify`, so ``fleetctl sta
 and the Deployment's aggregate never disagree on what "running" means.
 
 Pure: no I/O. Malformed bucket entries (bad keys, values that break the contract, a key
-and a value naming different devices) are skipped, never fatal.
+and a value naming different devices) are skipped, never fatal, as the operator and the
+load checker skip them (:mod:`.snapshots`, over the contracts' entry decoders).
 """
 
 from __future__ import annotations
@@ -22,16 +23,13 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
     DeploymentState,
-    decode_heartbeat,
-    decode_info,
-    decode_state,
-    parse_desired_state_key,
-    parse_device_heartbeat_key,
-    parse_device_info_key,
-    parse_device_state_key,
+    decode_heartbeat_entry,
+    decode_info_entry,
+    decode_report_entry,
 )
-from fleet.errors import ContractError
 from fleet.runtime.nats.kv import KvEntry
+
+from .snapshots import decoded, desired_revisions
 
 Row = dict[str, Any]
 
@@ -45,29 +43,12 @@ def rfc3339(at: datetime.datetime) -> str:
 
 
 def _heartbeats(entries: Mapping[str, KvEntry]) -> dict[str, datetime.datetime]:
-    beats: dict[str, datetime.datetime] = {}
-    for entry in entries.values():
-        try:
-            device = parse_device_heartbeat_key(entry.key)
-            beat = decode_heartbeat(entry.value)
-        except ContractError:
-            continue
-        if beat.device_id == device:
-            beats[str(device)] = beat.at
-    return beats
+    beats = decoded(entries, decode_heartbeat_entry)
+    return {str(e.device): e.beat.at for e in beats if e.beat is not None}
 
 
 def _reports(entries: Mapping[str, KvEntry]) -> list[DeploymentState]:
-    reports = []
-    for entry in entries.values():
-        try:
-            key = parse_device_state_key(entry.key)
-            report = decode_state(entry.value)
-        except ContractError:
-            continue
-        if (report.device_id, report.deployment) == key:
-            reports.append(report)
-    return reports
+    return [e.state for e in decoded(entries, decode_report_entry) if e.state is not None]
 
 
 def device_rows(
@@ -90,17 +71,11 @@ def device_rows(
             },
         )
 
-    for entry in buckets.get(BUCKET_DEVICE_INFO, {}).values():
-        try:
-            info_of = parse_device_info_key(entry.key)
-            info = decode_info(entry.value)
-        except ContractError:
-            continue
-        if info.device_id != info_of:
-            continue
-        r = row(str(info.device_id))
-        r["labels"] = dict(info.labels)
-        r["agent_version"] = info.agent_version
+    for entry in decoded(buckets.get(BUCKET_DEVICE_INFO, {}), decode_info_entry):
+        if entry.info is not None:
+            r = row(str(entry.device))
+            r["labels"] = dict(entry.info.labels)
+            r["agent_version"] = entry.info.agent_version
     for device, beat in _heartbeats(buckets.get(BUCKET_DEVICE_HEARTBEAT, {})).items():
         r = row(device)
         age = (at - beat).total_seconds()
@@ -153,14 +128,11 @@ def status_rows(
     at: datetime.datetime,
 ) -> list[Row]:
     """Per device targeted by (or still reporting on) deployment ``name``."""
-    revisions: dict[str, int] = {}
-    for entry in desired.values():
-        try:
-            target, deployment = parse_desired_state_key(entry.key)
-        except ContractError:
-            continue
-        if str(deployment) == name:
-            revisions[str(target)] = entry.revision
+    revisions = {
+        str(device): revision
+        for (device, deployment), revision in desired_revisions(desired).items()
+        if deployment == name
+    }
     states = {str(r.device_id): r for r in _reports(reports) if str(r.deployment) == name}
     beats = _heartbeats(heartbeats)
     rows = []

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fleet.actors.agent.reporting import DeviceReporter
+import pytest
+
+from fleet.actors.agent.reporting import DeviceReporter, malformed_message
 from fleet.contracts import (
     DeploymentName,
     DeploymentState,
     DeviceId,
     Phase,
     decode_heartbeat,
+    decode_score,
     decode_state,
 )
 from fleet.contracts.limits import MAX_MESSAGE_LENGTH, MAX_STATE_BYTES
+from fleet.errors import ContractError
 
 
 class Publisher:
@@ -55,3 +59,23 @@ def test_heartbeats_name_the_instance_and_count_up() -> None:
     reporter.heartbeat()
     beats = [decode_heartbeat(value) for _, _, value in publisher.values]
     assert [(b.instance_id, b.seq) for b in beats] == [("abc", 0), ("abc", 1)]
+
+
+def test_a_report_is_written_at_its_key_and_reads_back_as_reported() -> None:
+    publisher = Publisher()
+    reporter = DeviceReporter(device_id=DeviceId("pi-01"), instance_id="i1", publisher=publisher)
+    sent = state("port 8080 is taken")
+    reporter.publish_state(sent)
+    [(bucket, key, value)] = publisher.values
+    assert (bucket, key) == ("device-state", "state.pi-01.web")
+    assert decode_state(value) == sent
+
+
+def test_a_malformed_entry_is_reported_naming_the_field_within_the_bound() -> None:
+    with pytest.raises(ContractError) as caught:
+        decode_score(b'{"type":"podman","containers":[{"name":"Web","image":"busybox"}]}')
+    message = malformed_message("web", caught.value)
+    assert message.startswith("the desired state of 'web' is malformed: ")
+    assert "containers[0].name" in message
+    huge = ContractError("x" * 10_000, field="containers[0].env[...]")
+    assert len(malformed_message("web", huge)) == MAX_MESSAGE_LENGTH

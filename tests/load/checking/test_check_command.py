@@ -6,25 +6,22 @@ An aggregate that disagrees with what a device reported must print FAIL and exit
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
 
+from fleet.actors.agent.reporting import DeviceEntries
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_HEARTBEAT,
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
-    DeploymentState,
-    DeviceInfo,
-    HeartbeatPayload,
-    Inventory,
+    DeploymentName,
+    DeviceId,
     Phase,
-    encode_heartbeat,
-    encode_info,
-    encode_state,
+    desired_state_key,
 )
+from fleet.devtools.simprofile import SIMULATED_INVENTORY
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from tests.fixtures.kube import GROUP, VERSION, KubeCluster
@@ -32,44 +29,23 @@ from tests.fixtures.nats import NatsServer
 
 REPO = Path(__file__).resolve().parents[3]
 NS = "fleet-load"
-INVENTORY = Inventory(
-    hostname="h",
-    arch="x86_64",
-    os="linux",
-    kernel="6",
-    cpus=1,
-    memory_bytes=1,
-    runtime_name="podman",
-    runtime_version="4",
-)
+WEB = DeploymentName("web")
 
 
 def write_fleet(loop: EventLoopThread, bus: Bus, phases: dict[str, Phase]) -> None:
     """Each device: info (site=lab), a fresh heartbeat, a desired entry and a report."""
-    now = dt.datetime.now(dt.UTC)
 
     async def write() -> None:
         for device, phase in phases.items():
-            info = DeviceInfo(
-                device_id=device,
-                labels={"site": "lab"},
-                inventory=INVENTORY,
-                agent_version="t",
-                updated_at=now,
-            )
-            await bus.put(BUCKET_DEVICE_INFO, f"info.{device}", encode_info(info))
-            beat = HeartbeatPayload(device_id=device, at=now, seq=0)
-            await bus.put(BUCKET_DEVICE_HEARTBEAT, f"heartbeat.{device}", encode_heartbeat(beat))
-            revision = await bus.put(BUCKET_DESIRED_STATE, f"{device}.web", b'{"type":"podman"}')
-            state = DeploymentState(
-                device_id=device,
-                deployment="web",
-                phase=phase,
-                desired_revision=revision,
-                message=None,
-                updated_at=now,
-            )
-            await bus.put(BUCKET_DEVICE_STATE, f"state.{device}.web", encode_state(state))
+            entries = DeviceEntries(device_id=DeviceId(device), instance_id=None)
+            info = entries.info(labels={"site": "lab"}, inventory=SIMULATED_INVENTORY)
+            await bus.put(BUCKET_DEVICE_INFO, *info)
+            await bus.put(BUCKET_DEVICE_HEARTBEAT, *entries.heartbeat())
+            key = desired_state_key(entries.device_id, WEB)
+            revision = await bus.put(BUCKET_DESIRED_STATE, key, b'{"type":"podman"}')
+            report = entries.report(deployment=WEB, phase=phase, desired_revision=revision)
+            assert report is not None
+            await bus.put(BUCKET_DEVICE_STATE, *report)
 
     loop.run(write(), timeout=10)
 
