@@ -29,18 +29,18 @@ from typing import Any
 
 import pykka
 
-from fleet.contracts import DeploymentName, decode_score, parse_desired_state_key
+from fleet.contracts import DeploymentName, parse_desired_state_key
 from fleet.errors import ContractError, FleetError
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import TimerPort
-from fleet.runtime.host.desired_store import DesiredStore, StoredDesired, StoredEntry
+from fleet.runtime.host.desired_store import DesiredStore, StoredDesired
 from fleet.runtime.nats.publisher import PublisherPort
 from fleet.runtime.podman.port import ContainerRuntime, EventStream, owner_labels
 
 from .config import AgentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
+from .desired import DesiredBook
 from .messages import (
-    Apply,
     Check,
     ContainerChanged,
     DebouncedCheck,
@@ -57,7 +57,7 @@ from .messages import (
     Sweep,
 )
 from .reconciler import DeploymentReconciler
-from .reporting import DeviceReporter, malformed_message
+from .reporting import DeviceReporter
 from .sweeper import OrphanSweeper
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,7 @@ class DeviceActor(SupervisedActor):
             "crash_restarts": crash_restarts,
         }
         self._debounce = event_debounce
-        self._desired: dict[str, StoredEntry] = {}  # valid entries, as persisted
-        self._removing: dict[str, int] = {}  # deletions not finished: deployment -> revision
-        self._rejected: dict[str, int] = {}  # deployment -> malformed revision reported
+        self._desired = DesiredBook(store)
         self._reconcilers: dict[str, pykka.ActorRef[Any]] = {}
         self._sweeper: pykka.ActorRef[Any] | None = None
         self._synced = False
@@ -113,18 +111,8 @@ class DeviceActor(SupervisedActor):
     def on_start(self) -> None:
         stored = self._stored if self._stored is not None else self._store.load()
         self._stored = None
-        self._desired, self._removing = dict(stored.entries), dict(stored.removing)
-        for deployment, revision in self._removing.items():  # a crash mid-deletion
-            self._reconciler(DeploymentName.try_new(deployment)).tell(Remove(revision=revision))
-        for deployment, entry in list(self._desired.items()):
-            try:  # checked when loaded; a start must never fail on a stored value
-                score = decode_score(entry.value)
-                name = DeploymentName.try_new(deployment)
-            except ContractError as exc:
-                logger.warning("dropping the stored entry of %r: %s", deployment, exc)
-                del self._desired[deployment]
-                continue
-            self._reconciler(name).tell(Apply(revision=entry.revision, score=score))
+        for deployment, message in self._desired.load(stored):
+            self._reconciler(deployment).tell(message)
         self._sweeper = OrphanSweeper.start(
             device_id=self._device, runtime=self._runtime, parent=self.actor_ref
         )
@@ -228,9 +216,7 @@ class DeviceActor(SupervisedActor):
         ref = self._reconcilers.pop(deployment, None)
         if ref is not None:
             ref.stop(block=False)
-        if self._removing.get(deployment, message.revision + 1) <= message.revision:
-            del self._removing[deployment]
-            self._persist()
+        self._desired.removed(deployment, revision=message.revision)
 
     def _on_labels(self, message: LabelsChanged) -> None:
         if message.labels != self._labels:
@@ -258,36 +244,16 @@ class DeviceActor(SupervisedActor):
         if entry.deleted:
             self._on_deleted(deployment, entry.revision)
             return
-        current = self._desired.get(deployment)
-        if current is not None and current.revision == entry.revision:
-            return  # seen (a re-read)
-        if self._rejected.get(deployment) == entry.revision:
-            return  # reported as malformed already
-        try:
-            score = decode_score(entry.value)
-        except ContractError as exc:  # never persisted: the last valid entry stays
-            self._rejected[deployment] = entry.revision
-            error = malformed_message(deployment, exc)
-            logger.warning("%s (revision %d)", error, entry.revision)
-            self._reconciler(deployment).tell(
-                Apply(revision=entry.revision, score=None, error=error)
-            )
-            return
-        self._rejected.pop(deployment, None)
-        self._desired[deployment] = StoredEntry(revision=entry.revision, value=entry.value)
-        self._removing.pop(deployment, None)
-        self._persist()
-        self._reconciler(deployment).tell(Apply(revision=entry.revision, score=score))
+        apply = self._desired.put(deployment, revision=entry.revision, value=entry.value)
+        if apply is not None:
+            self._reconciler(deployment).tell(apply)
 
     def _on_deleted(self, deployment: DeploymentName, revision: int) -> None:
-        """Persisted as a deletion first, so that a crash before the last container is
-        gone still finishes it on the next start."""
-        self._rejected.pop(deployment, None)
-        if self._desired.pop(deployment, None) is None and deployment not in self._reconcilers:
-            return
-        self._removing[deployment] = revision
-        self._persist()
-        self._reconciler(deployment).tell(Remove(revision=revision))
+        remove = self._desired.delete(
+            deployment, revision=revision, running=deployment in self._reconcilers
+        )
+        if remove is not None:
+            self._reconciler(deployment).tell(remove)
 
     def _reconciler(self, deployment: DeploymentName) -> pykka.ActorRef[Any]:
         ref = self._reconcilers.get(deployment)
@@ -311,14 +277,6 @@ class DeviceActor(SupervisedActor):
                 ref.tell(message)
             except pykka.ActorDeadError:
                 self._reconcilers.pop(deployment, None)
-
-    def _persist(self) -> None:
-        try:
-            self._store.save(StoredDesired(entries=self._desired, removing=self._removing))
-        except OSError as exc:
-            logger.error(  # noqa: TRY400 - the reason is the message; no traceback needed
-                "cannot persist desired state to %s: %s", self._store.path, exc
-            )
 
     # -- reporting --------------------------------------------------------------------------
 

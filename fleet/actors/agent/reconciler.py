@@ -21,8 +21,8 @@ never breaks what runs before the new thing can be made (docs/agent.md):
 3. create the new containers; replace the changed ones (:mod:`.replacing`);
 4. start containers that were created but never started; replace, with a fresh
    container, one that has run and stopped but should run (never ``start`` it again:
-   see :data:`RESTART_GRACE`);
-5. look at every container's health (:mod:`.crash_loops`).
+   see :data:`.health.RESTART_GRACE`);
+5. look at every container's health (:mod:`.health`, :mod:`.crash_loops`).
 
 A desired entry that does not decode is reported ``Failed`` (naming the field) while the
 last valid score keeps running and being repaired.
@@ -35,11 +35,10 @@ container that has run before.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final, NoReturn
+from typing import Any, NoReturn
 
 import pykka
 
@@ -51,7 +50,6 @@ from fleet.contracts import (
     Phase,
     PodmanScore,
 )
-from fleet.contracts.limits import truncate_message
 from fleet.errors import FleetError, TemporaryError
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import Cancellable, TimerPort
@@ -66,30 +64,13 @@ from fleet.runtime.podman.port import (
     spec_hash,
 )
 
-from .crash_loops import (
-    DEFAULT_RESTARTS,
-    DEFAULT_WINDOW,
-    LOG_LINES,
-    CrashLoops,
-    crash_loop_message,
-    exited_message,
-)
+from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
+from .health import RESTART_GRACE, Health, should_run
 from .messages import Apply, Check, ReconcilerIdle, Remove
+from .phases import PhaseReports
 from .replacing import Replacer
 
 logger = logging.getLogger(__name__)
-
-RESTART_GRACE: Final = 2.0
-"""Seconds a container that stopped is left to podman before the agent replaces it.
-
-podman restarts a container by its restart policy the moment it exits; the agent only
-steps in when podman did not (stopped by hand, or after a reboot). And the agent never
-``start``s a container that has run: a start that raced ``podman rm -f`` of the same
-container (podman 4.3 unlocks it while stopping it) succeeded, the removal went on, and
-a leaked ``conmon`` kept the host port for good, so the container made next could never
-start ("address already in use"; seen as a flaky drift test under CPU load). A fresh
-container races nothing.
-"""
 
 
 class _Retry(Exception):
@@ -121,7 +102,6 @@ class DeploymentReconciler(SupervisedActor):
         self._device = device_id
         self._deployment = deployment
         self._runtime = runtime
-        self._report_fn = report
         self._timers = timers
         self._parent = parent
         self._pull_timeout = pull_timeout
@@ -138,12 +118,12 @@ class DeploymentReconciler(SupervisedActor):
         self._sweep = False
         self._applied: int | None = None  # the revision whose containers run
         self._intact = True  # this pass has not touched what runs yet
-        self._reported: tuple[Phase, str | None, int, int | None] | None = None
+        self._phases = PhaseReports(device=device_id, deployment=deployment, send=report)
         self._backoff = 0.0
         self._next: tuple[float, Cancellable] | None = None
-        self._crash = CrashLoops(window=crash_window, restarts=crash_restarts)
-        self._exits: dict[str, int] = {}  # container name -> last non-zero exit code
-        self._unhealthy: dict[str, str] = {}  # container id -> its report, until healthy
+        self._health = Health(
+            runtime=runtime, window=crash_window, restarts=crash_restarts, clock=clock
+        )
 
     # -- messages ---------------------------------------------------------------------
 
@@ -155,7 +135,7 @@ class DeploymentReconciler(SupervisedActor):
                 self._error = None
             else:
                 self._error = message.error or "the desired state is malformed"
-            if self._reported is None:
+            if self._phases.phase is None:
                 self._report(Phase.PENDING)
             self._converge()
         elif isinstance(message, Remove):
@@ -164,7 +144,7 @@ class DeploymentReconciler(SupervisedActor):
             self._revision = message.revision
             self._converge()
         elif isinstance(message, Check):
-            self._exits.update(message.exits)
+            self._health.exited(message.exits)
             if self._score is not None or self._removing or self._error is not None:
                 self._converge()
         return None
@@ -283,7 +263,7 @@ class DeploymentReconciler(SupervisedActor):
         for name, spec in wanted.items():  # 4.
             if name not in changed:
                 ids[name] = self._keep_running(name, spec, current[name])
-        return self._health({name: (wanted[name], cid) for name, cid in ids.items()})  # 5.
+        return self._health.check({name: (wanted[name], cid) for name, cid in ids.items()})  # 5.
 
     def _broken(self) -> None:
         self._intact = False
@@ -302,7 +282,7 @@ class DeploymentReconciler(SupervisedActor):
         if container.state not in ("exited", "stopped"):  # stopping, removing: look again
             self._check_later(1.0, reason="settle")
             return container.id
-        if not _should_run(spec, container):
+        if not should_run(spec, container):
             return container.id
         since = time.time() - container.exited_at if container.exited_at else self._grace
         if since < self._grace:  # podman's restart policy goes first
@@ -325,7 +305,7 @@ class DeploymentReconciler(SupervisedActor):
     def _pull(self, image: str) -> None:
         if self._runtime.image_present(image):
             return
-        if self._reported is None or self._reported[0] is not Phase.PULLING:
+        if self._phases.phase is not Phase.PULLING:
             self._report(Phase.PULLING, f"pulling {image}")  # retries keep their reason
         try:
             self._runtime.pull(image, timeout=self._pull_timeout)
@@ -341,48 +321,6 @@ class DeploymentReconciler(SupervisedActor):
                 self._report(Phase.PULLING, f"{exc}; retrying in {delay:.0f}s")
             raise _Retry from exc
 
-    def _health(self, containers: dict[str, tuple[ContainerSpec, str]]) -> str | None:
-        """Step 5: crash loops and failed exits of the score's containers, or None."""
-        problems = []
-        now = self._clock()
-        for spec, cid in containers.values():
-            found = self._runtime.inspect(cid)
-            if found is None:
-                continue  # gone meanwhile: its event brings the next pass
-            looping = self._crash.observe(
-                spec.name, container_id=cid, restart_count=found.restart_count, now=now
-            )
-            if not found.running and found.exit_code not in (0, None):
-                self._exits[spec.name] = found.exit_code
-            failed_exit = (
-                found.state in ("exited", "stopped")
-                and found.exit_code not in (0, None)
-                and not _should_run(spec, found)
-            )
-            if not looping and not failed_exit:
-                self._unhealthy.pop(cid, None)
-                continue
-            message = self._unhealthy.get(cid)
-            if message is None:  # built once per episode: its output is read once
-                lines = self._runtime.logs(cid, tail=LOG_LINES)
-                message = (
-                    crash_loop_message(
-                        spec.name,
-                        window=self._crash.window,
-                        restarts=self._crash.restarts,
-                        exit_code=self._exits.get(spec.name),
-                        lines=lines,
-                    )
-                    if looping
-                    else exited_message(spec.name, exit_code=found.exit_code or 0, lines=lines)
-                )
-                self._unhealthy[cid] = message
-            problems.append(message)
-        self._crash.forget(spec.name for spec, _ in containers.values())
-        live = {cid for _, cid in containers.values()}
-        self._unhealthy = {k: v for k, v in self._unhealthy.items() if k in live}
-        return "; ".join(problems) or None
-
     # -- reporting ------------------------------------------------------------------------
 
     def _running_revision(self, phase: Phase) -> int | None:
@@ -394,42 +332,8 @@ class DeploymentReconciler(SupervisedActor):
         return self._applied
 
     def _report(self, phase: Phase, message: str | None = None) -> None:
-        if phase is not Phase.FAILED and phase is not Phase.PULLING:
-            message = None
         if self._error is not None and phase not in (Phase.FAILED, Phase.PENDING):
             return  # a malformed entry: repairs of the last valid score go unreported
-        message = truncate_message(message)
-        running = self._running_revision(phase)
-        key = (phase, message, self._revision, running)
-        if key == self._reported:
-            return
-        self._reported = key
-        logger.info(
-            "%s/%s: %s (revision %d%s)%s",
-            self._device,
-            self._deployment,
-            phase.value,
-            self._revision,
-            f", revision {running} runs" if running is not None else "",
-            f": {message}" if message else "",
+        self._phases.report(
+            phase, message, revision=self._revision, running=self._running_revision(phase)
         )
-        self._report_fn(
-            DeploymentState(
-                device_id=self._device,
-                deployment=self._deployment,
-                phase=phase,
-                desired_revision=self._revision,
-                message=message,
-                updated_at=dt.datetime.now(dt.UTC),
-                running_revision=running,
-            )
-        )
-
-
-def _should_run(spec: ContainerSpec, container: Container) -> bool:
-    """Whether a stopped container must run again (its restart policy)."""
-    if spec.restart_policy == "always":
-        return True
-    if spec.restart_policy == "on-failure":
-        return container.exit_code not in (0, None) or container.state == "stopped"
-    return False
