@@ -9,8 +9,9 @@ decodes them here:
 
 * fast path: one msgspec decode into small typed structs (metadata fields, ``spec``
   left as raw bytes), what every well-formed response takes;
-* when that fails (too deep, wrong types, not JSON), a linear scan of the bytes (no
-  recursion: a regex over strings and brackets) cuts the list into its items and an
+* when that fails (too deep, wrong types, not JSON), a linear scan of the bytes
+  (:mod:`.jsonscan`, no recursion: a regex over strings and brackets) cuts the list
+  into its items and an
   item into its members, and each item is decoded alone: a bad one is reported and
   skipped, a too-deep or malformed ``spec`` travels as raw bytes to be refused by the
   operator with a reason (``InvalidSpec``), the others are unaffected.
@@ -21,17 +22,27 @@ let one object's fault touch another object.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import msgspec
 
 from fleet.contracts.limits import json_depth
-from fleet.errors import PermanentError
+from fleet.runtime.kube.jsonscan import KubeDecodeError, scan_elements, scan_members, shown
+
+__all__ = [
+    "TOO_DEEP",
+    "Event",
+    "KubeDecodeError",
+    "KubeObject",
+    "ObjectList",
+    "decode_event",
+    "decode_list",
+    "decode_loose",
+    "decode_object",
+]
 
 
-class KubeDecodeError(PermanentError):
-    """The API's bytes are not a usable Kubernetes object (the message says why)."""
+_STR: Final = msgspec.json.Decoder(str)
 
 
 class KubeObject(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,77 +120,6 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     problem: str | None = None
 
 
-# One token: a JSON string (escapes included), a bracket, a colon or a comma. Scalars
-# (numbers, true, false, null) lie between tokens.
-_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]', re.DOTALL)
-_STR: Final = msgspec.json.Decoder(str)
-_SHOWN: Final = 160
-
-
-def _members(data: bytes) -> dict[str, bytes]:
-    """The top-level members of the JSON object ``data`` (values as raw bytes), linearly."""
-    if not data.lstrip().startswith(b"{"):
-        raise KubeDecodeError("not a JSON object")
-    members: dict[str, bytes] = {}
-    depth = 0
-    key: str | None = None
-    start = 0
-    for match in _TOKEN.finditer(data):
-        token = match.group()
-        first = token[0]
-        if first in b"{[":
-            depth += 1
-        elif first in b"}]":
-            if depth == 1 and key is not None:
-                members[key] = data[start : match.start()].strip()
-                key = None
-            depth -= 1
-        elif depth != 1:
-            continue
-        elif first == ord('"') and key is None:
-            try:
-                key = _STR.decode(token)
-            except msgspec.MsgspecError as exc:
-                raise KubeDecodeError(f"bad member name {_shown(token)}: {exc}") from exc
-        elif first == ord(":"):
-            start = match.end()
-        elif first == ord(","):
-            if key is not None:
-                members[key] = data[start : match.start()].strip()
-            key = None
-    return members
-
-
-def _elements(data: bytes) -> list[bytes]:
-    """The elements of the JSON array ``data`` (raw bytes each), linearly."""
-    if not data.lstrip().startswith(b"["):
-        raise KubeDecodeError("not a JSON array")
-    elements: list[bytes] = []
-    depth = 0
-    start = 0
-    for match in _TOKEN.finditer(data):
-        first = match.group()[0]
-        if first in b"{[":
-            depth += 1
-            if depth == 1:
-                start = match.end()
-        elif first in b"}]":
-            if depth == 1:
-                element = data[start : match.start()].strip()
-                if element:
-                    elements.append(element)
-            depth -= 1
-        elif first == ord(",") and depth == 1:
-            elements.append(data[start : match.start()].strip())
-            start = match.end()
-    return elements
-
-
-def _shown(data: bytes) -> str:
-    text = data[:_SHOWN].decode("utf-8", errors="replace")
-    return text + "..." if len(data) > _SHOWN else text
-
-
 def _object(meta: _Meta | None, spec: bytes) -> KubeObject:
     if meta is None or not meta.name:
         raise KubeDecodeError("metadata.name is missing")
@@ -199,7 +139,7 @@ def _object(meta: _Meta | None, spec: bytes) -> KubeObject:
 def _meta_slow(data: bytes) -> _Meta:
     """Metadata whose other fields (managedFields...) are too deep: keep the ones we read."""
     try:
-        kept = {k: v for k, v in _members(data).items() if k in _META_FIELDS}
+        kept = {k: v for k, v in scan_members(data).items() if k in _META_FIELDS}
         small = b"{" + b",".join(msgspec.json.encode(k) + b":" + v for k, v in kept.items()) + b"}"
         return msgspec.json.decode(small, type=_Meta)
     except (msgspec.MsgspecError, RecursionError) as exc:
@@ -213,7 +153,7 @@ def decode_object(data: bytes) -> KubeObject:
         return _object(fast.metadata, bytes(fast.spec))
     except (msgspec.MsgspecError, RecursionError):
         pass  # the slow path below says what is wrong, and salvages what it can
-    members = _members(data)
+    members = scan_members(data)
     meta = members.get("metadata")
     if meta is None:
         raise KubeDecodeError("metadata is missing")
@@ -223,7 +163,7 @@ def decode_object(data: bytes) -> KubeObject:
 def _named(data: bytes, index: int) -> str:
     """A name for an unusable item: ``namespace/name`` if they can be found, else its index."""
     try:
-        meta = _members(_members(data).get("metadata", b"{}"))
+        meta = scan_members(scan_members(data).get("metadata", b"{}"))
         name = _STR.decode(meta.get("name", b'""'))
         namespace = _STR.decode(meta.get("namespace", b'""'))
     except (KubeDecodeError, msgspec.MsgspecError):
@@ -253,11 +193,11 @@ def decode_list(data: bytes, *, what: str) -> ObjectList:
     except (msgspec.MsgspecError, RecursionError):
         pass  # one item is bad: take them one by one
     try:
-        members = _members(data)
+        members = scan_members(data)
         version = msgspec.json.decode(members.get("metadata", b"{}"), type=_ListMeta)
-        items = _elements(members.get("items", b"[]"))
+        items = scan_elements(members.get("items", b"[]"))
     except (KubeDecodeError, msgspec.MsgspecError, RecursionError) as exc:
-        raise KubeDecodeError(f"{what}: not a list ({exc}): {_shown(data)}") from exc
+        raise KubeDecodeError(f"{what}: not a list ({exc}): {shown(data)}") from exc
     objects = []
     problems = []
     for i, element in enumerate(items):
@@ -273,10 +213,10 @@ def decode_list(data: bytes, *, what: str) -> ObjectList:
 def decode_event(data: bytes) -> Event:
     """One watch line; an unusable object comes back as an event with ``problem`` set."""
     try:
-        members = _members(data)
+        members = scan_members(data)
         kind = _STR.decode(members.get("type", b'""'))
     except (KubeDecodeError, msgspec.MsgspecError) as exc:
-        return Event(type="", problem=f"not a watch event ({exc}): {_shown(data)}")
+        return Event(type="", problem=f"not a watch event ({exc}): {shown(data)}")
     raw = members.get("object", b"{}")
     if kind in ("ERROR", "BOOKMARK"):
         try:
@@ -312,7 +252,7 @@ def decode_loose(data: bytes, *, depth: int = _LOOSE_DEPTH) -> object:
         try:
             return _ANY.decode(data)
         except msgspec.MsgspecError as exc:
-            raise KubeDecodeError(f"not JSON: {exc}: {_shown(data)}") from exc
+            raise KubeDecodeError(f"not JSON: {exc}: {shown(data)}") from exc
     return _loose(data.strip(), depth)
 
 
@@ -321,9 +261,9 @@ def _loose(data: bytes, depth: int) -> object:
         try:
             return _ANY.decode(data)
         except msgspec.MsgspecError as exc:
-            raise KubeDecodeError(f"not JSON: {exc}: {_shown(data)}") from exc
+            raise KubeDecodeError(f"not JSON: {exc}: {shown(data)}") from exc
     if depth <= 0:
         return TOO_DEEP
     if data[:1] == b"[":
-        return [_loose(element, depth - 1) for element in _elements(data)]
-    return {key: _loose(value, depth - 1) for key, value in _members(data).items()}
+        return [_loose(element, depth - 1) for element in scan_elements(data)]
+    return {key: _loose(value, depth - 1) for key, value in scan_members(data).items()}
