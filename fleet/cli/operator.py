@@ -157,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
             namespaces=tuple(args.namespace),
             device_qps=args.device_qps,
         ),
+        supervisor=supervisor,  # its parts start after the loop and NATS, and stop before
     )
-    operator.start()
-    supervisor.add_cleanup("operator", operator.stop)
+    try:
+        operator.start()
+    except BaseException:
+        supervisor.stop()
+        raise
     return supervisor.run_until_signal()
 
 

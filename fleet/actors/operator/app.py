@@ -1,9 +1,8 @@
 """Assembles the operator: its actors, the bucket watches, the Kubernetes watches.
 
-Why it exists: the CLI and the tests start exactly the same operator. Start order: the
-actor pool, the Device mirror, the fleet index, the source actors, then the watches that
-feed them (so no event finds its actor missing). Stop order is the reverse: the watches
-first, so nothing is told to a stopped actor.
+Why it exists: the CLI and the tests start exactly the same operator, through the same
+:class:`~fleet.runtime.actorkit.supervisor.Supervisor` the agent uses (order:
+:class:`Operator`).
 
 What it must never do: leave a thread, a watch or an actor behind after :meth:`stop`.
 """
@@ -13,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +28,7 @@ from fleet.contracts import (
 )
 from fleet.errors import FleetError, RevisionMismatch
 from fleet.runtime.actorkit.pool import ActorPool
+from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.aiokit.timers import LoopTimers
 from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
@@ -116,77 +117,84 @@ class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Operator:
-    """The running operator; :meth:`start` and :meth:`stop` from one (non-loop) thread."""
+    """The running operator; :meth:`start` and :meth:`stop` from one (non-loop) thread.
+
+    Its parts are started through a :class:`~fleet.runtime.actorkit.supervisor.Supervisor`
+    (``supervisor``: the process's own, as ``fleet-operator`` passes it; else one of its
+    own), in dependency order, each ready before the next: the Kubernetes gateway, the
+    batch writer and the device actors' pool (what the actors use), then the Device
+    mirror, the fleet index, the source actors, the bucket watches and the Kubernetes
+    watches that feed them (so no event finds its actor missing). They stop in reverse:
+    the watches first, so nothing is told to a stopped actor; anything that would not
+    stop is reported.
+    """
 
     def __init__(
-        self, *, bus: Bus, loop_thread: EventLoopThread, kube: KubeClient, config: OperatorConfig
+        self,
+        *,
+        bus: Bus,
+        loop_thread: EventLoopThread,
+        kube: KubeClient,
+        config: OperatorConfig,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._bus = bus
         self._loop_thread = loop_thread
         self._kube = kube
         self.config = config
-        self._pool: ActorPool | None = None
-        self._gateway: KubeGateway | None = None
-        self._refs: list[pykka.ActorRef[Any]] = []
-        self._watches: list[BatchedWatch | SnapshotRead] = []
-        self._writer: KvBatchWriter | None = None
+        self.supervisor = (
+            supervisor if supervisor is not None else Supervisor(name="fleet-operator")
+        )
         self._watchers: list[ResourceWatcher] = []
         self.index: pykka.ActorRef[Any] | None = None
         self.mirror: pykka.ActorRef[Any] | None = None
 
     def start(self) -> None:
-        config = self.config
-        timers = LoopTimers(self._loop_thread)
-        writer = self._writer = KvBatchWriter(
-            bus=self._bus, loop_thread=self._loop_thread, in_flight=config.write_in_flight
-        )
-        self._pool = ActorPool(workers=config.pool_workers, name="operator-devices")
-        self._gateway = KubeGateway(self._kube, device_workers=config.device_workers)
-        self.mirror = DeviceMirror.start(
-            api=self._gateway, timers=timers, qps=config.device_qps,
-            max_inflight=2 * config.device_workers,
+        config, sup, loop = self.config, self.supervisor, self._loop_thread
+        timers = LoopTimers(loop)
+        gateway = KubeGateway(self._kube, device_workers=config.device_workers)
+        sup.add_cleanup("kubernetes gateway", gateway.shutdown)
+        writer = KvBatchWriter(bus=self._bus, loop_thread=loop, in_flight=config.write_in_flight)
+        sup.add_cleanup("desired-state writer", lambda: _close(writer))
+        pool = ActorPool(workers=config.pool_workers, name="operator-devices")
+        sup.add_cleanup("device actor pool", lambda: _shut_down(pool))
+        self.mirror = mirror = sup.start(
+            "device mirror",
+            lambda: DeviceMirror.start(
+                api=gateway, timers=timers, qps=config.device_qps,
+                max_inflight=2 * config.device_workers,
+            ),
         )  # fmt: skip
-        self._refs.append(self.mirror)
         scopes = namespaces_or_all(config.namespaces)
-        self.index = FleetIndex.start(
-            writer=writer,
-            api=self._gateway,
-            timers=timers,
-            pool=self._pool,
-            mirror=self.mirror,
-            sources=(*BUCKETS, "kubernetes"),
-            liveness_timeout=config.liveness_timeout,
-            tick=config.tick,
-            status_delay=config.status_delay,
-            status_interval=config.status_interval,
-            retention=config.device_retention,
-            deleter=KeyDeleter(bus=self._bus, loop_thread=self._loop_thread),
+        self.index = index = sup.start(
+            "fleet index",
+            lambda: FleetIndex.start(
+                writer=writer, api=gateway, timers=timers, pool=pool, mirror=mirror,
+                sources=(*BUCKETS, "kubernetes"), liveness_timeout=config.liveness_timeout,
+                tick=config.tick, status_delay=config.status_delay,
+                status_interval=config.status_interval, retention=config.device_retention,
+                deleter=KeyDeleter(bus=self._bus, loop_thread=loop),
+            ),
+        )  # fmt: skip
+        kube_source = sup.start(
+            "kubernetes source", lambda: KubeSource.start(index=index, scopes=len(scopes))
         )
-        self._refs.append(self.index)
-        kube_source = KubeSource.start(index=self.index, scopes=len(scopes))
-        self._refs.append(kube_source)
         for bucket in BUCKETS:
-            source = KvSource.start(
-                bucket=bucket, index=self.index, timers=timers, skip_window=config.skip_log_window
-            )
-            self._refs.append(source)
+            source = sup.start(
+                f"{bucket} source",
+                functools.partial(
+                    KvSource.start, bucket=bucket, index=index, timers=timers,
+                    skip_window=config.skip_log_window,
+                ),
+            )  # fmt: skip
             # desired-state is read once: the operator is its writer (docs/operator.md).
             reader = SnapshotRead if bucket == BUCKET_DESIRED_STATE else BatchedWatch
-            self._watches.append(
-                reader(
-                    self._bus,
-                    bucket=bucket,
-                    name=f"operator-{bucket}",
-                    deliver=_deliver_to(source),
-                    on_synced=_synced_to(source),
-                )
-            )
-
-        async def start_watches() -> None:
-            for watch in self._watches:
-                await watch.start()
-
-        self._loop_thread.run(start_watches(), timeout=30)
+            watch = reader(
+                self._bus, bucket=bucket, name=f"operator-{bucket}",
+                deliver=_deliver_to(source), on_synced=_synced_to(source),
+            )  # fmt: skip
+            loop.run(watch.start(), timeout=30)
+            sup.add_cleanup(f"{bucket} watch", functools.partial(_stop_watch, loop, watch))
         for scope in scopes:
             watcher = ResourceWatcher(
                 client=self._kube,
@@ -198,6 +206,8 @@ class Operator:
                 read_timeout=config.watch_read_timeout,
             )
             watcher.start()
+            sup.add_cleanup(f"deployment watch {scope or '(all)'}",
+                            functools.partial(watcher.stop, timeout=10.0))  # fmt: skip
             self._watchers.append(watcher)
         logger.info("operator started (namespaces: %s)", ", ".join(map(str, scopes)))
 
@@ -211,30 +221,24 @@ class Operator:
         assert isinstance(result, dict)
         return result
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        for watcher in self._watchers:
-            watcher.stop(timeout=timeout)
+    def stop(self, *, timeout: float = 10.0) -> list[str]:
+        """Stop every part in reverse order; the names of those that would not stop."""
+        leftovers = self.supervisor.stop(timeout=timeout)
         self._watchers.clear()
-
-        async def stop_watches() -> None:
-            for watch in self._watches:
-                await watch.stop()
-
-        if self._watches:
-            self._loop_thread.run(stop_watches(), timeout=timeout)
-            self._watches.clear()
-        for ref in reversed(self._refs):
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.stop(timeout=timeout)
-        self._refs.clear()
-        if self._pool is not None:
-            self._pool.shutdown(timeout=timeout)
-            self._pool = None
-        if self._gateway is not None:
-            self._gateway.shutdown()
-            self._gateway = None
-        if self._writer is not None:
-            with contextlib.suppress(Exception):  # the loop or NATS already gone
-                self._writer.close(timeout=timeout)
-            self._writer = None
         logger.info("operator stopped")
+        return leftovers
+
+
+def _stop_watch(loop: EventLoopThread, watch: BatchedWatch | SnapshotRead) -> None:
+    loop.run(watch.stop(), timeout=10.0)
+
+
+def _close(writer: KvBatchWriter) -> None:
+    with contextlib.suppress(Exception):  # the loop or NATS already gone: nothing to close
+        writer.close(timeout=10.0)
+
+
+def _shut_down(pool: ActorPool) -> None:
+    left = pool.shutdown(timeout=10.0)
+    if left:
+        raise RuntimeError(f"{len(left)} device actors did not stop: {left[:5]}")

@@ -1,43 +1,46 @@
-"""One pooled actor per device: what the operator knows of it, mirrored as a Device resource.
+"""One pooled actor per device: the keeper of its reports and its liveness.
 
-Why it exists: a user sees each device as ``kubectl get fleetdev``: its labels, inventory,
-agent version, last heartbeat, whether it is online, and the phase of each deployment on
-it. This actor keeps that picture for its device and hands every change to the mirror
-(:mod:`.mirror`): it announces a change once (``MirrorDirty``) and sends its picture when
-the mirror, which rate-limits the writes, pulls it (``MirrorPull``).
+Why it exists: a device's reports (one per deployment) and whether it is reachable are
+needed twice: on its Device resource (``kubectl get fleetdev``) and, as its class, in the
+aggregate of every Deployment that targets it. This actor is the one place they live.
+It composes plain classes: :mod:`.liveness` (its last heartbeat against the timeout,
+checked through a coarse timer while it is online), :mod:`.reports` (its reports, the
+revision each targeting Deployment expects, the class last sent to each) and
+:mod:`.picture` (its Device resource). A Deployment actor registers with ``Expect``; this
+actor answers with ``Classified`` and tells it again whenever the class changes.
 
-It exists only for a device that announced itself (device-info): heartbeats and reports
-of an unknown id cost the fleet index a few fields, not an actor. The index seeds it with
-what it knew before (last heartbeat, online, reports, a duplicate flag).
+The Device resource is written by the mirror (:mod:`.mirror`), which rate-limits: this
+actor announces a change once (``MirrorDirty``) and sends its picture when the mirror
+pulls it (``MirrorPull``). Forgotten (silent longer than the retention), it sends its last
+picture, marked stale, and stops.
 
-Status fields beyond the device's own picture: ``conditions`` (``DuplicateDeviceId``,
-once raised: True while two agent instances beat interleaved under this id, False after
-one beat alone for a liveness timeout), and ``stale``/``staleSince`` (set once, when the
-device has been silent longer than the retention and the operator forgets it: then this
-actor sends its last picture, marked, and stops).
-
-What it must never do: block (it runs on a shared pool of a few threads) or talk to
-Kubernetes itself.
+It exists only for a device that announced itself (device-info); the fleet index hands
+it what arrived before (:mod:`.strays`). What it must never do: block (it runs on a
+shared pool of a few threads), or talk to Kubernetes itself.
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import msgspec
 import pykka
 
-from fleet.contracts import DeploymentName, DeviceId, DeviceInfo
+from fleet.contracts import DeviceId
 from fleet.runtime.actorkit.pool import ActorPool
 from fleet.runtime.actorkit.pooled import PooledActor
+from fleet.runtime.aiokit.timers import TimerPort
 
 from . import messages as m
-from .status import rfc3339
+from .liveness import Liveness
+from .picture import DevicePicture
+from .reports import DeviceReports, Send
 
 logger = logging.getLogger(__name__)
+
+_CHECK = m.LivenessCheck()
 
 
 class DeviceActor(PooledActor):
@@ -47,125 +50,122 @@ class DeviceActor(PooledActor):
         pool: ActorPool,
         device: DeviceId,
         mirror: pykka.ActorRef[Any],
-        beat: datetime.datetime | None = None,
-        online: bool = False,
+        timers: TimerPort,
+        liveness_timeout: float,
+        beat: m.Beat | None = None,
         reports: Iterable[m.Report] = (),
         duplicate: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__(pool=pool)
         self.device = device
         self._mirror = mirror
-        self._info: DeviceInfo | None = None
-        self._beat = beat
-        self._online = online
-        self._phases: dict[DeploymentName, m.Report] = {
-            r.deployment: r for r in reports if r.phase is not None
-        }
-        self._duplicate: dict[str, Any] | None = None
+        self._timers = timers
+        self._liveness = Liveness(timeout=liveness_timeout)
+        self._reports = DeviceReports(device, reports)
+        self._picture = DevicePicture(device)
         self._announced = False
-        self._deleted = False
-        self._forgotten: m.DeviceForgotten | None = None
+        if beat is not None:
+            self._beat(beat)
         if duplicate is not None:
-            self._set_duplicate(duplicate)
+            self._picture.set_duplicate(duplicate)
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, m.MirrorPull):
-            self._announced = False
-            if self._info is not None:
-                self._mirror.tell(self._snapshot(self._info))
-            elif self._deleted:
-                self._mirror.tell(
-                    m.MirrorDevice(device=self.device, labels=(), status=b"{}", delete=True)
-                )
-            if self._forgotten is not None:
-                self.stop()  # its last picture is with the mirror
-            return None
-        if self._forgotten is not None:
-            return None  # forgotten: a newer actor of the same id takes what comes
-        if isinstance(message, m.DeviceForgotten):
-            self._forgotten = message
-            self._online = False
-            if self._info is None:
-                self.stop()  # no Device resource to mark
-                return None
-        elif not self._apply(message):
-            logger.warning("device %s: unexpected message %r", self.device, message)
-            return None
-        if (self._info is not None or self._deleted) and not self._announced:
+        handler = _HANDLERS.get(type(message))
+        picture = self._picture
+        if handler is None:
+            if isinstance(message, m.MirrorPull):
+                self._pulled()
+            else:
+                logger.warning("device %s: unexpected message %r", self.device, message)
+        elif picture.forgotten is not None:
+            pass  # forgotten: a newer actor of the same id takes what comes
+        elif handler(self, message) and not self._announced and picture.shown:
             # Pull, not push: the mirror asks for the picture when it can write it, so a
             # burst of changes costs one snapshot per write, not one per change.
             self._announced = True
             self._mirror.tell(m.MirrorDirty(device=self.device, ref=self.actor_ref))
         return None
 
-    def _apply(self, message: Any) -> bool:
-        if isinstance(message, m.DeviceDuplicate):
-            self._set_duplicate(message.instances)
-        elif isinstance(message, m.DeviceInfoSeen):
-            self._info = message.info
-            self._deleted = message.info is None
-        elif isinstance(message, m.DeviceBeat):
-            self._beat = message.at
-        elif isinstance(message, m.DeviceOnline):
-            self._online = message.online
-        elif isinstance(message, m.DevicePhase):
-            report = message.report
-            if report.phase is None:
-                self._phases.pop(report.deployment, None)
-            else:
-                self._phases[report.deployment] = report
-        else:
+    def _pulled(self) -> None:
+        self._announced = False
+        picture = self._picture.render(liveness=self._liveness, reports=self._reports)
+        if picture is not None:
+            self._mirror.tell(picture)
+        if self._picture.forgotten is not None:
+            self.stop()  # its last picture is with the mirror
+
+    # Each handler returns whether the Device resource's picture changed.
+
+    def _on_info(self, msg: m.DeviceInfoSeen) -> bool:
+        self._picture.set_info(msg.info)
+        return True
+
+    def _on_beat(self, beat: m.Beat) -> bool:
+        self._beat(beat)
+        return True
+
+    def _beat(self, beat: m.Beat) -> None:
+        now = time.time()
+        if self._liveness.beat(beat.at, beat.when, now=now):
+            self._send(self._reports.classes(online=self._liveness.online))
+        self._arm(now)
+
+    def _on_check(self, _msg: m.LivenessCheck) -> bool:
+        now = time.time()
+        changed = self._liveness.check(now=now)
+        if changed:
+            self._send(self._reports.classes(online=False))
+        self._arm(now)
+        return changed
+
+    def _arm(self, now: float) -> None:
+        delay = self._liveness.wake_in(now=now)
+        if delay is not None:
+            self._timers.tell_later(self.actor_ref, _CHECK, delay=delay)
+
+    def _on_report(self, report: m.Report) -> bool:
+        sends = self._reports.report(report, self._liveness.online)
+        if sends:
+            self._send(sends)
+        return True
+
+    def _on_duplicate(self, msg: m.DeviceDuplicate) -> bool:
+        self._picture.set_duplicate(msg.instances)
+        return True
+
+    def _on_expect(self, msg: m.Expect) -> bool:
+        online = self._liveness.online
+        sends = self._reports.expect(msg.deployment, msg.reply, msg.revision, online, msg.answer)
+        if sends:
+            self._send(sends)
+        return False
+
+    def _on_unexpect(self, msg: m.Unexpect) -> bool:
+        self._reports.unexpect(msg.deployment, msg.reply)
+        return False
+
+    def _on_forgotten(self, msg: m.DeviceForgotten) -> bool:
+        self._picture.forgotten = msg.at
+        if self._picture.info is None:
+            self.stop()  # no Device resource to mark
             return False
         return True
 
-    def _set_duplicate(self, instances: tuple[str, ...] | None) -> None:
-        now = rfc3339(datetime.datetime.now(tz=datetime.UTC))
-        if instances is not None:
-            self._duplicate = {
-                "type": "DuplicateDeviceId",
-                "status": "True",
-                "reason": "InstancesInterleaved",
-                "message": f"agent instances {', '.join(instances)} beat interleaved under "
-                f"this device id: two or more processes use it (a cloned disk or config?)",
-                "lastTransitionTime": now,
-            }
-        elif self._duplicate is not None and self._duplicate["status"] == "True":
-            self._duplicate = {
-                "type": "DuplicateDeviceId",
-                "status": "False",
-                "reason": "OneInstance",
-                "message": "one agent instance beat alone for a whole liveness timeout",
-                "lastTransitionTime": now,
-            }
+    def _send(self, sends: Sequence[Send]) -> None:
+        for reply, value in sends:
+            try:
+                reply.put(value)
+            except pykka.ActorDeadError:  # the Deployment actor is gone
+                self._reports.drop_ref(reply)
 
-    def _snapshot(self, info: DeviceInfo) -> m.MirrorDevice:
-        forgotten = self._forgotten
-        status: dict[str, Any] = {
-            "labels": dict(info.labels),
-            "inventory": msgspec.to_builtins(info.inventory),
-            "agentVersion": info.agent_version,
-            "infoUpdatedAt": info.updated_at,
-            "online": self._online,
-            "deployments": [
-                {
-                    "deployment": str(name),
-                    "phase": str(r.phase),
-                    "desiredRevision": r.desired_revision,
-                    "message": r.message or "",
-                    "updatedAt": rfc3339(r.updated_at) if r.updated_at is not None else "",
-                }
-                for name, r in sorted(self._phases.items())
-            ],
-            "conditions": [self._duplicate] if self._duplicate is not None else [],
-            "stale": forgotten is not None,
-            # null removes it (a merge patch): a device heard from again is not stale
-            "staleSince": rfc3339(forgotten.at) if forgotten is not None else None,
-        }
-        if self._beat is not None:
-            status["lastHeartbeat"] = rfc3339(self._beat)
-        return m.MirrorDevice(
-            device=self.device,
-            labels=tuple(sorted(info.labels.items())),
-            status=msgspec.json.encode(status),
-            final=forgotten is not None,
-        )
+
+_HANDLERS: dict[type, Any] = {
+    m.DeviceInfoSeen: DeviceActor._on_info,
+    m.Beat: DeviceActor._on_beat,
+    m.LivenessCheck: DeviceActor._on_check,
+    m.Report: DeviceActor._on_report,
+    m.DeviceDuplicate: DeviceActor._on_duplicate,
+    m.Expect: DeviceActor._on_expect,
+    m.Unexpect: DeviceActor._on_unexpect,
+    m.DeviceForgotten: DeviceActor._on_forgotten,
+}

@@ -2,12 +2,22 @@
 
 Sources -> fleet index: ``KvBatch``/``KvSynced`` (raw, to the source actors), then
 ``DesiredSeen``, ``ReportsSeen``, ``InfosSeen``, ``BeatsSeen``, ``DeploymentsListed``,
-``DeploymentEvent``, ``SourceSynced``. Fleet index -> Deployment actors: ``Spec``,
-``Activate``, ``DesiredSeen``, ``ReportsSeen``, ``TargetChanges``, ``Liveness``. Fleet
-index -> device actors: ``DeviceInfoSeen``, ``DeviceBeat``, ``DeviceOnline``,
-``DevicePhase``, ``DeviceDuplicate``, ``DeviceForgotten``. Device actors -> mirror:
-``MirrorDevice``. Replies from the runtime (``WritesDone``, ``PatchDone``...) come back
-through ``tell_when_done``.
+``DeploymentEvent``, ``SourceSynced``.
+
+Fleet index -> Deployment actors: ``Spec``, ``Synced``, ``Activate`` (the desired entries
+of its name, handed over), ``TargetChanges``/``Retarget``, ``DesiredSeen``, ``ReportsSeen``
+(reports of devices it does not target, checked for foreign writes, never kept),
+``Retire``. Deployment actor -> fleet index: ``Released`` (its entries, handed back when
+it retires).
+
+Fleet index -> device actors: ``DeviceInfoSeen``, ``Beat`` and ``Report`` (as decoded),
+``DeviceDuplicate``, ``DeviceForgotten``. Deployment actor <-> device actors: ``Expect``
+/``Unexpect`` down (the revision of the entry each targeted device should report),
+``Classified`` and ``Reported`` up through the Deployment's batched channel (the
+device's class for it, decided where its reports and liveness live; a revision to check
+for a foreign write), noticed by ``ClassesQueued``. Device actors -> mirror:
+``MirrorDirty``/``MirrorDevice``. Replies from the runtime (``WritesDone``,
+``PatchDone``...) come back through ``tell_when_done``.
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ from fleet.runtime.kube.client import KubeObject
 from fleet.runtime.nats.kv import KvEntry
 
 from .spec import DeploymentSpec
+from .status import Class
 
 DeploymentKey = tuple[str, str]  # (namespace, name)
+DeviceRef = Any  # a device actor's pykka.ActorRef (a thread-safe handle, not a value)
 
 
 class Msg(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,7 +116,7 @@ class Tick(Msg, frozen=True, kw_only=True):
     pass
 
 
-# -- to Deployment actors ----------------------------------------------------------------
+# -- fleet index <-> Deployment actors ---------------------------------------------------
 
 
 class Spec(Msg, frozen=True, kw_only=True):
@@ -114,6 +126,7 @@ class Spec(Msg, frozen=True, kw_only=True):
     spec: DeploymentSpec | None
     error: str | None
     conflict_with: str | None  # "namespace/name" owning the same deployment name
+    name: DeploymentName | None = None  # its name as a deployment name, if it is one
 
 
 class Synced(Msg, frozen=True, kw_only=True):
@@ -121,27 +134,31 @@ class Synced(Msg, frozen=True, kw_only=True):
 
 
 class Activate(Msg, frozen=True, kw_only=True):
-    """This actor owns its name: everything known about it, and its targets."""
+    """This actor owns its name: the name's desired entries (handed over: from now on
+    this actor alone keeps them) and its targets with their device actors."""
 
     desired: tuple[DesiredEntry, ...]
-    reports: tuple[Report, ...]
-    targets: frozenset[DeviceId]
-    offline: frozenset[DeviceId]
+    targets: tuple[tuple[DeviceId, DeviceRef], ...]
 
 
 class TargetChanges(Msg, frozen=True, kw_only=True):
-    added: tuple[tuple[DeviceId, bool], ...]  # (device, online)
+    added: tuple[tuple[DeviceId, DeviceRef], ...]
     removed: tuple[DeviceId, ...]
 
 
 class Retarget(Msg, frozen=True, kw_only=True):
-    targets: frozenset[DeviceId]
-    offline: frozenset[DeviceId]
+    targets: tuple[tuple[DeviceId, DeviceRef], ...]
 
 
-class Liveness(Msg, frozen=True, kw_only=True):
-    online: tuple[DeviceId, ...]
-    offline: tuple[DeviceId, ...]
+class Retire(Msg, frozen=True, kw_only=True):
+    """The resource is gone: hand the name's entries back (``Released``), then stop."""
+
+
+class Released(Msg, frozen=True, kw_only=True):
+    """A retiring owner's desired entries, for the next owner or the orphan sweep."""
+
+    name: DeploymentName
+    entries: tuple[DesiredEntry, ...]
 
 
 class WritesDone(Msg, frozen=True, kw_only=True):
@@ -150,17 +167,20 @@ class WritesDone(Msg, frozen=True, kw_only=True):
     error: str | None
 
 
-class DesiredWritten(Msg, frozen=True, kw_only=True):
-    """A Deployment actor's completed writes, so the fleet index's picture stays current."""
-
-    entries: tuple[DesiredEntry, ...]
-
-
 class Verified(Msg, frozen=True, kw_only=True):
     """Desired entries re-read after a report named a revision the actor did not write."""
 
     entries: tuple[tuple[DeviceId, int, bytes | None], ...]  # (device, revision, value|None)
     error: str | None
+
+
+class OrphansDeleted(Msg, frozen=True, kw_only=True):
+    """Entries of a name nobody owns, deleted (the fleet index forgets them)."""
+
+    name: DeploymentName
+    devices: tuple[DeviceId, ...]
+    failed: int = 0
+    error: str | None = None
 
 
 class Flush(Msg, frozen=True, kw_only=True):
@@ -180,23 +200,59 @@ class FinalizerDone(Msg, frozen=True, kw_only=True):
     error: str | None
 
 
-# -- to device actors and the mirror -----------------------------------------------------
+# -- Deployment actors <-> device actors -------------------------------------------------
+
+
+class Expect(Msg, frozen=True, kw_only=True):
+    """A Deployment targets this device; the entry it should report is at ``revision``
+    (None: none with the current content yet). Classes go to ``reply`` (the Deployment
+    actor's :class:`~.batching.Batched` channel of ``Classified``). A new registration is
+    answered, unless ``answer`` is False and the class is ``pending`` (what the Deployment
+    assumes until told: only a first registration may leave it out; a re-registration
+    must answer, or a reply to the earlier one, still on its way, would stand)."""
+
+    deployment: DeploymentName
+    reply: Any
+    revision: int | None
+    answer: bool = True
+
+
+class Unexpect(Msg, frozen=True, kw_only=True):
+    """The Deployment whose channel is ``reply`` no longer targets this device."""
+
+    deployment: DeploymentName
+    reply: Any
+
+
+class Classified(Msg, frozen=True, kw_only=True):
+    """A device's class for the Deployment it was sent to (and a failure's message)."""
+
+    device: DeviceId
+    cls: Class
+    message: str | None = None
+
+
+class Reported(Msg, frozen=True, kw_only=True):
+    """A device reported a ``desired_revision`` its Deployment may not have written (newer
+    than the one it was told to expect, or none was): the Deployment actor checks it."""
+
+    device: DeviceId
+    revision: int
+
+
+class ClassesQueued(Msg, frozen=True, kw_only=True):
+    """``Classified``/``Reported`` values wait in the Deployment actor's channel."""
+
+
+class RegisterLate(Msg, frozen=True, kw_only=True):
+    """Targets whose write is still in flight are registered now (see registrations)."""
+
+
+# -- fleet index -> device actors, and the mirror ----------------------------------------
 
 
 class DeviceInfoSeen(Msg, frozen=True, kw_only=True):
     info: DeviceInfo | None
-
-
-class DeviceBeat(Msg, frozen=True, kw_only=True):
-    at: datetime.datetime
-
-
-class DeviceOnline(Msg, frozen=True, kw_only=True):
-    online: bool
-
-
-class DevicePhase(Msg, frozen=True, kw_only=True):
-    report: Report
 
 
 class DeviceDuplicate(Msg, frozen=True, kw_only=True):
@@ -209,6 +265,10 @@ class DeviceForgotten(Msg, frozen=True, kw_only=True):
     """Silent for longer than the retention: mark the Device stale, then stop."""
 
     at: datetime.datetime
+
+
+class LivenessCheck(Msg, frozen=True, kw_only=True):
+    """Time to look again whether the device's last heartbeat is older than the timeout."""
 
 
 class MirrorDevice(Msg, frozen=True, kw_only=True):

@@ -1,18 +1,53 @@
-"""The small ports the operator's actors use; the runtime implements them.
+"""The small ports the operator's actors and their plain classes use; the runtime
+implements them.
 
-Each method returns at once with a :class:`concurrent.futures.Future`; actors turn its
-outcome into a message with :func:`fleet.runtime.aiokit.loop.tell_when_done` and never wait.
-Tests may pass fakes with the same shape.
+Each I/O method returns at once with a :class:`concurrent.futures.Future`; its outcome
+becomes a message to the actor through a :class:`RepliesPort` (in an actor:
+:func:`fleet.runtime.aiokit.loop.tell_when_done` to itself) and nobody waits. Unit tests
+pass fakes with the same shape (``tests/operator/units/fakes.py``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
+import pykka
+
+from fleet.runtime.aiokit.loop import tell_when_done
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import WriteResult
+
+T = TypeVar("T")
+
+
+class RepliesPort(Protocol):
+    """Turns a future's outcome into a message for its owner, whenever it completes."""
+
+    def when_done(
+        self,
+        future: concurrent.futures.Future[T],
+        *,
+        on_result: Callable[[T], object],
+        on_error: Callable[[BaseException], object],
+    ) -> None: ...
+
+
+class TellReplies:
+    """:class:`RepliesPort` of an actor: the message is told to ``ref``."""
+
+    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
+        self._ref = ref
+
+    def when_done(
+        self,
+        future: concurrent.futures.Future[T],
+        *,
+        on_result: Callable[[T], object],
+        on_error: Callable[[BaseException], object],
+    ) -> None:
+        tell_when_done(future, self._ref, on_result=on_result, on_error=on_error)
 
 
 class KvWriterPort(Protocol):

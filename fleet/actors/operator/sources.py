@@ -2,11 +2,13 @@
 
 Why they exist: the watches deliver raw entries (on the loop thread) and raw objects (on
 watcher threads); these actors turn them into the operator's typed messages off those
-threads, so decoding never slows a watch. A malformed entry (bad key, bad JSON, a field
-that breaks the contract, a key and a value naming different devices) is skipped and
-logged with its bucket, key and revision, rate-limited (:mod:`.skiplog`); it never
-stops the others. Every batch but the heartbeats' is reduced to each key's latest entry
-before decoding (the heartbeats' sequence shows two agents beating under one id).
+threads, so decoding never slows a watch. Entries are decoded by the contracts' decoder
+of their bucket (:mod:`fleet.contracts.entries`: key and value checked together), as
+every reader does. A malformed entry (bad key, bad JSON, a field that breaks the
+contract, a key and a value naming different devices) is skipped and logged with its
+bucket, key and revision, rate-limited (:mod:`.skiplog`); it never stops the others.
+Every batch but the heartbeats' is reduced to each key's latest entry before decoding
+(the heartbeats' sequence shows two agents beating under one id).
 
 What they must never do: block, forward anything they could not decode, or die of an
 entry (any exception from decoding one entry skips that entry).
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
@@ -28,13 +30,11 @@ from fleet.contracts import (
     DeviceId,
     DeviceInfo,
     HeartbeatPayload,
-    decode_heartbeat,
-    decode_info,
-    decode_state,
+    decode_heartbeat_entry,
+    decode_info_entry,
+    decode_report_entry,
     parse_desired_state_key,
     parse_device_heartbeat_key,
-    parse_device_info_key,
-    parse_device_state_key,
 )
 from fleet.errors import ContractError
 from fleet.runtime.actorkit.failfast import SupervisedActor
@@ -48,6 +48,7 @@ from .skiplog import SkipLog
 logger = logging.getLogger(__name__)
 
 Decoder = Callable[[tuple[KvEntry, ...], SkipLog], m.Msg]
+T = TypeVar("T")
 
 
 def _unexpected(skips: SkipLog, entry: KvEntry, exc: Exception) -> None:
@@ -57,44 +58,42 @@ def _unexpected(skips: SkipLog, entry: KvEntry, exc: Exception) -> None:
     skips.skip(entry.key, f"unexpected {type(exc).__name__}: {exc}", exc=exc)
 
 
-def _desired(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
-    out: list[m.DesiredEntry] = []
+def _each(entries: tuple[KvEntry, ...], skips: SkipLog, decode: Callable[[KvEntry], T]) -> list[T]:
+    """``decode`` every entry; one that fails is skipped (and logged, rate-limited)."""
+    out: list[T] = []
     for e in entries:
         try:
-            device, deployment = parse_desired_state_key(e.key)
-            value = None if e.deleted else bytes(e.value)
+            out.append(decode(e))
         except ContractError as exc:
             skips.skip(e.key, f"revision {e.revision}: {exc}")
-            continue
         except Exception as exc:
             _unexpected(skips, e, exc)
-            continue
-        # The value is kept as bytes, never decoded: the Deployment actor compares it with
-        # what it would write and rewrites it if it differs, whatever it holds.
-        out.append(
-            m.DesiredEntry(device=device, deployment=deployment, revision=e.revision, value=value)
-        )
-    return m.DesiredSeen(entries=tuple(out))
+    return out
+
+
+def _desired(e: KvEntry) -> m.DesiredEntry:
+    # The value is kept as bytes, never decoded: the Deployment actor compares it with
+    # what it would write and rewrites it if it differs, whatever it holds.
+    device, deployment = parse_desired_state_key(e.key)
+    value = None if e.deleted else bytes(e.value)
+    return m.DesiredEntry(device=device, deployment=deployment, revision=e.revision, value=value)
+
+
+def _desireds(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
+    return m.DesiredSeen(entries=tuple(_each(entries, skips, _desired)))
 
 
 def _report(e: KvEntry) -> m.Report:
-    device, deployment = parse_device_state_key(e.key)
-    if e.deleted:
+    entry = decode_report_entry(e.key, e.value, deleted=e.deleted)
+    state = entry.state
+    if state is None:
         return m.Report(
-            device=device,
-            deployment=deployment,
-            phase=None,
-            desired_revision=-1,
-            message=None,
-            updated_at=None,
-            revision=e.revision,
-        )
-    state = decode_state(e.value)
-    if state.device_id != device or state.deployment != deployment:
-        raise ContractError(f"value names {state.device_id}/{state.deployment}, key does not")
+            device=entry.device, deployment=entry.deployment, phase=None, desired_revision=-1,
+            message=None, updated_at=None, revision=e.revision,
+        )  # fmt: skip
     return m.Report(
-        device=device,
-        deployment=deployment,
+        device=entry.device,
+        deployment=entry.deployment,
         phase=state.phase,
         desired_revision=state.desired_revision,
         message=state.message,
@@ -104,39 +103,22 @@ def _report(e: KvEntry) -> m.Report:
 
 
 def _reports(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
-    out: list[m.Report] = []
-    for e in entries:
-        try:
-            out.append(_report(e))
-        except ContractError as exc:
-            skips.skip(e.key, f"revision {e.revision}: {exc}")
-        except Exception as exc:
-            _unexpected(skips, e, exc)
-    return m.ReportsSeen(reports=tuple(out))
+    return m.ReportsSeen(reports=tuple(_each(entries, skips, _report)))
 
 
 def _info(e: KvEntry) -> tuple[DeviceId, DeviceInfo | None, int]:
-    device = parse_device_info_key(e.key)
-    info = None if e.deleted else decode_info(e.value)
-    if info is not None and info.device_id != device:
-        raise ContractError(f"value names device {info.device_id!r}, key does not")
-    return (device, info, e.revision)
+    entry = decode_info_entry(e.key, e.value, deleted=e.deleted)
+    return (entry.device, entry.info, e.revision)
 
 
 def _infos(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
-    out: list[tuple[DeviceId, DeviceInfo | None, int]] = []
-    for e in entries:
-        try:
-            out.append(_info(e))
-        except ContractError as exc:
-            skips.skip(e.key, f"revision {e.revision}: {exc}")
-        except Exception as exc:
-            _unexpected(skips, e, exc)
-    return m.InfosSeen(infos=tuple(out))
+    return m.InfosSeen(infos=tuple(_each(entries, skips, _info)))
 
 
 def _beat(entries: list[KvEntry], skips: SkipLog) -> m.Beat | None:
-    """One key's beats of a batch: the latest, with every beat's instance id in order."""
+    """One key's beats of a batch: the latest, with every beat's instance id in order.
+
+    Every entry is decoded (not only the latest): A, B, A for one key is two agents."""
     device = parse_device_heartbeat_key(entries[-1].key)
     instances: list[str] = []
     latest: tuple[KvEntry, HeartbeatPayload] | None = None
@@ -145,14 +127,11 @@ def _beat(entries: list[KvEntry], skips: SkipLog) -> m.Beat | None:
             latest = None
             continue
         try:
-            beat = decode_heartbeat(e.value)
-            if beat.device_id != device:
-                raise ContractError(  # noqa: TRY301 -- one skip path for every contract error
-                    f"value names device {beat.device_id!r}, key does not"
-                )
+            beat = decode_heartbeat_entry(e.key, e.value).beat
         except ContractError as exc:
             skips.skip(e.key, f"revision {e.revision}: {exc}")
             continue
+        assert beat is not None  # not deleted
         latest = (e, beat)
         if beat.instance_id is not None:
             instances.append(beat.instance_id)
@@ -210,7 +189,7 @@ def latest_per_key(entries: tuple[KvEntry, ...]) -> tuple[KvEntry, ...]:
 
 
 DECODERS: dict[str, Decoder] = {
-    BUCKET_DESIRED_STATE: _desired,
+    BUCKET_DESIRED_STATE: _desireds,
     BUCKET_DEVICE_STATE: _reports,
     BUCKET_DEVICE_INFO: _infos,
     BUCKET_DEVICE_HEARTBEAT: _beats,

@@ -13,6 +13,7 @@ Pure: no I/O, no actors.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import msgspec
@@ -22,6 +23,8 @@ from fleet.contracts.limits import check_json_bounds
 from fleet.errors import ContractError, SpecError
 
 from .selectors import LabelSelector, parse_selector, shown
+
+logger = logging.getLogger(__name__)
 
 MAX_SPEC_BYTES: Final = 256 * 1024
 """A Deployment's spec, JSON-encoded: a score (at most 64 KB) and its selector."""
@@ -57,3 +60,31 @@ def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
     except ContractError as exc:
         raise SpecError(f"spec.score: {exc}") from exc
     return DeploymentSpec(name=deployment, selector=selector, desired=encode_score(score))
+
+
+class SpecReading(msgspec.Struct, frozen=True, kw_only=True):
+    """A Deployment's spec read: valid (``spec``) or not (``error``), and its name as a
+    deployment name when it is one (an invalid spec still claims its name)."""
+
+    spec: DeploymentSpec | None
+    error: str | None
+    name: DeploymentName | None
+
+
+def read_spec(*, name: str, spec_json: bytes, where: str = "") -> SpecReading:
+    """:func:`parse_spec`, total: any failure becomes the reason a user sees (and a
+    warning naming the resource, ``where``)."""
+    where = where or name
+    try:
+        spec = parse_spec(name=name, spec_json=spec_json)
+    except Exception as exc:  # SpecError; anything else is a bug, never a dead index
+        if not isinstance(exc, SpecError):
+            logger.exception("Deployment %s: parsing its spec failed", where)
+        try:
+            deployment: DeploymentName | None = DeploymentName.try_new(name)
+        except ContractError:
+            deployment = None
+        error = str(exc) or type(exc).__name__
+        logger.warning("Deployment %s: invalid spec: %s", where, error)
+        return SpecReading(spec=None, error=error, name=deployment)
+    return SpecReading(spec=spec, error=None, name=spec.name)

@@ -31,37 +31,54 @@ CONDITION_MESSAGE_MAX: Final = 1024  # a reason quoting a hostile spec stays rea
 
 
 def classify(*, online: bool, revision: int | None, phase: Phase | None, reported: int) -> Class:
+    """The class of one targeted device (the rule above)."""
+    return class_of(online, revision, phase, reported)
+
+
+def class_of(online: bool, revision: int | None, phase: Phase | None, reported: int) -> Class:
+    """:func:`classify` with positional arguments, for the device actors' hot path."""
     if not online:
         return "unreachable"
     if revision is None or phase is None or reported != revision:
         return "pending"
-    if phase is Phase.RUNNING:
+    if phase is _RUNNING:
         return "running"
-    if phase is Phase.FAILED:
+    if phase is _FAILED:
         return "failed"
     return "pending"
 
 
+_RUNNING: Final = Phase.RUNNING
+_FAILED: Final = Phase.FAILED
+
+
 class Aggregate:
-    """Per-device classes and their counts, updated one device at a time."""
+    """Per-device classes and their counts, updated one device at a time, with the
+    message of each failed device (what ``failingDevices`` shows)."""
 
     def __init__(self) -> None:
         self._classes: dict[DeviceId, Class] = {}
         self._counts: dict[Class, int] = dict.fromkeys(CLASSES, 0)
-        self.failed: set[DeviceId] = set()
+        self.failed: dict[DeviceId, str | None] = {}
 
-    def set(self, device: DeviceId, cls: Class) -> bool:
+    def __contains__(self, device: object) -> bool:
+        return device in self._classes
+
+    def get(self, device: DeviceId) -> Class | None:
+        return self._classes.get(device)
+
+    def set(self, device: DeviceId, cls: Class, message: str | None = None) -> bool:
         old = self._classes.get(device)
+        if cls == "failed":
+            self.failed[device] = message
+        elif old == "failed":
+            del self.failed[device]
         if old == cls:
             return False
         if old is not None:
             self._counts[old] -= 1
         self._classes[device] = cls
         self._counts[cls] += 1
-        if cls == "failed":
-            self.failed.add(device)
-        else:
-            self.failed.discard(device)
         return True
 
     def remove(self, device: DeviceId) -> bool:
@@ -69,7 +86,7 @@ class Aggregate:
         if old is None:
             return False
         self._counts[old] -= 1
-        self.failed.discard(device)
+        self.failed.pop(device, None)
         return True
 
     def clear(self) -> None:
@@ -83,10 +100,10 @@ class Aggregate:
             counts[cls] = count
         return counts
 
-    def failing(self, messages: Mapping[DeviceId, str | None]) -> list[dict[str, str]]:
+    def failing(self) -> list[dict[str, str]]:
         """At most :data:`FAILING_MAX` failed devices, by id, with their messages."""
         return [
-            {"device": str(d), "message": (messages.get(d) or "")[:MESSAGE_MAX]}
+            {"device": str(d), "message": (self.failed[d] or "")[:MESSAGE_MAX]}
             for d in heapq.nsmallest(FAILING_MAX, self.failed)
         ]
 
@@ -132,3 +149,52 @@ def progress_condition(counts: Mapping[str, int], *, writing: int) -> tuple[str,
     if counts["failed"]:
         return "False", "DevicesFailing", summary
     return "False", "Progressing", summary
+
+
+def deployment_status(
+    *,
+    generation: int,
+    aggregate: Aggregate,
+    error: str | None,
+    conflict_with: str | None,
+    name: str,
+    active: bool,
+    deleting: bool,
+    entries: int,
+    writing: int,
+    previous: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``.status`` of a Deployment: ``previous`` is the Ready condition last patched."""
+    counts = aggregate.counts()
+    if error is not None:
+        cond = ("False", "InvalidSpec", error)
+    elif conflict_with is not None:
+        counts = dict.fromkeys(counts, 0)
+        cond = (
+            "False",
+            "NameConflict",
+            f"deployment name {name!r} is already used by Deployment {conflict_with} (created "
+            "earlier); desired-state keys carry only the name, so this one writes nothing. "
+            "Rename it or delete the other.",
+        )
+    elif not active:
+        cond = ("Unknown", "Syncing", "waiting for the operator's initial sync")
+    elif deleting:
+        cond = ("False", "Deleting", f"deleting {entries} desired-state entries")
+    else:
+        cond = progress_condition(counts, writing=writing)
+    status, reason, text = cond
+    return {
+        "observedGeneration": generation,
+        "aggregate": counts,
+        "failingDevices": aggregate.failing() if conflict_with is None else [],
+        "conditions": [
+            ready_condition(
+                status=status,
+                reason=reason,
+                message=text,
+                generation=generation,
+                previous=previous,
+            )
+        ],
+    }

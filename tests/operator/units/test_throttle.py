@@ -1,0 +1,69 @@
+"""Status throttling with a fake clock: prompt after a quiet spell, one patch per interval."""
+
+from __future__ import annotations
+
+from fleet.actors.operator.throttle import StatusThrottle
+
+from .fakes import Clock
+
+STATUS = {"aggregate": {"targeted": 1}, "conditions": [{"type": "Ready", "status": "True"}]}
+
+
+def test_a_change_after_a_quiet_spell_is_patched_after_the_delay() -> None:
+    clock = Clock()
+    throttle = StatusThrottle(delay=0.1, interval=0.5, clock=clock)
+    assert throttle.changed() == 0.1
+    assert throttle.changed() is None  # armed already: the burst joins it
+    assert throttle.flush()
+    assert throttle.offer(STATUS)
+    assert throttle.previous_ready == STATUS["conditions"][0]
+
+
+def test_a_burst_costs_one_patch_per_interval_and_none_while_one_is_in_flight() -> None:
+    clock = Clock()
+    throttle = StatusThrottle(delay=0.1, interval=0.5, clock=clock)
+    throttle.changed()
+    throttle.flush()
+    throttle.offer(STATUS)
+    assert throttle.changed() is None  # a patch is in flight
+    clock.now += 0.05
+    delay = throttle.patched(error=None)  # the change during the patch is due
+    assert delay is not None
+    assert abs(delay - 0.5) < 1e-9  # not before the interval since the last patch
+    assert throttle.flush()
+    assert not throttle.offer(STATUS)  # unchanged: not patched again
+    assert not throttle.flush()  # nothing changed since
+
+
+def test_a_failed_patch_is_tried_again_unless_told_not_to() -> None:
+    clock = Clock()
+    throttle = StatusThrottle(delay=0.1, interval=0.5, clock=clock)
+    throttle.changed()
+    throttle.flush()
+    throttle.offer(STATUS)
+    assert throttle.patched(error="503") is not None
+    assert throttle.last is None  # rebuilt and sent again, even if the same
+    assert throttle.flush()
+    assert throttle.offer(STATUS)
+    assert throttle.patched(error="gone", retry=False) is None
+
+
+def test_status_patches_through_fake_ports() -> None:
+    from fleet.actors.operator.messages import Flush, PatchDone
+    from fleet.actors.operator.throttle import StatusPatches
+
+    from .fakes import Api, Ref, Replies, Timers
+
+    api, replies, timers, owner = Api(), Replies(), Timers(hold=(Flush,)), Ref("deployment")
+    patches = StatusPatches(("ns", "web"), api=api, replies=replies, timers=timers,
+                            owner=owner, delay=0.1, interval=0.5)  # fmt: skip
+    patches.changed()
+    patches.changed()
+    assert timers.held == [Flush()]  # one flush for the burst
+    patches.flush(lambda previous: {**STATUS, "seen": previous})
+    assert api.statuses == [{**STATUS, "seen": None}]
+    (done,) = replies.take()
+    assert done == PatchDone(error=None)
+    patches.patched(done, retry=True)
+    patches.flush(lambda previous: STATUS)  # nothing changed since: no patch
+    assert len(api.statuses) == 1
