@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     from fleet.runtime.actorkit import failfast
     from fleet.runtime.actorkit.supervisor import Supervisor
     from fleet.runtime.aiokit.loop import EventLoopThread
-    from fleet.runtime.kube.client import KubeClient, make_api_client
+    from fleet.runtime.kube.client import KubeClient
+    from fleet.runtime.kube.config import make_api_client
     from fleet.runtime.nats.bus import Bus
 
     try:

@@ -31,7 +31,8 @@ from fleet.runtime.actorkit.pool import ActorPool
 from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.aiokit.timers import LoopTimers
-from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeGateway, namespaces_or_all
+from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient
+from fleet.runtime.kube.gateway import KubeGateway, namespaces_or_all
 from fleet.runtime.kube.watch import ResourceWatcher
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry

@@ -22,7 +22,8 @@ from fleet.contracts import (
 )
 from fleet.errors import BusUnavailable, FleetError
 from fleet.runtime.aiokit.loop import EventLoopThread
-from fleet.runtime.kube.client import KubeClient, KubeNotFound, KubeUnavailable, make_api_client
+from fleet.runtime.kube.client import KubeClient, KubeNotFound, KubeUnavailable
+from fleet.runtime.kube.config import make_api_client
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
 

@@ -1,9 +1,10 @@
 """The thin Kubernetes layer: one configured client and the few calls the operator makes.
 
-Why it exists: only ``fleet.runtime`` may touch the ``kubernetes`` client. Actors see
-:class:`KubeObject` (frozen, client-free) and :class:`KubeGateway`'s methods, which run the
-blocking client calls on the gateway's own small thread pools and hand back
-:class:`concurrent.futures.Future` objects (use :func:`fleet.runtime.aiokit.loop.tell_when_done`).
+Why it exists: only ``fleet.runtime.kube`` may touch the ``kubernetes`` client. Actors
+see :class:`KubeObject` (frozen, client-free) and the methods of
+:class:`~fleet.runtime.kube.gateway.KubeGateway`, which runs these blocking calls on its
+own threads; ``fleetctl`` calls them directly. The client's configuration is
+:mod:`.config`, its errors :mod:`.errors`.
 
 What it must never do: run a blocking client call on the asyncio loop or on an actor's
 thread, patch anything but merge patches (custom resources take no strategic merge), or
@@ -15,19 +16,14 @@ Errors are fleet's: ``KubeUnavailable`` (retry later), ``KubeConflict`` (lost a 
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import logging
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import kubernetes
 import msgspec
-import urllib3
 
 from fleet.contracts import CRD_GROUP, CRD_VERSION, FINALIZER
-from fleet.errors import ConfigError, PermanentError, TemporaryError
 from fleet.runtime.kube.decode import (
     KubeDecodeError,
     KubeObject,
@@ -36,6 +32,13 @@ from fleet.runtime.kube.decode import (
     decode_loose,
     decode_object,
 )
+from fleet.runtime.kube.errors import (
+    KubeConflict,
+    KubeError,
+    KubeNotFound,
+    KubeUnavailable,
+    translate,
+)
 
 __all__ = [
     "DEPLOYMENTS",
@@ -43,14 +46,11 @@ __all__ = [
     "KubeClient",
     "KubeConflict",
     "KubeError",
-    "KubeGateway",
     "KubeNotFound",
     "KubeObject",
     "KubeUnavailable",
     "ObjectList",
     "Resource",
-    "make_api_client",
-    "namespaces_or_all",
     "translate",
 ]
 
@@ -58,64 +58,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
-
-
-class KubeError(PermanentError):
-    """The API server refused a request (the message has its status and reason)."""
-
-
-class KubeNotFound(KubeError):
-    """The object (or its resource type) does not exist."""
-
-
-class KubeConflict(TemporaryError):
-    """Another writer changed the object first (409): read it again and retry."""
-
-
-class KubeUnavailable(TemporaryError):
-    """The API server cannot be reached or answered 5xx/429."""
-
-
-def make_api_client(
-    *, kube_url: str | None = None, kubeconfig: str | None = None, context: str | None = None
-) -> kubernetes.client.ApiClient:
-    """A client for ``kube_url`` (plain HTTP, e.g. the emulator), else the kubeconfig
-    (``kubeconfig`` or ``$KUBECONFIG`` or ``~/.kube/config``), else in-cluster config."""
-    config = kubernetes.client.Configuration()
-    if kube_url:
-        config.host = kube_url
-        return kubernetes.client.ApiClient(config)
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    try:
-        if path or os.path.exists(os.path.expanduser("~/.kube/config")):
-            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=context, client_configuration=config
-            )
-        else:
-            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        raise ConfigError(
-            f"no Kubernetes configuration: kubeconfig {path or '~/.kube/config'!r} and "
-            f"in-cluster config both failed: {exc}"
-        ) from exc
-    return kubernetes.client.ApiClient(config)
-
-
-def translate(exc: BaseException, *, what: str) -> BaseException:
-    """Turn a client/transport error into fleet's error for ``what``."""
-    if isinstance(exc, kubernetes.client.ApiException):
-        status = exc.status or 0
-        text = f"{what}: {status} {exc.reason}"
-        if status == 404:
-            return KubeNotFound(text)
-        if status == 409:
-            return KubeConflict(text)
-        if status == 429 or status >= 500:
-            return KubeUnavailable(text)
-        return KubeError(text)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return KubeUnavailable(f"{what}: {exc!r}")
-    return exc
 
 
 class Resource(msgspec.Struct, frozen=True):
@@ -323,99 +265,3 @@ class KubeClient:
             except KubeNotFound:
                 return False
         raise KubeConflict(f"finalizer of {resource.plural} {namespace}/{name}: 5 conflicts")
-
-
-class KubeGateway:
-    """:class:`KubeClient` calls run on small thread pools; results come back as futures.
-
-    Two pools, so that thousands of Device writes never delay a Deployment's status or
-    finalizer: ``deployments`` (2 threads) and ``devices`` (``device_workers`` threads).
-    """
-
-    def __init__(self, client: KubeClient, *, device_workers: int = 4) -> None:
-        self.client = client
-        self._deployments = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="kube-deployments"
-        )
-        self._devices = concurrent.futures.ThreadPoolExecutor(
-            max_workers=device_workers, thread_name_prefix="kube-devices"
-        )
-
-    def shutdown(self) -> None:
-        self._deployments.shutdown(wait=True, cancel_futures=True)
-        self._devices.shutdown(wait=True, cancel_futures=True)
-
-    def patch_deployment_status(
-        self, *, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> concurrent.futures.Future[None]:
-        return self._deployments.submit(
-            self.client.patch,
-            DEPLOYMENTS,
-            namespace=namespace,
-            name=name,
-            body={"status": status},
-            status=True,
-        )
-
-    def set_deployment_finalizer(
-        self, *, namespace: str, name: str, present: bool
-    ) -> concurrent.futures.Future[bool]:
-        return self._deployments.submit(
-            self.client.set_finalizer, DEPLOYMENTS, namespace=namespace, name=name, present=present
-        )
-
-    def list_device_names(self) -> concurrent.futures.Future[list[str]]:
-        def run() -> list[str]:
-            listed = self.client.list_objects(DEVICES, namespace=None)
-            for problem in listed.problems:
-                logger.warning("skipping an unusable Device resource: %s", problem)
-            return [obj.name for obj in listed.objects]
-
-        return self._devices.submit(run)
-
-    def write_device(
-        self,
-        *,
-        name: str,
-        labels: Mapping[str, str | None] | None,
-        spec: Mapping[str, Any],
-        status: Mapping[str, Any],
-        create: bool,
-    ) -> concurrent.futures.Future[None]:
-        """Create the Device if ``create`` (409 is fine), then merge ``labels``/``status``.
-
-        ``labels`` is a merge patch of ``metadata.labels`` (``None`` values remove a label).
-        A Device created here carries its labels already: two calls, not three (the
-        status subresource cannot be set on create).
-        """
-
-        def run() -> None:
-            created = False
-            if create:
-                set_labels = {k: v for k, v in (labels or {}).items() if v is not None}
-                body = {
-                    "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
-                    "kind": "Device",
-                    "metadata": {"name": name, "labels": set_labels},
-                    "spec": dict(spec),
-                }
-                with contextlib.suppress(KubeConflict):
-                    self.client.create(DEVICES, body=body)
-                    created = True
-            if labels and not created:
-                self.client.patch(
-                    DEVICES, namespace=None, name=name, body={"metadata": {"labels": dict(labels)}}
-                )
-            self.client.patch(
-                DEVICES, namespace=None, name=name, body={"status": dict(status)}, status=True
-            )
-
-        return self._devices.submit(run)
-
-    def delete_device(self, *, name: str) -> concurrent.futures.Future[None]:
-        return self._devices.submit(self.client.delete, DEVICES, namespace=None, name=name)
-
-
-def namespaces_or_all(namespaces: Sequence[str]) -> list[str | None]:
-    """The watch scopes for ``--namespace`` values: each one, or the whole cluster."""
-    return list(dict.fromkeys(namespaces)) if namespaces else [None]
