@@ -29,12 +29,12 @@ from typing import Any
 import pykka
 
 from fleet.contracts import DeploymentName, DeviceId
+from fleet.runtime.actorkit.batched import Batched
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import TimerPort
 from fleet.runtime.kube.client import KubeObject
 
 from . import messages as m
-from .batching import Batched
 from .desired import DesiredBook
 from .finalizer import FinalizerRequests, is_deleting, may_release, needs_finalizer
 from .ports import DeploymentApiPort, KvWriterPort, TellReplies

@@ -32,13 +32,13 @@ from typing import Any
 import pykka
 
 from fleet.contracts import DeploymentName, DeviceId
+from fleet.runtime.actorkit.coarse_timers import CoarseTimers
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.actorkit.pool import ActorPool
 from fleet.runtime.aiokit.timers import TimerPort
 from fleet.runtime.kube.client import KubeObject
 
 from . import messages as m
-from .clock import CoarseTimers
 from .deployment import DeploymentActor
 from .device import DeviceActor
 from .forgetting import KeysDeleted

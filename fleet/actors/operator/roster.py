@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fleet.contracts import DeviceId, DeviceInfo
+from fleet.runtime.actorkit.coarse_timers import CoarseTimers
 from fleet.runtime.actorkit.index import ActorIndex
 
 from . import messages as m
-from .clock import CoarseTimers
 from .duplicates import Change, DuplicateDetector
 from .forgetting import KeyDeletions
 from .ports import KeyDeleterPort, RepliesPort

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pykka
 
-from fleet.actors.operator.clock import CoarseTimers
 from fleet.actors.operator.liveness import Liveness
+from fleet.runtime.actorkit.coarse_timers import CoarseTimers
 
 from .fakes import Clock, Ref, at
 

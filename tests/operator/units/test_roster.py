@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from fleet.actors.operator import messages as m
-from fleet.actors.operator.clock import CoarseTimers
 from fleet.actors.operator.roster import DeviceRoster
 from fleet.contracts import DeviceId, DeviceInfo, Inventory
+from fleet.runtime.actorkit.coarse_timers import CoarseTimers
 
 from .fakes import Clock, Deleter, Ref, Replies, at, report
 

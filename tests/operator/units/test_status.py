@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.actors.operator.batching import Batched
 from fleet.actors.operator.status import Aggregate, deployment_status
 from fleet.contracts import DeviceId
+from fleet.runtime.actorkit.batched import Batched
 
 from .fakes import Ref
 

@@ -11,7 +11,7 @@ Hazard: it is lock-free, on purpose (a contended lock costs a GIL handover). It 
 ``collections.deque``'s ``append`` and ``popleft`` being atomic, and on :meth:`take`
 clearing the flag *before* it drains: a value put after the drain began either is
 drained or arms a new notice. Only the owner calls :meth:`take`. Only immutable values
-go in. (Its place is beside the mailbox in :mod:`fleet.runtime.actorkit`.)
+go in.
 
 What it must never do: lose a value, or leave values with no notice on its way.
 """
