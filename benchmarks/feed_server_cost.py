@@ -22,7 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fleet.contracts import BUCKET_DESIRED_STATE
+from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    DeploymentName,
+    DeviceId,
+    desired_state_key,
+    desired_state_key_filter,
+)
+from fleet.runtime.nats import subjects
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv_publish import KvPublisher
 from fleet.runtime.nats.server import LocalNatsServer
@@ -43,9 +50,12 @@ async def run(args: argparse.Namespace) -> None:
         await bus.start()
         await bus.wait_connected(timeout=10)
         await bus.ensure_buckets()
-        publisher = KvPublisher(bus, in_flight=1024, timeout=60.0)
+        publisher = KvPublisher(bus.kv, in_flight=1024, timeout=60.0)
         items = [
-            (f"dev-{i:06d}.load-{d}", b'{"type":"podman","containers":[]}')
+            (
+                desired_state_key(DeviceId(f"dev-{i:06d}"), DeploymentName(f"load-{d}")),
+                b'{"type":"podman","containers":[]}',
+            )
             for i in range(args.devices)
             for d in range(3)
         ]
@@ -57,11 +67,13 @@ async def run(args: argparse.Namespace) -> None:
         devices = [f"dev-{i:06d}" for i in range(0, args.devices, step)][: args.requests]
 
         async def wildcard(dev: str) -> None:
-            await bus.last_revision(BUCKET_DESIRED_STATE, f"{dev}.*")
+            await bus.last_revision(BUCKET_DESIRED_STATE, desired_state_key_filter(DeviceId(dev)))
 
         async def exact(dev: str) -> None:
-            subject = f"$JS.API.DIRECT.GET.KV_{BUCKET_DESIRED_STATE}.$KV.{BUCKET_DESIRED_STATE}"
-            await bus.nc.request(f"{subject}.{dev}.load-1", b"", timeout=30)
+            key = desired_state_key(DeviceId(dev), DeploymentName("load-1"))
+            await bus.transport.request(
+                subjects.direct_get(BUCKET_DESIRED_STATE, key), b"", timeout=30
+            )
 
         for name, fn in (("exact get", exact), ("wildcard last_by_subj", wildcard)):
             cpu0, t0 = cpu_of(pid), time.monotonic()

@@ -44,6 +44,6 @@ if __name__ == "__main__":
     gc.callbacks.append(_timed)
     atexit.register(_report)
     if os.environ.get("GC_THRESHOLD"):
-        wanted = tuple(int(x) for x in os.environ["GC_THRESHOLD"].split(","))
-        operator.GC_THRESHOLDS = wanted  # type: ignore[misc]  # what main() then sets
+        gen0, gen1, gen2 = (int(x) for x in os.environ["GC_THRESHOLD"].split(","))
+        operator.GC_THRESHOLDS = (gen0, gen1, gen2)  # what main() then sets
     sys.exit(operator.main(sys.argv[1:]))

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, TypedDict, cast
 
 import kubernetes
 
@@ -73,7 +74,21 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+class Result(TypedDict):
+    """What one run measured (seconds, MiB, and the load average before -> after)."""
+
+    written: float
+    correct: float
+    rss_mib: float
+    cpu_s: float
+    cpu_after_create_s: float
+    nats_rss_mib: float
+    nats_cpu_s: float
+    devices_cpu_s: float
+    load: tuple[float, float]
+
+
+async def run(args: argparse.Namespace) -> Result:
     n, d = args.devices, args.deployments
     store = tempfile.mkdtemp(prefix="bench-nats-")
     nats = LocalNatsServer(store_dir=Path(store))
@@ -171,15 +186,24 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     written = correct = None
     deadline = t0 + args.timeout
     while time.monotonic() < deadline:
-        info = await bus.js.stream_info(f"KV_{BUCKET_DESIRED_STATE}")
-        if written is None and info.state.messages >= n * d:
+        messages, _last = await bus.kv.counts(BUCKET_DESIRED_STATE)
+        if written is None and messages >= n * d:
             written = time.monotonic() - t0
             print(f"all {n * d} desired entries written: {written:.2f}s")
         if written is not None:
             aggs = []
             for name in names:
-                obj = await asyncio.to_thread(
-                    api.get_namespaced_custom_object, GROUP, VERSION, "bench", "deployments", name
+                # the client types a custom object as ``object``: it is the JSON dict
+                obj = cast(
+                    "dict[str, Any]",
+                    await asyncio.to_thread(
+                        api.get_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        "bench",
+                        "deployments",
+                        name,
+                    ),
                 )
                 aggs.append((obj.get("status") or {}).get("aggregate") or {})
             if all(a.get("running") == n and a.get("targeted") == n for a in aggs):

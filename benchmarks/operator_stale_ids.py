@@ -58,7 +58,7 @@ def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
         await bus.put(BUCKET_DEVICE_INFO, *info)
 
     loop.run(up(), timeout=30)
-    writer = KvBatchWriter(bus=bus, loop_thread=loop, in_flight=1024)
+    writer = KvBatchWriter(kv=bus.kv, loop_thread=loop, in_flight=1024)
     stop = threading.Event()
 
     def live() -> None:  # one real device keeps the fleet awake

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from fleet.cli.fleetctl.snapshots import decoded, desired_revisions
 from fleet.contracts import (
@@ -120,8 +120,12 @@ def list_deployments(kube_url: str, namespace: str) -> list[dict[str, Any]]:
     config = client.Configuration()
     config.host = kube_url
     with client.ApiClient(config) as api:
-        listing = client.CustomObjectsApi(api).list_namespaced_custom_object(
-            CRD_GROUP, CRD_VERSION, namespace, PLURAL_DEPLOYMENTS
+        # the client types a custom object listing as ``object``: it is the JSON dict
+        listing = cast(
+            "dict[str, Any]",
+            client.CustomObjectsApi(api).list_namespaced_custom_object(
+                CRD_GROUP, CRD_VERSION, namespace, PLURAL_DEPLOYMENTS
+            ),
         )
     items: list[dict[str, Any]] = listing.get("items", [])
     return items

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from fleet.runtime.nats.bus import Bus
+from loadtest.litebus import LiteBus
 
 #: The devices' NATS clients: ``lite`` (:mod:`loadtest.litebus`, the default) speaks the
 #: same wire at a fraction of nats-py's CPU; ``nats-py`` is the agent's own client.
@@ -53,7 +53,7 @@ class ConnectionPool:
         self._name = name
         self._timeout = connect_timeout
         self._client = client
-        self._buses: dict[int, asyncio.Task[Bus]] = {}  # a LiteBus quacks like a Bus
+        self._buses: dict[int, asyncio.Task[Bus]] = {}
 
     @property
     def connections(self) -> int:
@@ -71,10 +71,8 @@ class ConnectionPool:
         return await asyncio.shield(task)
 
     async def _connect(self, group: int) -> Bus:
-        bus: Any
+        bus: Bus
         if self._client == "lite":
-            from loadtest.litebus import LiteBus
-
             bus = LiteBus(
                 urls=self._urls, name=f"{self._name}-{group}", request_timeout=REQUEST_TIMEOUT
             )

@@ -12,7 +12,8 @@ feed resolves its new entry (a direct get) at the same moment; unbounded, 30,000
 requests on one loop were measured to time out (5 s), each timeout then triggering a
 resync, each resync an initial read with a consumer, past the stream's consumer cap: a
 collapse no real fleet would see. So the feed's requests go through ``limit`` (shared by
-the process's devices): the same requests, at most ``limit`` in flight.
+the process's devices): the same requests, at most ``limit`` in flight. The limit is a
+transport of its own (:class:`LimitedTransport`) around the device's bus's one.
 
 What it must never do: substitute a cheaper mechanism (a bucket-wide watch, a shared
 wildcard subscription) for the agent's: the figures would stop meaning anything.
@@ -21,13 +22,14 @@ wildcard subscription) for the agent's: the figures would stop meaning anything.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from fleet.contracts import DeviceId
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.desired_feed import DesiredFeed
 from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.transport import ForwardingTransport, Message, Transport
 
 
 class Following(Protocol):
@@ -36,34 +38,23 @@ class Following(Protocol):
     async def stop(self) -> None: ...
 
 
-class _LimitedClient:
-    """A nats-py client whose requests wait for a slot of ``limit`` first."""
+class LimitedTransport(ForwardingTransport):
+    """``transport``, except that a request first waits for one of ``limit``'s slots."""
 
-    def __init__(self, nc: Any, limit: asyncio.Semaphore) -> None:
-        self._nc = nc
+    def __init__(self, transport: Transport, limit: asyncio.Semaphore) -> None:
+        super().__init__(transport)
         self._limit = limit
 
-    async def request(self, *args: Any, **kwargs: Any) -> Any:
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+    ) -> Message:
         async with self._limit:
-            return await self._nc.request(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._nc, name)
-
-
-class _LimitedBus:
-    """The device's :class:`Bus`, except that requests on ``nc`` are limited."""
-
-    def __init__(self, bus: Bus, limit: asyncio.Semaphore) -> None:
-        self._bus = bus
-        self._limit = limit
-
-    @property
-    def nc(self) -> _LimitedClient:
-        return _LimitedClient(self._bus.nc, self._limit)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._bus, name)
+            return await self.inner.request(subject, payload, headers=headers, timeout=timeout)
 
 
 def follow_desired(
@@ -76,8 +67,9 @@ def follow_desired(
     limit: asyncio.Semaphore | None = None,
 ) -> Following:
     """Start following ``device_id``'s desired entries (call on the bus's loop)."""
+    kv = bus.kv if limit is None else bus.kv.using(LimitedTransport(bus.transport, limit))
     feed = DesiredFeed(
-        bus=bus if limit is None else _LimitedBus(bus, limit),  # type: ignore[arg-type]
+        kv=kv,
         device_id=device_id,
         on_entry=on_entry,
         on_synced=on_synced,

@@ -65,7 +65,8 @@ _swarm: Swarm | None = None
 _swarm_lock = gevent.lock.Semaphore()
 
 
-@events.init_command_line_parser.add_listener
+# locust's EventHook.add_listener is unannotated
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
 def _options(parser: Any) -> None:
     add = parser.add_argument
     add("--nats-url", default="nats://127.0.0.1:4222", help="NATS server URL(s), comma-separated")
@@ -134,7 +135,8 @@ def swarm_of(environment: Any) -> Swarm:
         return _swarm
 
 
-@events.quitting.add_listener
+# locust's EventHook.add_listener is unannotated
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _close(environment: Any, **_kwargs: Any) -> None:
     if _swarm is not None:
         _swarm.close()

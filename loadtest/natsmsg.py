@@ -1,17 +1,20 @@
-"""The message the lean NATS client delivers: shaped like nats-py's ``Msg`` where fleet reads it.
+"""The message the lean NATS client delivers, and the reading of its headers.
 
-Why it exists: :mod:`fleet.runtime.nats.desired_feed` and :mod:`fleet.runtime.nats.desired_snapshot`
-read ``msg.subject``, ``msg.reply``, ``msg.data`` and ``msg.headers`` (a dict with
-``Status``/``Description`` filled from an inline status line, as nats-py does); the
-revision of a JetStream delivery they take from ``msg.reply`` with
-:func:`fleet.runtime.nats.kv.stream_sequence`. :class:`Msg` gives exactly those, so the same
-code runs over nats-py and over :mod:`loadtest.natsproto`.
+Why it exists: :mod:`fleet.runtime.nats` reads ``subject``, ``reply``, ``data`` and
+``headers`` (a mapping with ``Status``/``Description`` filled from an inline status line,
+as nats-py does) of :class:`fleet.runtime.nats.transport.Message`. The lean client
+(:mod:`loadtest.natsproto`) builds that very type from what it parses, so the runtime
+reads its messages exactly as it reads nats-py's.
 
 What it must never do: grow into a second nats-py (no ack/nak, no respond helpers):
 the lean client is for simulated devices only.
 """
 
 from __future__ import annotations
+
+from fleet.runtime.nats.transport import Message
+
+__all__ = ["Msg", "parse_headers"]
 
 _STATUS_LINE = b"NATS/1.0"
 
@@ -49,26 +52,6 @@ def parse_headers(raw: bytes) -> dict[str, str] | None:
     return headers or None
 
 
-class Msg:
-    """One delivered message: ``subject``, ``reply`` ('' when none), ``data``, ``headers``."""
-
-    __slots__ = ("data", "headers", "reply", "subject")
-
-    def __init__(
-        self, *, subject: str, reply: str, data: bytes, headers: dict[str, str] | None
-    ) -> None:
-        self.subject = subject
-        self.reply = reply
-        self.data = data
-        self.headers = headers
-
-    @property
-    def header(self) -> dict[str, str] | None:
-        return self.headers
-
-    def __repr__(self) -> str:
-        return (
-            f"Msg(subject={self.subject!r}, reply={self.reply!r}, "
-            f"data={self.data[:32]!r}{'...' if len(self.data) > 32 else ''}, "
-            f"headers={self.headers!r})"
-        )
+Msg = Message
+"""What the lean client delivers: fleet's own transport message, so that nothing is
+converted between the client and :mod:`fleet.runtime.nats`."""

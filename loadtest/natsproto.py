@@ -7,7 +7,8 @@ devices need with far less per message: one ``asyncio.Protocol`` (parsing in
 ``data_received``, no StreamReader, no reader task), writes gathered and written once
 per loop iteration, and requests muxed through ONE inbox subscription
 ``_INBOX.<random>.*`` with a token per request and a dict of futures (nats-py's
-new-style requests). :mod:`loadtest.litebus` puts the ``Bus`` surface on top of it.
+new-style requests). :mod:`loadtest.litebus` makes it a fleet transport
+(``LeanTransport``, the port :mod:`fleet.runtime.nats` is written against) and a bus.
 
 It speaks the core protocol only: INFO/CONNECT (``headers`` and ``no_responders`` on),
 PUB/HPUB, SUB/UNSUB, MSG/HMSG, PING/PONG, -ERR. No TLS, no auth, no cluster
@@ -15,7 +16,7 @@ discovery, and NO RECONNECT: the swarm runs on loopback next to its nats-server;
 the connection ends every pending request and flush fails at once with
 :class:`ConnectionClosed`, :attr:`NatsClient.closed` is set and the client stays
 closed (make a new one). A fleet-agent on a real network needs nats-py's reconnect
-and must keep using :class:`fleet.runtime.nats.bus.Bus`.
+and must keep using it (:mod:`fleet.runtime.nats.natspy`).
 
 What it must never do: serve anything but simulated devices, block the loop, or leave
 a request waiting after the connection is gone.
@@ -31,7 +32,7 @@ import json
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from loadtest.natsmsg import Msg, parse_headers
@@ -275,7 +276,7 @@ class NatsClient:
         payload: bytes = b"",
         *,
         reply: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Queue a PUB (HPUB with headers); written with the rest of this loop iteration's."""
         if not subject or " " in subject or "\r" in subject or "\n" in subject:
@@ -334,7 +335,7 @@ class NatsClient:
         payload: bytes = b"",
         *,
         timeout: float = 0.5,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Msg:
         """Publish with a reply token on the muxed inbox; the reply, or a clear error."""
         if self.closed.is_set():

@@ -78,8 +78,7 @@ class Plane:
 
 async def stream_counts(bus: Bus, bucket: str) -> tuple[int, int]:
     """(live messages, last sequence) of a bucket's stream: cheap, whatever its size."""
-    info = await bus.js.stream_info(f"KV_{bucket}")
-    return int(info.state.messages), int(info.state.last_seq)
+    return await bus.kv.counts(bucket)
 
 
 def deployment_manifest(*, name: str, index: int, swarm: str) -> dict[str, Any]:

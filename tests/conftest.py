@@ -15,7 +15,7 @@ from fleet.runtime.actorkit import failfast
 from fleet.runtime.actorkit.pool import live_pools
 
 
-def live_actors() -> list[pykka.ActorRef[object]]:
+def live_actors() -> list[pykka.ActorRef[pykka.Actor]]:
     """Actors in pykka's registry and pooled actors (which skip the registry)."""
     pooled = [ref for pool in live_pools() for ref in pool.live_actors()]
     return [*pykka.ActorRegistry.get_all(), *pooled]

@@ -6,6 +6,8 @@ and what was wrong. SIGHUP re-reads the config and republishes the device's info
 its labels changed; SIGTERM/SIGINT stop the agent and leave the containers running.
 
 uvloop is chosen here, at the entry point, and nowhere else.
+
+What it must never do: stop the device's containers when the agent stops.
 """
 
 from __future__ import annotations

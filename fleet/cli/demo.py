@@ -9,6 +9,8 @@ then shows the devices and the Deployments' aggregates converge, the containers,
 the page one of them serves. Ctrl-C (or SIGTERM) stops everything, in reverse order,
 and removes every container. ``--once`` exits after showing the converged fleet (exit
 1 if it did not converge within ``--timeout``).
+
+What it must never do: touch the machine's own containers or listen beyond 127.0.0.1.
 """
 
 from __future__ import annotations

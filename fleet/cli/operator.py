@@ -7,6 +7,8 @@ Deployment's ``.status.aggregate`` and each ``Device`` resource true.
 Kubernetes access: ``--kube-url`` (plain HTTP, e.g. a local API emulator), else
 ``--kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``, else the in-cluster service
 account. uvloop is chosen here, at the entry point, and nowhere else.
+
+What it must never do: hold behaviour of its own: it parses, wires and waits.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ decoder does, so these checks hold on both paths. A ``ContractError`` raised her
 carries the field name relative to its struct; the codec prefixes the struct's path
 (``containers[1]`` + ``name``). Structs are frozen: normalising a field goes through
 ``msgspec.structs.force_setattr``, which is safe only inside ``__post_init__``.
+
+What it must never do: raise anything but ``ContractError``, or do I/O.
 """
 
 from __future__ import annotations

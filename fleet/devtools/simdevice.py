@@ -122,7 +122,7 @@ class SimulatedDevice:
     ) -> Following:
         """Start following this device's desired entries: the agent's own feed."""
         feed = DesiredFeed(
-            bus=self.bus,
+            kv=self.bus.kv,
             device_id=self.device_id,
             on_entry=on_entry,
             on_synced=on_synced,

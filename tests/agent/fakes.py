@@ -14,6 +14,8 @@ class FakeRuntime(SimulatedRuntime):
     ``start_error``: the message a start with a taken port fails with (podman's words
     by default)."""
 
+    registry: set[str]  # never None here: an image a test has not published is missing
+
     def __init__(self) -> None:
         super().__init__(registry=set(), version=("podman", "4.3.1"))
         self.start_error: str | None = None

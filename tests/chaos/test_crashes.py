@@ -26,13 +26,13 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow, pytest.mark.timeout(240)]
 def world(tmp_path: Path, podman: PodmanEnv) -> Iterator[ChaosWorld]:
     with chaos_world(root=tmp_path, podman=podman) as w:
         w.apply("keep", web_score(podman.image, marker="keep"))
-        wait(lambda: w.all_running("keep"), timeout=CONVERGE_S, what="keep running")
+        w.wait_running("keep", timeout=CONVERGE_S)
         yield w
 
 
 def converged(world: ChaosWorld, *names: str) -> None:
     for name in names:
-        wait(lambda n=name: world.all_running(n), timeout=CONVERGE_S, what=f"{name} running")
+        world.wait_running(name, timeout=CONVERGE_S)
     verdict = world.verdict()
     assert verdict.ok, verdict.render()
 
@@ -67,7 +67,7 @@ def test_operator_killed_mid_rollout(world: ChaosWorld) -> None:
 def test_operator_killed_mid_delete(world: ChaosWorld) -> None:
     assert world.operator is not None
     world.apply("web", web_score(world.podman.image, containers=2))
-    wait(lambda: world.all_running("web"), timeout=CONVERGE_S, what="web running")
+    world.wait_running("web", timeout=CONVERGE_S)
     world.delete("web")
     wait(
         lambda: ((world.deployment("web") or {}).get("metadata") or {}).get("deletionTimestamp"),
@@ -86,7 +86,7 @@ def test_operator_killed_mid_delete(world: ChaosWorld) -> None:
 def test_agent_killed_at_each_step_of_a_replace(world: ChaosWorld, step: str) -> None:
     device = world.devices[0]
     world.apply("web", web_score(world.podman.image, containers=2))
-    wait(lambda: world.all_running("web"), timeout=CONVERGE_S, what="web running")
+    world.wait_running("web", timeout=CONVERGE_S)
     before = world.desired()[device, "web"].revision
     # A new tag (a real pull) and a new command: every container is replaced.
     image = world.podman.push_tag(f"chaos-{step.lower()}")
@@ -106,7 +106,7 @@ def test_agent_killed_at_each_step_of_a_replace(world: ChaosWorld, step: str) ->
 def test_agent_killed_at_each_step_of_a_delete(world: ChaosWorld, step: str) -> None:
     device = world.devices[0]
     world.apply("web", web_score(world.podman.image, containers=3))
-    wait(lambda: world.all_running("web"), timeout=CONVERGE_S, what="web running")
+    world.wait_running("web", timeout=CONVERGE_S)
 
     def mine() -> list[str]:
         return [

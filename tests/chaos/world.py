@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import msgspec
@@ -112,7 +112,7 @@ class ChaosWorld:
                 self.loop.run(self.bus.close(), timeout=10)
         self.loop.stop()
         if self._api is not None:
-            self._api.close()
+            self._api.close()  # type: ignore[no-untyped-call]  # kubernetes leaves it bare
         self.kube.stop()
         self.nats.stop()
 
@@ -190,8 +190,12 @@ class ChaosWorld:
 
     def deployment(self, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, "deployments", name
+            # the client types a custom object as ``object``: it is the JSON dict
+            obj = cast(
+                "dict[str, Any]",
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, "deployments", name
+                ),
             )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
@@ -253,16 +257,28 @@ class ChaosWorld:
         return seen, cancel
 
     def all_running(self, name: str) -> bool:
+        return not self.running_gaps(name)
+
+    def running_gaps(self, name: str) -> list[str]:
+        """Why ``name`` is not running everywhere yet: one line per device that lags."""
         desired = self.desired()
         reports = self.reports()
+        gaps = []
         for device in self.devices:
             entry = desired.get((device, name))
             report = reports.get((device, name))
             if entry is None or report is None:
-                return False
-            if report.phase.value != "Running" or report.desired_revision != entry.revision:
-                return False
-        return True
+                gaps.append(f"{device}: entry {entry and entry.revision}, report {report}")
+            elif report.phase.value != "Running" or report.desired_revision != entry.revision:
+                gaps.append(f"{device}: entry {entry.revision}, report {report}")
+        return gaps
+
+    def wait_running(self, name: str, *, timeout: float) -> None:
+        """Wait until every device runs ``name``'s latest entry; fail saying who lags."""
+        try:
+            wait(lambda: self.all_running(name), timeout=timeout, what=f"{name} running")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; lagging: {self.running_gaps(name)}") from None
 
     # -- the verdicts ---------------------------------------------------------------------------
 

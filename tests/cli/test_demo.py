@@ -85,7 +85,9 @@ def check_fleetctl_against(output: str) -> None:
     """The commands the demo prints work as printed."""
     export = next(line for line in output.splitlines() if "export FLEET_NATS_URL=" in line)
     env = dict(os.environ)
-    env.update(pair.split("=", 1) for pair in export.split()[1:])
+    for pair in export.split()[1:]:
+        key, value = pair.split("=", 1)
+        env[key] = value
 
     def fleetctl(*args: str) -> str:
         return subprocess.run(
@@ -110,7 +112,12 @@ def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()])
+
+    def read() -> None:
+        for x in proc.stdout or ():
+            lines.put(x)
+
+    reader = threading.Thread(target=read)
     reader.start()
     seen: list[str] = []
     try:

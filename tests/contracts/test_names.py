@@ -116,7 +116,9 @@ def test_names_behave_as_strings() -> None:
     assert type(copy.deepcopy(device)) is DeviceId
 
 
-def test_a_name_validated_once_is_shared_and_a_bad_one_is_never_remembered(monkeypatch) -> None:
+def test_a_name_validated_once_is_shared_and_a_bad_one_is_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert DeviceId("shared-dev-1") is DeviceId("shared-dev-1")
     assert DeploymentName("shared-web") is DeploymentName("shared-web")
     for _ in range(2):  # rejected every time, not only the first
@@ -127,7 +129,7 @@ def test_a_name_validated_once_is_shared_and_a_bad_one_is_never_remembered(monke
     assert "bad id" not in names_module._DEVICE_IDS
 
 
-def test_the_shared_names_are_bounded(monkeypatch) -> None:
+def test_the_shared_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(names_module, "_DEVICE_IDS", {})
     monkeypatch.setattr(names_module, "_KNOWN_MAX", 3)
     made = [DeviceId(f"bounded-{i}") for i in range(10)]

@@ -45,6 +45,7 @@ EXPECTED = {
 
 def _operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     deployment = by_kind_name(objects)[("Deployment", RELEASE)]
+    container: dict[str, Any]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase
 from fleet.contracts.keys import ALL_BUCKETS
-from tests.operator.sim import eventually, now
+from tests.fixtures.kube import KubeCluster
+from tests.fixtures.nats import NatsServer
+from tests.operator.sim import Fleet, eventually, now
 
-from .conftest import WEB
+from .conftest import WEB, Result
 
 DEEP = b"[" * 1000 + b"]" * 1000
 HUGE = b'{"device_id":"d1","pad":"' + b"x" * 500_000 + b'"}'
@@ -54,7 +58,13 @@ def fleetctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(120)
 def test_devices_and_status_survive_every_bad_entry(
-    ctl, fleet, start_operator, manifest, *, nats_server, kube
+    ctl: Callable[..., Result],
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    manifest: Callable[..., str],
+    *,
+    nats_server: NatsServer,
+    kube: KubeCluster,
 ) -> None:
     fleet.join(["d1", "d2"], {"site": "lab"})
     start_operator(liveness_timeout=60)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase
-from tests.operator.sim import eventually
+from tests.fixtures.kube import KubeCluster
+from tests.operator.sim import Fleet, eventually
 
-from .conftest import WEB
+from .conftest import WEB, Result
 
 
-def test_apply_creates_then_configures_then_leaves_unchanged(ctl, kube, manifest):
+def test_apply_creates_then_configures_then_leaves_unchanged(
+    ctl: Callable[..., Result], kube: KubeCluster, manifest: Callable[..., str]
+) -> None:
     path = manifest(WEB)
     assert ctl("apply", "-f", path).out.strip().endswith("web created (namespace default)")
     assert ctl("apply", "-f", path).out.strip().endswith("web unchanged (namespace default)")
@@ -19,16 +24,21 @@ def test_apply_creates_then_configures_then_leaves_unchanged(ctl, kube, manifest
     result = ctl("apply", "-f", manifest(narrower, "v2.yaml"))
     assert result.out.strip().endswith("web configured (namespace default)")
     # the removed key is gone on the server, not merged with the new one
-    assert kube.deployment("default", "web")["spec"]["selector"] == {
-        "matchLabels": {"role": "edge"}
-    }
+    deployment = kube.deployment("default", "web")
+    assert deployment is not None
+    assert deployment["spec"]["selector"] == {"matchLabels": {"role": "edge"}}
 
 
-def test_apply_watch_shows_progress_until_every_device_runs(ctl, fleet, start_operator, manifest):
+def test_apply_watch_shows_progress_until_every_device_runs(
+    ctl: Callable[..., Result],
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    manifest: Callable[..., str],
+) -> None:
     fleet.join(["d1", "d2"], {"site": "lab"})
     start_operator(liveness_timeout=60)
 
-    def devices_report():
+    def devices_report() -> None:
         eventually(lambda: len(fleet.desired()) == 2, timeout=20)
         fleet.report(["d1"], "web", Phase.RUNNING)
         fleet.report(["d2"], "web", Phase.PULLING)
@@ -51,8 +61,11 @@ def test_apply_watch_shows_progress_until_every_device_runs(ctl, fleet, start_op
 
 
 def test_watch_gives_up_after_its_timeout_naming_the_failing_device(
-    ctl, fleet, start_operator, manifest
-):
+    ctl: Callable[..., Result],
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    manifest: Callable[..., str],
+) -> None:
     fleet.join(["d1"], {"site": "lab"})
     start_operator(liveness_timeout=60)
     ctl("apply", "-f", manifest(WEB))
@@ -65,8 +78,12 @@ def test_watch_gives_up_after_its_timeout_naming_the_failing_device(
 
 
 def test_delete_wait_returns_once_the_operator_removed_it_everywhere(
-    ctl, kube, fleet, start_operator, manifest
-):
+    ctl: Callable[..., Result],
+    kube: KubeCluster,
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    manifest: Callable[..., str],
+) -> None:
     fleet.join(["d1"], {"site": "lab"})
     start_operator(liveness_timeout=60)
     ctl("apply", "-f", manifest(WEB))
@@ -81,7 +98,9 @@ def test_delete_wait_returns_once_the_operator_removed_it_everywhere(
     assert "default/web" in missing.err
 
 
-def test_a_bad_manifest_is_refused_naming_file_document_and_field(ctl, kube, manifest):
+def test_a_bad_manifest_is_refused_naming_file_document_and_field(
+    ctl: Callable[..., Result], kube: KubeCluster, manifest: Callable[..., str]
+) -> None:
     pod = "apiVersion: fleet.nationtech.io/v1alpha1\nkind: Pod\nmetadata: {name: x}\n"
     path = manifest(f"{WEB}---\n{pod}")
     result = ctl("apply", "-f", path)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from fleet.runtime.kube.decode import TOO_DEEP, decode_loose
+from tests.fixtures.kube import KubeCluster
 from tests.operator.robustness.test_hostile_kube import (
     GROUP,
     deep,
@@ -13,11 +16,15 @@ from tests.operator.robustness.test_hostile_kube import (
     post,
 )
 
+from .conftest import Result
+
 __all__ = ["deep_recursion"]  # the fixture: the in-process emulator parses it with json
 
 
 @pytest.mark.usefixtures("deep_recursion")
-def test_deployments_and_status_show_a_deep_deployment(kube, ctl) -> None:
+def test_deployments_and_status_show_a_deep_deployment(
+    kube: KubeCluster, ctl: Callable[..., Result]
+) -> None:
     post(kube.url, f"{GROUP}/namespaces/ns/deployments", deep_deployment("deep"))
     listed = ctl("deployments", "-n", "ns")
     assert listed.code == 0, listed.err

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase
-from tests.operator.sim import eventually
+from tests.operator.sim import Fleet, eventually
 
-from .conftest import WEB
+from .conftest import WEB, Result
 
 
-def test_devices_show_labels_online_heartbeat_and_phases(ctl, fleet, start_operator, manifest):
+def test_devices_show_labels_online_heartbeat_and_phases(
+    ctl: Callable[..., Result],
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    manifest: Callable[..., str],
+) -> None:
     fleet.join(["d1", "d2"], {"site": "lab"})
     fleet.beat(["d3"], age=300)  # a device heard of long ago
     start_operator(liveness_timeout=60)
@@ -35,8 +44,11 @@ def test_devices_show_labels_online_heartbeat_and_phases(ctl, fleet, start_opera
 
 
 def test_deployments_and_status_show_aggregate_and_failure_messages(
-    ctl, fleet, start_operator, manifest
-):
+    ctl: Callable[..., Result],
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    manifest: Callable[..., str],
+) -> None:
     fleet.join(["d1", "d2", "d3"], {"site": "lab"})
     start_operator(liveness_timeout=60)
     assert ctl("apply", "-f", manifest(WEB)).code == 0
@@ -44,7 +56,8 @@ def test_deployments_and_status_show_aggregate_and_failure_messages(
     fleet.report(["d1"], "web", Phase.RUNNING)
     fleet.report(["d2"], "web", Phase.FAILED, message="image not found: localhost/busybox:test")
 
-    def counts():
+    def counts() -> dict[str, Any]:
+        row: dict[str, Any]
         (row,) = ctl("deployments", "-o", "json").json()
         assert (row["running"], row["failed"], row["pending"]) == (1, 1, 1)
         return row
@@ -71,7 +84,7 @@ def test_deployments_and_status_show_aggregate_and_failure_messages(
     assert devices["d1"]["desired_revision"] == devices["d1"]["reported_revision"]
 
 
-def test_status_of_a_missing_deployment_fails_with_its_name(ctl):
+def test_status_of_a_missing_deployment_fails_with_its_name(ctl: Callable[..., Result]) -> None:
     result = ctl("status", "nope", "-n", "shop")
     assert result.code == 1
     assert "shop/nope" in result.err

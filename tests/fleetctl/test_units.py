@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fleet.cli.fleetctl.main import parse_args
 from fleet.cli.fleetctl.manifests import merge_patch
 
 
-def test_merge_patch_removes_what_the_file_no_longer_has():
+def test_merge_patch_removes_what_the_file_no_longer_has() -> None:
     old = {"selector": {"matchLabels": {"a": "1", "b": "2"}}, "score": {"type": "podman"}}
     new = {"selector": {"matchLabels": {"a": "1"}}, "score": {"type": "podman"}}
     assert merge_patch(old, new) == {"selector": {"matchLabels": {"b": None}}}
@@ -14,7 +16,7 @@ def test_merge_patch_removes_what_the_file_no_longer_has():
     assert merge_patch({"x": [1, 2]}, {"x": [2]}) == {"x": [2]}  # lists are replaced
 
 
-def test_common_options_go_before_or_after_the_command(monkeypatch):
+def test_common_options_go_before_or_after_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLEET_NATS_URL", raising=False)
     before = parse_args(["--nats-url", "nats://a:1", "-o", "json", "devices"])
     after = parse_args(["devices", "--nats-url", "nats://a:1", "-o", "json"])

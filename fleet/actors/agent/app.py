@@ -24,6 +24,7 @@ from typing import Any
 
 import pykka
 
+from fleet.contracts import DeploymentName, desired_state_key
 from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.aiokit.timers import LoopTimers
@@ -85,12 +86,15 @@ class AgentApp:
         sup.add_cleanup("nats", lambda: loop.run(bus.close(), timeout=5))
         self.bus = bus
         loop.spawn(self._ensure_buckets(bus), name="ensure-buckets")
-        publisher = LatestValuePublisher(bus=bus, loop_thread=loop)
+        publisher = LatestValuePublisher(kv=bus.kv, loop_thread=loop)
         loop.run(_call(publisher.start), timeout=5)
         sup.add_cleanup("publisher", lambda: loop.run(publisher.stop(), timeout=5))
         store = DesiredStore(config.state_dir)
         stored = store.load()  # once: it may set a damaged file aside
-        known = {f"{config.device_id}.{name}": e.revision for name, e in stored.entries.items()}
+        known = {
+            desired_state_key(config.device_id, DeploymentName(name)): e.revision
+            for name, e in stored.entries.items()
+        }
         device = sup.start(
             "device",
             lambda: DeviceActor.start(
@@ -116,7 +120,7 @@ class AgentApp:
                 logger.debug("%s dropped: agent stopping", what)
 
         feed = DesiredFeed(
-            bus=bus,
+            kv=bus.kv,
             device_id=config.device_id,
             on_entry=lambda entry: tell(DesiredChanged(entry=entry), entry.key),
             on_synced=lambda: tell(DesiredSynced(), "desired state synced"),
@@ -127,7 +131,7 @@ class AgentApp:
         sup.add_cleanup("desired feed", lambda: loop.run(feed.stop(), timeout=5))
         self.feed = feed
         watch = DuplicateWatch(
-            bus=bus,
+            transport=bus.transport,
             device_id=config.device_id,
             instance_id=self.instance_id,
             interval=self._duplicate_interval,

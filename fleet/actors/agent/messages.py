@@ -7,6 +7,8 @@ a reconciler tells the device actor :class:`ReconcilerIdle` once it removed ever
 The device actor tells the orphan sweeper :class:`Sweep`, which answers
 :class:`OwnedDeployments`. Timers tell :class:`HeartbeatTick`, :class:`ResyncTick` and
 :class:`Check`.
+
+What it must never do: carry a mutable value or an actor's internals; a message is a fact.
 """
 
 from __future__ import annotations

@@ -58,16 +58,15 @@ from fleet.runtime.podman.port import (
     ContainerFailed,
     ContainerRuntime,
     ImagePullFailed,
-    container_name,
     is_owned,
     owner_labels,
-    spec_hash,
 )
 
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .health import RESTART_GRACE, Health, should_run
 from .messages import Apply, Check, ReconcilerIdle, Remove
 from .phases import PhaseReports
+from .planning import plan_pass
 from .replacing import Replacer
 
 logger = logging.getLogger(__name__)
@@ -221,22 +220,7 @@ class DeploymentReconciler(SupervisedActor):
         owned = self._owned()
         if self._applied is None:  # after a restart: what the containers were made for
             self._applied = max((c.revision for c in owned if c.revision is not None), default=None)
-        wanted = {
-            container_name(self._device, self._deployment, c.name): c for c in score.containers
-        }
-        current: dict[str, Container] = {}
-        strays: list[Container] = []
-        for container in owned:
-            name = container.name.lstrip("/")
-            if name in wanted and name not in current:
-                current[name] = container
-            else:
-                strays.append(container)
-        changed = [
-            name
-            for name, spec in wanted.items()
-            if name not in current or current[name].spec_hash != spec_hash(spec)
-        ]
+        wanted, current, strays, changed = plan_pass(self._device, self._deployment, score, owned)
         for image in dict.fromkeys(wanted[name].image for name in changed):
             self._pull(image)  # 1. make-before-break: every image first
         for container in strays:  # 2.

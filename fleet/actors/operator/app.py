@@ -9,12 +9,10 @@ What it must never do: leave a thread, a watch or an actor behind after :meth:`s
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -26,7 +24,6 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
-from fleet.errors import FleetError, RevisionMismatch
 from fleet.runtime.actorkit.pool import ActorPool
 from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
@@ -36,7 +33,8 @@ from fleet.runtime.kube.gateway import KubeGateway, namespaces_or_all
 from fleet.runtime.kube.watch import ResourceWatcher
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
-from fleet.runtime.nats.kv_batch import BatchedWatch, KvBatchWriter, SnapshotRead
+from fleet.runtime.nats.kv_batch import KvBatchWriter
+from fleet.runtime.nats.watch import Watch
 
 from . import messages as m
 from .fleet import FleetIndex, Query
@@ -55,50 +53,6 @@ def _deliver_to(ref: pykka.ActorRef[Any]) -> Callable[[tuple[KvEntry, ...]], Non
 
 def _synced_to(ref: pykka.ActorRef[Any]) -> Callable[[], None]:
     return lambda: ref.tell(m.KvSynced())
-
-
-class KeyDeleter:
-    """:class:`~.ports.KeyDeleterPort` on the bus: deletes that are compare-and-swaps.
-
-    Few and rare (the keys of devices silent for longer than the retention), so each is
-    one ``Bus.delete(last=)``, at most ``concurrency`` groups at a time. (Its place is
-    beside ``KvBatchWriter`` in :mod:`fleet.runtime.nats.kv_batch`, which has no CAS delete.)
-    """
-
-    def __init__(self, *, bus: Bus, loop_thread: EventLoopThread, concurrency: int = 64) -> None:
-        self._bus = bus
-        self._loop_thread = loop_thread
-        self._concurrency = concurrency
-
-    def delete_unchanged(
-        self, groups: Sequence[Sequence[tuple[str, str, int]]]
-    ) -> concurrent.futures.Future[list[str]]:
-        bus = self._bus
-
-        async def one(items: Sequence[tuple[str, str, int]]) -> str:
-            for bucket, key, revision in items:
-                try:
-                    await bus.delete(bucket, key, last=revision)
-                except RevisionMismatch:
-                    return "changed"
-                except FleetError as exc:
-                    return f"failed: {exc}"
-            return "deleted"
-
-        async def run() -> list[str]:
-            # A few workers over the groups, not a task per group: a sweep may hand over
-            # 10,000 devices, and 10,000 pending tasks were most of its memory.
-            results = [""] * len(groups)
-            todo = iter(enumerate(groups))
-
-            async def worker() -> None:
-                for i, items in todo:
-                    results[i] = await one(items)
-
-            await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(groups)))))
-            return results
-
-        return self._loop_thread.submit(run())
 
 
 class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,7 +109,7 @@ class Operator:
         timers = LoopTimers(loop)
         gateway = KubeGateway(self._kube, device_workers=config.device_workers)
         sup.add_cleanup("kubernetes gateway", gateway.shutdown)
-        writer = KvBatchWriter(bus=self._bus, loop_thread=loop, in_flight=config.write_in_flight)
+        writer = KvBatchWriter(kv=self._bus.kv, loop_thread=loop, in_flight=config.write_in_flight)
         sup.add_cleanup("desired-state writer", lambda: _close(writer))
         pool = ActorPool(workers=config.pool_workers, name="operator-devices")
         sup.add_cleanup("device actor pool", lambda: _shut_down(pool))
@@ -174,7 +128,7 @@ class Operator:
                 sources=(*BUCKETS, "kubernetes"), liveness_timeout=config.liveness_timeout,
                 tick=config.tick, status_delay=config.status_delay,
                 status_interval=config.status_interval, retention=config.device_retention,
-                deleter=KeyDeleter(bus=self._bus, loop_thread=loop),
+                deleter=writer,
             ),
         )  # fmt: skip
         kube_source = sup.start(
@@ -189,12 +143,11 @@ class Operator:
                 ),
             )  # fmt: skip
             # desired-state is read once: the operator is its writer (docs/operator.md).
-            reader = SnapshotRead if bucket == BUCKET_DESIRED_STATE else BatchedWatch
-            watch = reader(
-                self._bus, bucket=bucket, name=f"operator-{bucket}",
-                deliver=_deliver_to(source), on_synced=_synced_to(source),
+            watch = Watch(
+                self._bus.kv, bucket, name=f"operator-{bucket}", on_batch=_deliver_to(source),
+                on_synced=_synced_to(source), follow=bucket != BUCKET_DESIRED_STATE,
             )  # fmt: skip
-            loop.run(watch.start(), timeout=30)
+            loop.run(_started(watch), timeout=30)
             sup.add_cleanup(f"{bucket} watch", functools.partial(_stop_watch, loop, watch))
         for scope in scopes:
             watcher = ResourceWatcher(
@@ -230,7 +183,11 @@ class Operator:
         return leftovers
 
 
-def _stop_watch(loop: EventLoopThread, watch: BatchedWatch | SnapshotRead) -> None:
+async def _started(watch: Watch) -> None:
+    watch.start()
+
+
+def _stop_watch(loop: EventLoopThread, watch: Watch) -> None:
     loop.run(watch.stop(), timeout=10.0)
 
 

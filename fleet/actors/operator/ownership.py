@@ -12,6 +12,8 @@ only its removal passes the name on.
 whether it is active) and the owner of each name, and says, for each change, which
 records must be told their conflict anew (``notices``). Plain and synchronous: no I/O, no
 actors (the fleet index holds the actors and tells them).
+
+What it must never do: let two records be active for one name at once.
 """
 
 from __future__ import annotations

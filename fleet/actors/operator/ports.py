@@ -5,6 +5,8 @@ Each I/O method returns at once with a :class:`concurrent.futures.Future`; its o
 becomes a message to the actor through a :class:`RepliesPort` (in an actor:
 :func:`fleet.runtime.aiokit.loop.tell_when_done` to itself) and nobody waits. Unit tests
 pass fakes with the same shape (``tests/operator/units/fakes.py``).
+
+What it must never do: grow a method that blocks: a port hands back a future, always.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ every one of them on each label change: 10,000 terms times 100,000 devices stall
 fleet index) and :data:`MAX_VALUES` values per expression; an error message shows a bad
 value cut to :data:`SHOWN` characters.
 Pure: no I/O, no actors.
+
+What it must never do: match differently from Kubernetes, or accept a selector past its bounds.
 """
 
 from __future__ import annotations

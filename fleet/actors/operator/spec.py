@@ -9,6 +9,9 @@ Bounded and total: the spec's size (:data:`MAX_SPEC_BYTES`) and nesting depth ar
 before it is parsed, and any bytes end as a spec or a :class:`SpecError` (a spec nested
 1,000 deep, 1 MB of it, or a string where an object belongs all become ``InvalidSpec``).
 Pure: no I/O, no actors.
+
+What it must never do: accept a spec it could not write, or raise anything but
+``SpecError`` on bad input.
 """
 
 from __future__ import annotations

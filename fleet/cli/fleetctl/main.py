@@ -3,6 +3,9 @@
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
 usage, a bad manifest or no Kubernetes configuration; 3 NATS or the Kubernetes API could
 not be reached. uvloop is chosen here, at the entry point (for the NATS reads).
+
+What it must never do: write to the buckets (the operator owns desired state), or crash
+on a bad entry: it shows it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ cost 344 MB of server RSS and idle CPU), while a core subscription costs almost 
 So a device follows its keys with one core subscription on
 ``$KV.desired-state.<device>.*`` and reads revisions with direct gets; the only consumer
 it ever makes is the millisecond-lived one of an initial read
-(:mod:`fleet.runtime.nats.desired_snapshot`; see docs/agent.md).
+(:func:`fleet.runtime.nats.read.read_bucket`, named ``feed_<device>_<hex>``; see
+docs/agent.md). It speaks through the transport port of the store it is given, so the
+load swarm's simulated devices follow their keys with this very code.
 
 How no update is lost (the argument, in order):
 
@@ -56,23 +58,22 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeviceId, desired_state_key_filter
-from fleet.errors import BusUnavailable, FleetError
+from fleet.errors import FleetError
 from fleet.runtime.aiokit.tasks import create_guarded_task
-from fleet.runtime.nats.desired_snapshot import read_desired_snapshot
-from fleet.runtime.nats.kv import KvEntry, operation_of
-
-if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
-
-    from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats import subjects
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kvstore import KvStore
+from fleet.runtime.nats.read import device_read, read_bucket
+from fleet.runtime.nats.transport import MalformedReply, Message, Subscription
 
 logger = logging.getLogger(__name__)
 
-_PREFIX = f"$KV.{BUCKET_DESIRED_STATE}."
+_PREFIX = subjects.kv_prefix(BUCKET_DESIRED_STATE)
+
+#: Seconds an initial read may take before it counts as failed (and is retried).
+READ_TIMEOUT = 30.0
 
 #: A periodic snapshot comes after ``resync_interval`` times a factor drawn from this range.
 RESYNC_JITTER: tuple[float, float] = (0.75, 1.25)
@@ -99,16 +100,18 @@ class DesiredFeed:
     def __init__(
         self,
         *,
-        bus: Bus,
         device_id: DeviceId,
         on_entry: Callable[[KvEntry], None],
+        kv: KvStore,
         on_synced: Callable[[], None] | None = None,
         known: Mapping[str, int] | None = None,
         resync_interval: float = 300.0,
     ) -> None:
-        self._bus = bus
+        self._kv = kv
+        self._transport = kv.transport
         self._device = device_id
         self._filter = desired_state_key_filter(device_id)
+        self._read = device_read(device_id)
         self._on_entry = on_entry
         self._on_synced = on_synced
         self._revs: dict[str, int] = dict(known or {})  # key -> highest revision seen
@@ -126,7 +129,7 @@ class DesiredFeed:
 
     def start(self) -> None:
         """Start on the running loop (call from a coroutine on the loop)."""
-        self._remove_listener = self._bus.add_reconnect_listener(self._on_reconnect)
+        self._remove_listener = self._transport.add_reconnect_listener(self._on_reconnect)
         self._task = create_guarded_task(self._run(), name=f"desired-feed-{self._device}")
 
     async def stop(self) -> None:
@@ -140,8 +143,7 @@ class DesiredFeed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+            await self._sub.unsubscribe()
             self._sub = None
 
     def _on_reconnect(self) -> None:
@@ -153,7 +155,7 @@ class DesiredFeed:
         delay = 0.2
         first = True
         while True:
-            await self._bus.wait_connected(timeout=None)
+            await self._transport.wait_connected(timeout=None)
             self._resync.clear()
             if self._buffer is None:
                 self._buffer = []
@@ -199,23 +201,24 @@ class DesiredFeed:
 
     async def _subscribe(self) -> None:
         if self._sub is None:
-            self._sub = await self._bus.nc.subscribe(
-                _PREFIX + self._filter, cb=self._on_message, pending_msgs_limit=65536
+            self._sub = await self._transport.subscribe(
+                subjects.kv_filter(BUCKET_DESIRED_STATE, self._filter), self._on_message
             )
-        await self._bus.nc.flush(timeout=max(1, round(self._bus.request_timeout)))
+        await self._transport.flush(timeout=max(1, round(self._kv.timeout)))
 
     async def _snapshot(self) -> None:
         seen = max(self._revs.values(), default=0)
-        mark = await self._bus.last_revision(BUCKET_DESIRED_STATE, self._filter)
+        mark = await self._kv.last_revision(BUCKET_DESIRED_STATE, self._filter)
         if seen and mark == seen:
             # Nothing was written to this device's keys since the last revision it saw
             # (a put, a delete or a purge each writes a newer one): the read would bring
             # nothing new. One direct get instead of a consumer (step 5).
             self.unchanged += 1
             return
-        entries, _ = await read_desired_snapshot(
-            self._bus, key_filter=self._filter, owner=self._device, mark=mark
-        )
+        entries, _ = await read_bucket(
+            self._kv, BUCKET_DESIRED_STATE, self._filter, mark=mark, spec=self._read,
+            timeout=READ_TIMEOUT,
+        )  # fmt: skip
         self.snapshots += 1
         for entry in sorted(entries.values(), key=lambda e: e.revision):
             # A snapshot is the truth: a revision *below* the one seen means the store
@@ -226,8 +229,11 @@ class DesiredFeed:
         for key in [k for k in self._live if k not in entries]:
             await self._resolve(key)
 
-    async def _on_message(self, msg: Msg) -> None:
-        key = msg.subject[len(_PREFIX) :]
+    def _on_message(self, msg: Message) -> None:
+        try:
+            key = subjects.key_of(_PREFIX, msg.subject)
+        except MalformedReply:
+            return  # not a key of this bucket: nothing to follow
         if self._buffer is not None:
             self._buffer.append(key)
         else:
@@ -273,14 +279,8 @@ class DesiredFeed:
 
     async def _resolve(self, key: str) -> bool:
         """Read the key's last message and deliver it; False if it shows nothing newer."""
-        subject = f"$JS.API.DIRECT.GET.KV_{BUCKET_DESIRED_STATE}.{_PREFIX}{key}"
-        try:
-            reply = await self._bus.nc.request(subject, b"", timeout=self._bus.request_timeout)
-        except Exception as exc:
-            raise BusUnavailable(f"direct get of {BUCKET_DESIRED_STATE}/{key}: {exc!r}") from exc
-        headers = reply.headers or {}
-        status = headers.get("Status")
-        if status == "404":  # purged, never written, or not stored yet
+        entry = await self._kv.last_entry(BUCKET_DESIRED_STATE, key)
+        if entry is None:  # purged, never written, or not stored yet
             if key in self._live:
                 self._live.discard(key)
                 self._call(
@@ -294,17 +294,7 @@ class DesiredFeed:
                 )
                 return True
             return False
-        if status is not None:
-            raise BusUnavailable(f"direct get of {key}: {status} {headers.get('Description')}")
-        return self._deliver(
-            KvEntry(
-                bucket=BUCKET_DESIRED_STATE,
-                key=key,
-                value=reply.data or b"",
-                revision=int(headers["Nats-Sequence"]),
-                operation=operation_of(headers),
-            )
-        )
+        return self._deliver(entry)
 
     def _deliver(self, entry: KvEntry) -> bool:
         """Deliver ``entry`` unless seen; True if its revision is newer than the key's last."""

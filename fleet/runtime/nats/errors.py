@@ -3,6 +3,9 @@
 nats-py raises a zoo of exceptions (client, JetStream API, KV, plain asyncio and OS
 errors). Callers of the runtime decide from fleet's kinds only: ``BusUnavailable``
 (retry later), ``RevisionMismatch`` (a lost compare-and-swap), ``BusError`` (the rest).
+Only this module and :mod:`fleet.runtime.nats.natspy` import nats-py.
+
+What it must never do: let anything but a :class:`~fleet.errors.FleetError` out.
 """
 
 from __future__ import annotations
@@ -31,23 +34,32 @@ UNAVAILABLE = (
 )
 
 
+def translate(exc: BaseException, *, what: str) -> FleetError:
+    """fleet's error for ``exc`` raised by nats-py while doing ``what`` (raise it ``from``).
+
+    Unreachable or slow server, or nobody answering: ``BusUnavailable``; a lost
+    compare-and-swap: ``RevisionMismatch``; anything else: ``BusError``. fleet's own
+    errors are returned unchanged.
+    """
+    if isinstance(exc, FleetError):
+        return exc
+    if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
+        return RevisionMismatch(f"{what}: the key is no longer at that revision")
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return BusUnavailable(f"{what}: no responders (missing stream?)")
+    if isinstance(exc, UNAVAILABLE):
+        return BusUnavailable(f"{what}: {exc!r}")
+    if isinstance(exc, nats.js.errors.APIError):  # its repr hides the server's description
+        return BusError(f"{what}: {exc}")
+    return BusError(f"{what}: {exc!r}")
+
+
 @contextlib.asynccontextmanager
 async def translate_errors(what: str) -> AsyncIterator[None]:
-    """Turn nats-py's errors into fleet's, naming the operation (``raise ... from``).
-
-    Unreachable or slow server: ``BusUnavailable``; a lost compare-and-swap:
-    ``RevisionMismatch``; anything else nats-py raises: ``BusError``. fleet's own
-    errors pass through unchanged.
-    """
+    """Run the block with nats-py's errors turned into fleet's (:func:`translate`)."""
     try:
         yield
     except FleetError:
         raise
-    except nats.js.errors.KeyWrongLastSequenceError as exc:
-        raise RevisionMismatch(f"{what}: the key is no longer at that revision") from exc
-    except UNAVAILABLE as exc:
-        raise BusUnavailable(f"{what}: {exc!r}") from exc
-    except nats.js.errors.APIError as exc:  # its repr hides the server's description
-        raise BusError(f"{what}: {exc}") from exc
-    except nats.errors.Error as exc:
-        raise BusError(f"{what}: {exc!r}") from exc
+    except Exception as exc:
+        raise translate(exc, what=what) from exc

@@ -10,7 +10,7 @@ is the right one is a person's call.
 
 It is one core NATS subscription on the key's subject
 (``$KV.device-heartbeat.heartbeat.<device>``): no consumer, nothing on the server but
-the interest (see docs/agent.md on why the agent keeps no consumer). nats-py renews the
+the interest (see docs/agent.md on why the agent keeps no consumer). The transport renews the
 subscription after a reconnect; beats sent while disconnected are simply not seen.
 
 What it must never do: raise on any bytes (a value is decoded with the bounded, total
@@ -24,7 +24,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from fleet.contracts import (
     BUCKET_DEVICE_HEARTBEAT,
@@ -32,21 +31,17 @@ from fleet.contracts import (
     decode_heartbeat,
     device_heartbeat_key,
 )
-from fleet.errors import ContractError
+from fleet.errors import ContractError, FleetError
 from fleet.runtime.aiokit.tasks import create_guarded_task
-
-if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
-
-    from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats import subjects
+from fleet.runtime.nats.transport import Message, Subscription, Transport
 
 logger = logging.getLogger(__name__)
 
 
 def heartbeat_subject(device_id: DeviceId) -> str:
     """The subject a put of the device's heartbeat key is published on."""
-    return f"$KV.{BUCKET_DEVICE_HEARTBEAT}.{device_heartbeat_key(device_id)}"
+    return subjects.kv_subject(BUCKET_DEVICE_HEARTBEAT, device_heartbeat_key(device_id))
 
 
 class DuplicateWatch:
@@ -55,13 +50,13 @@ class DuplicateWatch:
     def __init__(
         self,
         *,
-        bus: Bus,
         device_id: DeviceId,
         instance_id: str,
+        transport: Transport,
         interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._bus = bus
+        self._transport = transport
         self._device = device_id
         self._instance = instance_id
         self._interval = interval
@@ -84,24 +79,23 @@ class DuplicateWatch:
                 await self._task
             self._task = None
         if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+            await self._sub.unsubscribe()
             self._sub = None
 
     async def _subscribe(self) -> None:
         delay = 0.5
         while self._sub is None:
-            await self._bus.wait_connected(timeout=None)
+            await self._transport.wait_connected(timeout=None)
             try:
-                self._sub = await self._bus.nc.subscribe(
-                    heartbeat_subject(self._device), cb=self._on_message
+                self._sub = await self._transport.subscribe(
+                    heartbeat_subject(self._device), self._on_message
                 )
-            except Exception as exc:  # connection lost meanwhile: retry once it is back
+            except FleetError as exc:  # connection lost meanwhile: retry once it is back
                 logger.info("duplicate watch of %s: subscribe failed (%r)", self._device, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Message) -> None:
         try:
             beat = decode_heartbeat(msg.data)
         except ContractError:

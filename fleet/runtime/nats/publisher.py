@@ -23,7 +23,7 @@ from fleet.runtime.aiokit.tasks import create_guarded_task
 
 if TYPE_CHECKING:
     from fleet.runtime.aiokit.loop import EventLoopThread
-    from fleet.runtime.nats.bus import Bus
+    from fleet.runtime.nats.kvstore import KvStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,15 @@ class PublisherPort(Protocol):
 class LatestValuePublisher:
     """Writes the latest value per key; rewrites replayable keys after each reconnect."""
 
-    def __init__(self, *, bus: Bus, loop_thread: EventLoopThread, retry_delay: float = 1.0) -> None:
-        self._bus = bus
+    def __init__(
+        self,
+        *,
+        loop_thread: EventLoopThread,
+        kv: KvStore,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self._kv = kv
+        self._transport = kv.transport
         self._loop_thread = loop_thread
         self._retry_delay = retry_delay
         self._latest: dict[tuple[str, str], bytes] = {}  # replayable keys' latest values
@@ -55,19 +62,19 @@ class LatestValuePublisher:
     def _offer(self, where: tuple[str, str], value: bytes, replay: bool) -> None:
         if replay:
             self._latest[where] = value
-        elif not self._bus.connected:
+        elif not self._transport.connected:
             return
         self._dirty[where] = value
         self._wake.set()
 
     def start(self) -> None:
         """Start on the running loop (from a coroutine on it)."""
-        self._bus.add_reconnect_listener(self._replay)
+        self._transport.add_reconnect_listener(self._replay)
         self._task = create_guarded_task(self._run(), name="publisher")
 
     async def stop(self, *, timeout: float = 2.0) -> None:
         """Try to write what is pending (bounded), then stop."""
-        if self._dirty and self._bus.connected:
+        if self._dirty and self._transport.connected:
             try:
                 await asyncio.wait_for(self._flush(), timeout)
             except (TimeoutError, FleetError):
@@ -86,7 +93,7 @@ class LatestValuePublisher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._bus.wait_connected(timeout=None)
+            await self._transport.wait_connected(timeout=None)
             try:
                 await self._flush()
             except FleetError as exc:
@@ -99,7 +106,7 @@ class LatestValuePublisher:
     async def _flush(self) -> None:
         while self._dirty:
             where, value = next(iter(self._dirty.items()))
-            await self._bus.put(where[0], where[1], value)
+            await self._kv.put(where[0], where[1], value)
             self.written += 1
             if self._dirty.get(where) is value:  # not replaced while we wrote it
                 del self._dirty[where]

@@ -1,26 +1,33 @@
-"""Bucket watches that are complete at start and survive server restarts.
+"""Watch a bucket: complete at start, every revision once and in order, across server restarts.
 
-Why it exists: nats-py's ``kv.watch`` signals the end of the initial values with a
-``None`` that was measured to arrive early (75 of 25,000 initial entries came after it),
-and its ordered consumer is ephemeral: when nats-server restarts, the consumer is gone
-and the watch silently stops. A :class:`Watch` fixes both:
+Why it exists: the operator follows three buckets of the whole fleet (100,000s of
+entries) and must neither start from a partial picture nor miss a change. A
+:class:`Watch` gives each guarantee by construction:
 
-* **Complete initial read.** Before subscribing, it asks the stream for the highest
-  revision among the matching keys (a last-by-subject lookup, wildcards allowed). The
-  initial values are complete once an entry at or past that revision was delivered;
-  the consumer delivers the last value per key in stream order, so nothing before it is
-  missing. Only then is ``on_synced`` called.
-* **No loss across outages.** It remembers the last revision it delivered. After every
-  reconnect it drops its consumer and makes a new one starting right after that
-  revision. With one value kept per key, that replays exactly the keys that changed
-  while it was away (deletes included, as delete markers). Revisions already delivered
-  are skipped, so consumers see every revision once and in order.
+* **Complete initial values.** Before each consumer it reads the mark, the highest
+  revision among the matching keys (a last-by-subject lookup); ``on_synced`` is called
+  once an entry at or past it was delivered. The consumer delivers the last value per
+  key in stream order, so nothing before it is missing.
+* **Every revision once, in order.** Deliveries come from one
+  :class:`~fleet.runtime.nats.consumer.PushConsumer` at a time, which stops at the
+  first sign of a lost message (a gap in its consumer sequence, a heartbeat that
+  disagrees, silence); revisions at or below the last one delivered are skipped.
+* **No loss across outages.** After every reconnect, and whenever the consumer broke,
+  the consumer is deleted and a new one starts right after the last revision delivered.
+  With one value kept per key, that replays exactly the keys that changed meanwhile
+  (deletes included, as delete markers).
+* If the store was wiped (the stream is behind the last revision delivered), it reads
+  everything again.
 
-What it must never do: block in ``on_entry`` (it runs on the loop: tell an actor),
-or call ``on_synced`` before the initial values are all out.
+Batching is an option: with ``on_batch`` instead of ``on_entry``, the entries that
+arrived in one turn of the loop are handed over as one tuple (at most ``batch_limit``),
+one ``tell`` instead of thousands. With ``follow=False`` the watch is a read delivered
+the same way: the live entries complete as of its start (in revision order, no delete
+markers), ``on_synced``, and nothing after; a failed read is retried until it succeeds
+or the watch is stopped (the operator reads the desired state it alone writes so).
 
-Known limit: if the server's store is wiped (revisions restart from 1), a resumed watch
-notices the stream's last sequence is below its mark and starts over with a full read.
+What it must never do: block in a callback (they run on the loop: ``tell`` an actor),
+call ``on_synced`` before the initial values are all out, or deliver a revision twice.
 """
 
 from __future__ import annotations
@@ -29,145 +36,62 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from nats.js import JetStreamContext, api
+import msgspec
 
-from fleet.errors import BusUnavailable
+from fleet.errors import FleetError
 from fleet.runtime.aiokit.tasks import create_guarded_task
-from fleet.runtime.nats.errors import translate_errors
-from fleet.runtime.nats.kv import KvEntry, operation_of, stream_sequence
-
-if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-
-    from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.consumer import ConsumerSpec, PushConsumer
+from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kvstore import KvStore
+from fleet.runtime.nats.read import READ, read_bucket
 
 logger = logging.getLogger(__name__)
 
-CLEANUP_TIMEOUT = 1.0  # seconds a consumer clean-up may hold up a stop
-
-
-async def _subscribe(
-    js: JetStreamContext,
-    *,
-    bucket: str,
-    key_filter: str,
-    after: int,
-    cb: Callable[[Msg], Any],
-    inactive_threshold: float = 60.0,
-) -> JetStreamContext.PushSubscription:
-    """An ordered push consumer: last value per key, or everything after ``after``."""
-    if after == 0:
-        policy, start = api.DeliverPolicy.LAST_PER_SUBJECT, None
-    else:
-        policy, start = api.DeliverPolicy.BY_START_SEQUENCE, after + 1
-    config = api.ConsumerConfig(deliver_policy=policy, opt_start_seq=start)
-    return await js.subscribe(
-        f"$KV.{bucket}.{key_filter}",
-        stream=f"KV_{bucket}",
-        cb=cb,
-        ordered_consumer=True,
-        config=config,
-        inactive_threshold=inactive_threshold,
-    )
-
-
-def _entry(bucket: str, msg: Msg) -> KvEntry:
-    prefix = f"$KV.{bucket}."
-    return KvEntry(
-        bucket=bucket,
-        key=msg.subject[len(prefix) :],
-        value=msg.data or b"",
-        revision=stream_sequence(msg.reply),
-        operation=operation_of(msg.headers),
-    )
-
-
-async def read_snapshot(
-    bus: Bus, bucket: str, key_filter: str, *, timeout: float
-) -> dict[str, KvEntry]:
-    """Every live entry matching ``key_filter``, complete as of the call."""
-    target = await bus.last_revision(bucket, key_filter)
-    entries: dict[str, KvEntry] = {}
-    if target == 0:
-        return entries
-    done = asyncio.Event()
-
-    async def on_msg(msg: Msg) -> None:
-        entry = _entry(bucket, msg)
-        if entry.deleted:
-            entries.pop(entry.key, None)
-        else:
-            entries[entry.key] = entry
-        if entry.revision >= target:
-            done.set()
-
-    async with translate_errors(f"snapshot of {bucket}/{key_filter}"):
-        sub = await _subscribe(
-            bus.js,
-            bucket=bucket,
-            key_filter=key_filter,
-            after=0,
-            cb=on_msg,
-            inactive_threshold=5.0,
-        )
-    try:
-        await asyncio.wait_for(done.wait(), timeout)
-    except TimeoutError as exc:
-        raise BusUnavailable(
-            f"snapshot of {bucket}/{key_filter} incomplete after {timeout}s "
-            f"({len(entries)} entries, waiting for revision {target})"
-        ) from exc
-    finally:
-        await _drop(bus.js, bucket, sub)
-    return entries
-
-
-async def _drop(js: JetStreamContext, bucket: str, sub: JetStreamContext.PushSubscription) -> None:
-    """Unsubscribe and delete the consumer now (best effort).
-
-    Unsubscribing alone leaves an ephemeral consumer on the server until its inactive
-    threshold passes; a fleet reconnecting at once would pile up consumers against the
-    stream's cap (1,000 by default). Each step is bounded: this runs on stop and
-    cancellation too, when NATS may be away.
-    """
-    try:
-        name = (await asyncio.wait_for(sub.consumer_info(), CLEANUP_TIMEOUT)).name
-    except Exception:  # gone already, or NATS away: the inactive threshold removes it
-        name = None
-    with contextlib.suppress(Exception):
-        await sub.unsubscribe()
-    if name:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(js.delete_consumer(f"KV_{bucket}", name), CLEANUP_TIMEOUT)
+#: The consumers of a watch (``watch_<name>_<hex>``): heartbeats and flow control, as
+#: nats-py's ordered one.
+WATCH = ConsumerSpec(prefix="watch", heartbeat=5.0, inactive_threshold=60.0)
 
 
 class Watch:
-    """A long-lived watch of one bucket's keys matching a filter."""
+    """A watch of ``bucket``'s keys matching ``key_filter`` (see the module docstring)."""
 
     def __init__(
         self,
-        bus: Bus,
+        kv: KvStore,
         bucket: str,
-        key_filter: str,
+        key_filter: str = ">",
         *,
         name: str,
-        on_entry: Callable[[KvEntry], None],
+        on_entry: Callable[[KvEntry], None] | None = None,
+        on_batch: Callable[[tuple[KvEntry, ...]], None] | None = None,
         on_synced: Callable[[], None] | None = None,
+        follow: bool = True,
+        batch_limit: int = 10_000,
+        read_timeout: float = 600.0,
     ) -> None:
-        self._bus = bus
+        if (on_entry is None) == (on_batch is None):
+            raise ValueError("a watch needs exactly one of on_entry and on_batch")
+        self._kv = kv
         self._bucket = bucket
         self._filter = key_filter
         self._name = name
         self._on_entry = on_entry
+        self._on_batch = on_batch
         self._on_synced = on_synced
+        self._follow = follow
+        self._batch_limit = batch_limit
+        self._read_timeout = read_timeout
         self._last = 0
         self._synced = False
         self._target = 0
         self._restart = asyncio.Event()
+        self._reason = ""
         self._task: asyncio.Task[None] | None = None
         self._remove_listener: Callable[[], None] | None = None
+        self._pending: list[KvEntry] = []
+        self._synced_pending = False
+        self._flush_handle: asyncio.Handle | None = None
 
     @property
     def last_revision(self) -> int:
@@ -179,8 +103,11 @@ class Watch:
 
     def start(self) -> None:
         """Start on the running loop (call from a coroutine or loop callback)."""
-        self._remove_listener = self._bus.add_reconnect_listener(self._restart.set)
-        self._task = create_guarded_task(self._run(), name=self._name)
+        if self._follow:
+            self._remove_listener = self._kv.transport.add_reconnect_listener(self._reconnected)
+            self._task = create_guarded_task(self._run(), name=self._name)
+        else:
+            self._task = create_guarded_task(self._read(), name=self._name, finishable=True)
 
     async def stop(self) -> None:
         if self._remove_listener is not None:
@@ -191,17 +118,31 @@ class Watch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+
+    # -- following ------------------------------------------------------------------
+
+    def _reconnected(self) -> None:
+        self._resume("reconnected")
+
+    def _resume(self, reason: str) -> None:
+        self._reason = reason
+        self._restart.set()
 
     async def _run(self) -> None:
         delay = 0.2
+        stuck = 0.0  # pause before a new consumer when the last one broke without progress
         while True:
-            await self._bus.wait_connected(timeout=None)
+            await self._kv.transport.wait_connected(timeout=None)
             self._restart.clear()
+            before = self._last
             try:
-                sub = await self._open()
-            except Exception as exc:  # logged and retried: a watch must not die
+                consumer = await self._open()
+            except FleetError as exc:  # logged and retried: a watch must not die
                 logger.warning(
-                    "watch %s: (re)subscribe failed: %r; retry in %.1fs", self._name, exc, delay
+                    "watch %s: (re)subscribe failed: %s; retry in %.1fs", self._name, exc, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -209,12 +150,16 @@ class Watch:
             delay = 0.2
             try:
                 await self._restart.wait()
-                logger.info("watch %s: resuming after revision %d", self._name, self._last)
             finally:
-                await _drop(self._bus.js, self._bucket, sub)
+                await consumer.close()
+            logger.info(
+                "watch %s: resuming after revision %d (%s)", self._name, self._last, self._reason
+            )
+            stuck = 0.0 if self._last > before else min(stuck * 2 or 0.05, 5.0)
+            await asyncio.sleep(stuck)
 
-    async def _open(self) -> JetStreamContext.PushSubscription:
-        target = await self._bus.last_revision(self._bucket, self._filter)
+    async def _open(self) -> PushConsumer:
+        target = await self._kv.last_revision(self._bucket, self._filter)
         if target < self._last:
             logger.warning(
                 "watch %s: stream is behind revision %d (store reset?); reading it all again",
@@ -224,31 +169,83 @@ class Watch:
             self._last = 0
         if not self._synced:
             self._target = target
-        sub = await _subscribe(
-            self._bus.js,
-            bucket=self._bucket,
-            key_filter=self._filter,
-            after=self._last,
-            cb=self._deliver,
-        )
+        spec = msgspec.structs.replace(WATCH, prefix=f"{WATCH.prefix}_{self._name}")
+        consumer = PushConsumer(
+            self._kv, bucket=self._bucket, key_filter=self._filter, spec=spec,
+            after=self._last, on_entry=self._deliver, on_broken=self._resume,
+        )  # fmt: skip
+        await consumer.open()
         if not self._synced and target == 0:
             self._mark_synced()
-        return sub
+        return consumer
 
-    async def _deliver(self, msg: Msg) -> None:
-        entry = _entry(self._bucket, msg)
+    def _deliver(self, entry: KvEntry) -> None:
         if entry.revision <= self._last:
             return
         self._last = entry.revision
-        try:
-            self._on_entry(entry)
-        except Exception:
-            logger.exception("watch %s: on_entry failed for %s", self._name, entry.key)
+        self._hand_over(entry)
         if not self._synced and entry.revision >= self._target:
             self._mark_synced()
 
+    # -- reading once ---------------------------------------------------------------
+
+    async def _read(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                spec = msgspec.structs.replace(READ, prefix=f"{READ.prefix}_{self._name}")
+                entries, _mark = await read_bucket(
+                    self._kv, self._bucket, self._filter, timeout=self._read_timeout, spec=spec
+                )
+                break
+            except FleetError as exc:
+                logger.warning("%s: reading %s failed: %s; retry in %.1fs", self._name,
+                               self._bucket, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for entry in sorted(entries.values(), key=lambda e: e.revision):
+            self._last = entry.revision
+            self._hand_over(entry)
+        self._mark_synced()
+
+    # -- handing over ---------------------------------------------------------------
+
+    def _hand_over(self, entry: KvEntry) -> None:
+        if self._on_entry is not None:
+            try:
+                self._on_entry(entry)
+            except Exception:
+                logger.exception("watch %s: on_entry failed for %s", self._name, entry.key)
+            return
+        self._pending.append(entry)
+        if len(self._pending) >= self._batch_limit:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
     def _mark_synced(self) -> None:
         self._synced = True
+        if self._on_batch is not None and (self._pending or self._flush_handle is not None):
+            self._synced_pending = True  # after the entries still waiting for their batch
+            return
+        self._call_synced()
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._pending:
+            batch, self._pending = tuple(self._pending), []
+            assert self._on_batch is not None
+            try:
+                self._on_batch(batch)
+            except Exception:
+                logger.exception("watch %s: on_batch failed", self._name)
+        if self._synced_pending:
+            self._synced_pending = False
+            self._call_synced()
+
+    def _call_synced(self) -> None:
         if self._on_synced is not None:
             try:
                 self._on_synced()

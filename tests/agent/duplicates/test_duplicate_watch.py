@@ -34,7 +34,9 @@ class Clock:
 @pytest.fixture
 def watch(bus: Bus, event_loop_thread: EventLoopThread) -> Iterator[tuple[DuplicateWatch, Clock]]:
     clock = Clock()
-    watch = DuplicateWatch(bus=bus, device_id=DEVICE, instance_id="mine", clock=clock)
+    watch = DuplicateWatch(
+        transport=bus.transport, device_id=DEVICE, instance_id="mine", clock=clock
+    )
 
     async def start() -> None:
         watch.start()

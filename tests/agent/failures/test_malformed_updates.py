@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ def many_containers(image: str, count: int) -> dict[str, Any]:
     }
 
 
-HOSTILE = {
+HOSTILE: dict[str, tuple[Callable[[str], object], str]] = {
     # the 2 KB value that once killed the device actor and bricked the agent for good
     "nested-1000": (lambda image: b"[" * 1000 + b"]" * 1000, "nests 1000 levels deep"),
     "unknown-type": (

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.podman
 
 
 @pytest.fixture
-def runtime(podman: PodmanEnv) -> PodmanRuntime:
+def runtime(podman: PodmanEnv) -> Iterator[PodmanRuntime]:
     rt = PodmanRuntime(url=podman.socket_url)
     yield rt
     rt.close()
@@ -36,7 +37,8 @@ def fetch(port: int, *, timeout: float = 5.0) -> str:
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
-                return r.read().decode()
+                body: bytes = r.read()
+                return body.decode()
         except OSError:
             if time.monotonic() > deadline:
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -16,6 +17,10 @@ pytestmark = pytest.mark.podman
 STARTED = re.compile(r"started as instance ([0-9a-f]{16})")
 
 
+def started(agent: AgentProcess) -> re.Match[str] | None:
+    return STARTED.search(agent.log())
+
+
 @pytest.mark.timeout(60)
 def test_two_agents_with_one_device_id_both_log_it(
     world: AgentWorld, agents: list[AgentProcess], tmp_path: Path
@@ -27,7 +32,7 @@ def test_two_agents_with_one_device_id_both_log_it(
     second.start()
     ids = {}
     for agent in (first, second):
-        match = wait_for(lambda a=agent: STARTED.search(a.log()), what="the instance id")
+        match = wait_for(functools.partial(started, agent), what="the instance id")
         ids[agent] = match.group(1)
     assert ids[first] != ids[second]
     beats: set[str | None] = set()  # both instance ids show on the one heartbeat key

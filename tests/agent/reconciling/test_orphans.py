@@ -4,6 +4,7 @@ anything else is never touched."""
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_orphans_are_removed_and_reported_and_others_never_touched(world: AgentW
     wait_for(lambda: world.owned("ghost") == [], what="the orphans removed")
     state = world.wait_state("ghost", lambda s: s.phase.value == "Removed")
     assert state.desired_revision == 7  # the revision they were made for
-    names = {c["Names"][0] for c in world.podman.containers()}
+    names = {cast("list[str]", c["Names"])[0] for c in world.podman.containers()}
     assert {"other-device", "not-managed", "plain"} <= names
     assert len(world.owned("web")) == 1
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from fleet.actors.agent.health import RESTART_GRACE
 from fleet.actors.agent.messages import Apply, Check, Remove
-from fleet.actors.agent.reconciler import RESTART_GRACE, DeploymentReconciler
+from fleet.actors.agent.reconciler import DeploymentReconciler
 from fleet.contracts import (
     ContainerSpec,
     DeploymentName,

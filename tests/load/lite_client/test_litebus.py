@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -24,6 +23,7 @@ from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.desired_feed import DesiredFeed
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.server import free_port
+from fleet.runtime.nats.transport import Subscription
 from fleet.runtime.nats.watch import Watch
 from loadtest.device import DeviceBehaviour, SimulatedDevice
 from loadtest.litebus import LiteBus
@@ -136,7 +136,7 @@ def test_an_unreachable_server_and_a_lost_one_are_bus_unavailable(
     nats_server.stop()
 
     async def lost() -> None:
-        await asyncio.wait_for(litebus.nc.closed.wait(), 5)
+        await asyncio.wait_for(litebus.client.closed.wait(), 5)
         with pytest.raises(BusUnavailable, match="does not reconnect"):
             await litebus.wait_connected(timeout=None)
         with pytest.raises(BusUnavailable, match=r"put device-state/state\.x\.y"):
@@ -177,7 +177,7 @@ def feed_over_litebus(
 
         async def go() -> None:
             feed = DesiredFeed(
-                bus=litebus,  # type: ignore[arg-type]  # the Bus surface, duck-typed
+                kv=litebus.kv,
                 device_id=DeviceId.try_new(device),
                 on_entry=delivered.on_entry,
                 on_synced=delivered.synced.set,
@@ -206,19 +206,22 @@ def test_desired_feed_over_litebus_reads_existing_entries_then_follows_changes(
         for key in ("dev-1.a", "dev-1.b", "dev-1.c")
     }
     run(bus.put(BUCKET_DESIRED_STATE, "dev-2.a", b"not mine"), timeout=5)
-    created: list[str] = []
-    real_add = litebus.js.add_consumer
+    created: list[str] = []  # consumer create requests, as another client sees them on the wire
 
-    async def spy(stream: str, config: Any = None, timeout: float | None = None) -> Any:
-        created.append(config.name)
-        return await real_add(stream, config, timeout)
+    async def spy() -> Subscription:
+        subject = f"$JS.API.CONSUMER.CREATE.{STREAM}.>"
+        sub = await bus.transport.subscribe(subject, lambda msg: created.append(msg.subject))
+        await bus.transport.flush(timeout=5)
+        return sub
 
-    litebus.js.add_consumer = spy  # type: ignore[method-assign]
-
+    spying = run(spy(), timeout=5)
     delivered = feed_over_litebus("dev-1")
+    run(spying.unsubscribe(), timeout=5)
 
     assert len(created) == 1  # the initial read went through a consumer (mark > 0)
-    assert created[0].startswith("feed_dev-1_")
+    name = created[0].split(".")[5]
+    assert name.startswith("feed_dev-1_")
+    assert created[0].endswith(".$KV.desired-state.dev-1.*")  # the filter is in the subject
     assert {(e.key, e.value, e.revision) for e in delivered.entries} == {
         (key, f"v-{key}".encode(), rev) for key, rev in before.items()
     }
@@ -283,7 +286,7 @@ def test_a_simulated_device_over_litebus_reports_running(
         pending_s=0.01, pulling_s=0.01, starting_s=0.01, coalesce=False, heartbeat_interval_s=0
     )
     device = SimulatedDevice(
-        bus=litebus,  # type: ignore[arg-type]  # the Bus surface, duck-typed
+        bus=litebus,  # a Bus on the lean client
         device_id="sim-lite",
         labels={"site": "lab"},
         behaviour=behaviour,

@@ -102,10 +102,19 @@ def make_device(
 ) -> Iterator[Callable[..., SimulatedDevice]]:
     devices: list[SimulatedDevice] = []
 
-    def make(device_id: str, behaviour: DeviceBehaviour = FAST, **kw: object) -> SimulatedDevice:
+    def make(
+        device_id: str,
+        behaviour: DeviceBehaviour = FAST,
+        *,
+        on_measure: Callable[[Measurement], None] | None = None,
+    ) -> SimulatedDevice:
         device = SimulatedDevice(
-            bus=device_bus, device_id=device_id, labels={"site": "lab"}, behaviour=behaviour, **kw
-        )  # type: ignore[arg-type]
+            bus=device_bus,
+            device_id=device_id,
+            labels={"site": "lab"},
+            behaviour=behaviour,
+            on_measure=on_measure,
+        )
         event_loop_thread.run(device.start(), timeout=10)
         devices.append(device)
         return device

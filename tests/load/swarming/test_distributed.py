@@ -23,6 +23,7 @@ from fleet.contracts import (
 )
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.server import free_port
 from tests.fixtures.nats import NatsServer
 
@@ -87,7 +88,7 @@ def test_a_master_and_two_workers_run_devices_on_both(
         for i in range(2)
     ]
     try:
-        infos: dict[str, object] = {}
+        infos: dict[str, KvEntry] = {}
         deadline = time.monotonic() + 60
         while len(infos) < 6 and time.monotonic() < deadline:
             infos = event_loop_thread.run(bus.snapshot(BUCKET_DEVICE_INFO), timeout=10)

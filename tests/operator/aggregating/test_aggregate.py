@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase
 from tests.budgets import STATUS_AFTER_QUIET_S
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import SCORE, SCORE_V2, eventually
+from ..sim import SCORE, SCORE_V2, Fleet, eventually
 
 SEL = {"matchLabels": {"role": "edge"}}
 
 
-def agg(kube) -> dict[str, int]:
+def agg(kube: KubeCluster) -> dict[str, int]:
     a = kube.aggregate("ns", "web")
     if a:
         assert a["targeted"] == a["running"] + a["pending"] + a["failed"] + a["unreachable"]
     return a
 
 
-def test_pending_running_failed_with_bounded_failing_list(kube, fleet, start_operator) -> None:
+def test_pending_running_failed_with_bounded_failing_list(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     devices = [f"d{i:02d}" for i in range(15)]
     fleet.join(devices, {"role": "edge"})
     start_operator()
@@ -44,7 +49,9 @@ def test_pending_running_failed_with_bounded_failing_list(kube, fleet, start_ope
     assert kube.ready("ns", "web")["reason"] == "DevicesFailing"
 
 
-def test_spec_update_counts_old_revision_reports_as_pending(kube, fleet, start_operator) -> None:
+def test_spec_update_counts_old_revision_reports_as_pending(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"role": "edge"})
     start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
@@ -66,7 +73,9 @@ def test_spec_update_counts_old_revision_reports_as_pending(kube, fleet, start_o
     )
 
 
-def test_silent_devices_are_unreachable_then_come_back(kube, fleet, start_operator) -> None:
+def test_silent_devices_are_unreachable_then_come_back(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2", "d3"], {"role": "edge"})
     start_operator(liveness_timeout=1.0)
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
@@ -90,7 +99,9 @@ def test_silent_devices_are_unreachable_then_come_back(kube, fleet, start_operat
     eventually(lambda: agg(kube).get("running") == 3, timeout=5)
 
 
-def test_device_that_never_beat_is_unreachable(kube, fleet, start_operator) -> None:
+def test_device_that_never_beat_is_unreachable(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.info(["d1"], {"role": "edge"})
     start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
@@ -101,7 +112,9 @@ def test_device_that_never_beat_is_unreachable(kube, fleet, start_operator) -> N
     )
 
 
-def test_status_patches_are_coalesced_yet_prompt(kube, fleet, start_operator) -> None:
+def test_status_patches_are_coalesced_yet_prompt(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     devices = [f"d{i:03d}" for i in range(300)]
     fleet.join(devices, {"role": "edge"})
     start_operator(status_interval=0.5)

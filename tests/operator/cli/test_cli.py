@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from ..sim import SCORE, eventually
+from tests.fixtures.kube import KubeCluster
+from tests.fixtures.nats import NatsServer
+
+from ..sim import SCORE, Fleet, eventually
 
 
 def test_help_documents_every_flag() -> None:
@@ -43,7 +46,9 @@ def test_a_retention_not_above_the_liveness_timeout_is_refused(value: str) -> No
 
 
 @pytest.mark.timeout(60)
-def test_runs_against_nats_and_kubernetes_until_sigterm(kube, fleet, nats_server) -> None:
+def test_runs_against_nats_and_kubernetes_until_sigterm(
+    kube: KubeCluster, fleet: Fleet, nats_server: NatsServer
+) -> None:
     fleet.join(["d1"], {"role": "edge"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleet.cli.operator", "--nats-url", nats_server.url,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from fleet.actors.operator import messages as m
+from fleet.actors.operator.app import Operator
 from fleet.actors.operator.skiplog import SkipLog
 from fleet.actors.operator.sources import DECODERS
 from fleet.contracts import (
@@ -19,8 +21,9 @@ from fleet.contracts import (
     encode_heartbeat,
 )
 from fleet.runtime.nats.kv import KvEntry
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import eventually, now
+from ..sim import Fleet, eventually, now
 
 
 def beat(instance: str) -> bytes:
@@ -35,7 +38,10 @@ def condition(kube: Any) -> dict[str, Any]:
 
 
 def test_interleaved_instances_are_reported_and_cleared(
-    kube, fleet, start_operator, caplog
+    kube: KubeCluster,
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="fleet.actors.operator.fleet")
     fleet.info(["d1"], {"role": "edge"})
@@ -80,7 +86,9 @@ def test_a_b_a_in_one_batch_is_not_hidden_by_coalescing() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_b_a_written_at_once_is_flagged(kube, fleet, start_operator) -> None:
+def test_a_b_a_written_at_once_is_flagged(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.info(["d1"], {"role": "edge"})
     start_operator()
     fleet.beat(["d1"], instance="run-A")

@@ -6,11 +6,14 @@ beating (the operator forgets nobody while the whole fleet is quiet).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fleet.actors.operator.app import Operator
 from fleet.contracts import BUCKET_DEVICE_HEARTBEAT, BUCKET_DEVICE_INFO, BUCKET_DEVICE_STATE, Phase
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import SCORE, eventually
+from ..sim import SCORE, Fleet, eventually
 
 SEL = {"matchLabels": {"role": "edge"}}
 HOUR = 3600.0
@@ -21,7 +24,7 @@ def keys(fleet: Any, bucket: str) -> set[str]:
 
 
 def test_a_silent_device_is_forgotten_marked_stale_and_welcomed_back(
-    kube, fleet, start_operator
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
 ) -> None:
     fleet.join(["alive"], {"role": "edge"})
     fleet.info(["old"], {"role": "edge"}, age=HOUR)
@@ -62,7 +65,9 @@ def test_a_silent_device_is_forgotten_marked_stale_and_welcomed_back(
     eventually(lambda: kube.aggregate("ns", "web").get("targeted") == 2)
 
 
-def test_nobody_is_forgotten_while_the_whole_fleet_is_silent(kube, fleet, start_operator) -> None:
+def test_nobody_is_forgotten_while_the_whole_fleet_is_silent(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.info(["a", "b"], {"role": "edge"}, age=HOUR)
     fleet.beat(["a", "b"], age=HOUR)
     operator = start_operator(device_retention=3.0, tick=0.1)

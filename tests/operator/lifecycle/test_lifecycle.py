@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from fleet.contracts import FINALIZER, Phase
+from collections.abc import Callable
 
-from ..sim import SCORE, eventually
+from fleet.actors.operator.app import Operator
+from fleet.contracts import FINALIZER, Phase
+from tests.fixtures.kube import KubeCluster
+
+from ..sim import SCORE, Fleet, eventually
 
 SEL = {"matchLabels": {"role": "edge"}}
 
 
-def test_finalizer_holds_deletion_until_entries_are_gone(kube, fleet, start_operator) -> None:
+def test_finalizer_holds_deletion_until_entries_are_gone(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"role": "edge"})
     start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
     kube.create_deployment("ns", "api", selector=SEL, score=SCORE)
     eventually(lambda: len(fleet.desired()) == 4)
-    eventually(lambda: FINALIZER in kube.deployment("ns", "web")["metadata"].get("finalizers", []))
+    eventually(
+        lambda: FINALIZER in (kube.deployment("ns", "web") or {})["metadata"].get("finalizers", [])
+    )
 
     kube.delete_deployment("ns", "web")
     eventually(lambda: kube.deployment("ns", "web") is None)
     assert set(fleet.desired()) == {"d1.api", "d2.api"}  # the other one is untouched
 
 
-def test_restart_mid_rollout_neither_duplicates_nor_drops(kube, fleet, start_operator) -> None:
+def test_restart_mid_rollout_neither_duplicates_nor_drops(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     devices = [f"d{i}" for i in range(40)]
     fleet.join(devices, {"role": "edge"})
     first = start_operator()
@@ -51,7 +61,9 @@ def test_restart_mid_rollout_neither_duplicates_nor_drops(kube, fleet, start_ope
     )
 
 
-def test_same_name_in_two_namespaces_later_one_writes_nothing(kube, fleet, start_operator) -> None:
+def test_same_name_in_two_namespaces_later_one_writes_nothing(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1"], {"role": "edge"})
     start_operator()
     kube.create_deployment("team-a", "web", selector=SEL, score=SCORE)

@@ -25,8 +25,10 @@ from kmock._internal import enums
 from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER
 from fleet.devtools.kube_emulator import FleetKubeEmulator
 from fleet.runtime.nats.kv import KvEntry
+from tests.fixtures.kube import KubeCluster
+from tests.fixtures.nats import NatsServer
 
-from ..sim import SCORE, eventually
+from ..sim import SCORE, Fleet, eventually
 
 DEVICES = [f"dev-{i:03d}" for i in range(200)]
 SEL = {"matchLabels": {"role": "edge"}}
@@ -102,7 +104,13 @@ def kill_on_first_delete(fleet: Any, proc: subprocess.Popen[bytes]) -> Any:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("when", ["before-any-delete", "after-first-delete"])
 def test_finalizer_is_released_only_after_sync_and_every_entry_gone(
-    when: str, kube, fleet, nats_server, *, monkeypatch, tmp_path
+    when: str,
+    kube: KubeCluster,
+    fleet: Fleet,
+    nats_server: NatsServer,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     spy = ReleaseSpy(fleet)
     monkeypatch.setattr(FleetKubeEmulator, "_handle", spy.wrap(FleetKubeEmulator._handle))
@@ -112,7 +120,9 @@ def test_finalizer_is_released_only_after_sync_and_every_entry_gone(
     with operator_process(nats_server.url, kube.url, first_log) as first:
         kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
         eventually(lambda: spy.web_entries() == 200, timeout=30)
-        eventually(lambda: FINALIZER in kube.deployment("ns", "web")["metadata"]["finalizers"])
+        eventually(
+            lambda: FINALIZER in (kube.deployment("ns", "web") or {})["metadata"]["finalizers"]
+        )
         if when == "before-any-delete":
             first.send_signal(signal.SIGSTOP)  # it sees the deletion but can do nothing
             kube.delete_deployment("ns", "web")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import SCORE, eventually
+from ..sim import SCORE, Fleet, eventually
 
 
-def test_device_resource_shows_info_liveness_and_phases(kube, fleet, start_operator) -> None:
+def test_device_resource_shows_info_liveness_and_phases(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["edge-1"], {"role": "edge", "site": "paris"})
     fleet.join(["Edge_2"], {"role": "edge"})
     start_operator()

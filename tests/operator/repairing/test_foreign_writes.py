@@ -8,20 +8,26 @@ operator wrote: it then re-reads that entry and puts it right.
 
 from __future__ import annotations
 
-from fleet.contracts import BUCKET_DESIRED_STATE, Phase
+from collections.abc import Callable
 
-from ..sim import SCORE, eventually
+from fleet.actors.operator.app import Operator
+from fleet.contracts import BUCKET_DESIRED_STATE, Phase
+from tests.fixtures.kube import KubeCluster
+
+from ..sim import SCORE, Fleet, eventually
 
 SEL = {"matchLabels": {"role": "edge"}}
 EVIL = b'{"type":"podman","containers":[{"name":"x","image":"evil:latest"}]}'
 
 
-def consumers_on_desired_state(fleet) -> int:
+def consumers_on_desired_state(fleet: Fleet) -> int:
     info = fleet.run(fleet.bus.js.stream_info(f"KV_{BUCKET_DESIRED_STATE}"))
     return int(info.state.consumer_count)
 
 
-def test_operator_keeps_no_watch_on_desired_state(kube, fleet, start_operator) -> None:
+def test_operator_keeps_no_watch_on_desired_state(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"role": "edge"})
     start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
@@ -31,7 +37,9 @@ def test_operator_keeps_no_watch_on_desired_state(kube, fleet, start_operator) -
     assert consumers_on_desired_state(fleet) == 0
 
 
-def test_entry_overwritten_by_another_writer_is_restored(kube, fleet, start_operator) -> None:
+def test_entry_overwritten_by_another_writer_is_restored(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"role": "edge"})
     start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
@@ -52,7 +60,9 @@ def test_entry_overwritten_by_another_writer_is_restored(kube, fleet, start_oper
     eventually(lambda: kube.aggregate("ns", "web").get("running") == 2)
 
 
-def test_entry_deleted_by_another_writer_is_written_again(kube, fleet, start_operator) -> None:
+def test_entry_deleted_by_another_writer_is_written_again(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"role": "edge"})
     start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
@@ -70,7 +80,9 @@ def test_entry_deleted_by_another_writer_is_written_again(kube, fleet, start_ope
     eventually(lambda: kube.aggregate("ns", "web").get("running") == 2)
 
 
-def test_entry_for_an_untargeted_device_is_removed(kube, fleet, start_operator) -> None:
+def test_entry_for_an_untargeted_device_is_removed(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1"], {"role": "edge"})
     fleet.join(["d9"], {"role": "spare"})
     start_operator()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from fleet.actors.operator.app import Operator
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_HEARTBEAT,
@@ -22,8 +24,9 @@ from fleet.contracts import (
     Phase,
 )
 from fleet.contracts.keys import ALL_BUCKETS
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import INVENTORY, SCORE, eventually, now
+from ..sim import INVENTORY, SCORE, Fleet, eventually, now
 
 SEL = {"matchLabels": {"role": "edge"}}
 DEEP = b"[" * 1000 + b"]" * 1000  # 2 KB
@@ -72,7 +75,10 @@ def hostile(device: str) -> dict[str, list[tuple[str, bytes]]]:
 
 @pytest.mark.timeout(120)
 def test_hostile_entries_kill_nothing_and_leave_a_neighbour_right(
-    kube, fleet, start_operator, caplog
+    kube: KubeCluster,
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="fleet.actors.operator.sources")
     lift_limits(fleet)

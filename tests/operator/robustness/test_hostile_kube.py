@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from fleet.contracts import Phase
+from tests.fixtures.kube import KubeCluster
+from tests.fixtures.nats import NatsServer
 
-from ..sim import SCORE, eventually
+from ..sim import SCORE, Fleet, eventually
 
 GROUP = "/apis/fleet.nationtech.io/v1alpha1"
 SEL = {"matchLabels": {"role": "edge"}}
@@ -58,7 +60,7 @@ def deep_deployment(name: str) -> bytes:
     )  # fmt: skip
 
 
-def reason(kube, name: str) -> str:
+def reason(kube: KubeCluster, name: str) -> str:
     ready = kube.ready("ns", name)
     assert ready.get("reason") == "InvalidSpec", ready
     return str(ready["message"])
@@ -67,7 +69,7 @@ def reason(kube, name: str) -> str:
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("deep_recursion")
 def test_hostile_objects_get_reasons_and_the_operator_stays_up(
-    kube, fleet, nats_server, tmp_path: Path
+    kube: KubeCluster, fleet: Fleet, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     fleet.join(["d1", "d2"], {"role": "edge"})
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+import pytest
+
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import SCORE, eventually
+from ..sim import SCORE, Fleet, eventually
 
 SEL = {"matchLabels": {"role": "edge"}}
 
 
-def test_invalid_spec_gets_a_reason_and_writes_nothing(kube, fleet, start_operator) -> None:
+def test_invalid_spec_gets_a_reason_and_writes_nothing(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1"], {"role": "edge"})
     start_operator()
     kube.create_deployment(
@@ -33,7 +40,12 @@ def test_invalid_spec_gets_a_reason_and_writes_nothing(kube, fleet, start_operat
     eventually(lambda: set(fleet.desired()) == {"d1.good", "d1.bad-score"})
 
 
-def test_malformed_entries_are_logged_and_skipped(kube, fleet, start_operator, caplog) -> None:
+def test_malformed_entries_are_logged_and_skipped(
+    kube: KubeCluster,
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="fleet.actors.operator.sources")
     fleet.join(["d1"], {"role": "edge"})
     fleet.put_raw("device-info", "info.d2", b"not json")
@@ -53,7 +65,9 @@ def test_malformed_entries_are_logged_and_skipped(kube, fleet, start_operator, c
         assert key in text
 
 
-def test_expired_watch_relists_and_sees_changes(kube, fleet, start_operator) -> None:
+def test_expired_watch_relists_and_sees_changes(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1"], {"role": "edge"})
     operator = start_operator()
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from fleet.actors.operator.app import Operator
 from fleet.contracts import Phase, decode_score
+from tests.fixtures.kube import KubeCluster
 
-from ..sim import SCORE, eventually
+from ..sim import SCORE, Fleet, eventually
 
 
-def keys(fleet) -> set[str]:
+def keys(fleet: Fleet) -> set[str]:
     return set(fleet.desired())
 
 
-def test_matching_devices_get_entries_and_aggregate(kube, fleet, start_operator) -> None:
+def test_matching_devices_get_entries_and_aggregate(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"site": "paris"})
     fleet.join(["d3"], {"site": "oslo"})
     start_operator()
@@ -33,7 +39,9 @@ def test_matching_devices_get_entries_and_aggregate(kube, fleet, start_operator)
     assert kube.status("ns", "web")["observedGeneration"] == 1
 
 
-def test_relabel_retargets_both_ways(kube, fleet, start_operator) -> None:
+def test_relabel_retargets_both_ways(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator]
+) -> None:
     fleet.join(["d1", "d2"], {"site": "paris"})
     start_operator()
     kube.create_deployment("ns", "web", selector={"matchLabels": {"site": "paris"}}, score=SCORE)

@@ -35,7 +35,7 @@ def test_a_deployment_actor_writes_counts_and_releases_through_fake_ports() -> N
     timers = Timers(hold=(m.RegisterLate,))
     actor = DeploymentActor.start(
         key=("ns", "web"), writer=writer, api=api, timers=timers, index=index
-    )  # type: ignore[arg-type]
+    )
     try:
         actor.tell(spec_msg())
         actor.tell(m.Activate(desired=(), targets=((D1, dev1), (D2, dev2))))
@@ -89,7 +89,7 @@ def test_the_fleet_index_targets_by_labels_routes_and_deletes_orphans() -> None:
         mirror=mirror,
         sources=("kubernetes", "desired-state"),
         liveness_timeout=30.0,
-    )  # type: ignore[arg-type]
+    )
     try:
         index.tell(m.InfosSeen(infos=((D1, info(D1, site="paris"), 1),
                                       (D2, info(D2, site="paris"), 2))))  # fmt: skip
@@ -105,7 +105,7 @@ def test_the_fleet_index_targets_by_labels_routes_and_deletes_orphans() -> None:
         eventually(lambda: writer.keys("delete") == ["d1.gone"])  # an orphan
         index.tell(m.InfosSeen(infos=((D2, info(D2, site="oslo"), 3),)))
         eventually(lambda: "d2.web" in writer.keys("delete"))
-        summary = index.ask(Query(), timeout=5)
+        summary: dict[str, Any] = index.ask(Query(), block=True, timeout=5)
         assert summary["deployments"] == 1
         assert summary["devices"] == 2
         assert summary["device_actors"] == 2

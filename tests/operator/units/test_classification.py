@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fleet.actors.operator.messages import Classified, Reported
 from fleet.actors.operator.reports import DeviceReports
 from fleet.actors.operator.status import Aggregate, classify
@@ -23,7 +25,7 @@ def test_the_rule() -> None:
     assert classify(online=True, revision=5, phase=Phase.PULLING, reported=5) == "pending"
 
 
-def classes(sends: list[tuple[object, object]]) -> list[tuple[object, str]]:
+def classes(sends: Sequence[tuple[object, object]]) -> list[tuple[object, str]]:
     return [(ref, v.cls) for ref, v in sends if isinstance(v, Classified)]
 
 

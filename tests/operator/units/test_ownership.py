@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from fleet.actors.operator.ownership import Ownership
+from fleet.actors.operator.ownership import Ownership, Upserted
 from fleet.actors.operator.spec import SpecReading, read_spec
+from fleet.runtime.kube.client import KubeObject
 
 from .fakes import obj, spec_json
 
 EARLY, LATE = "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"
 
 
-def read(o: object) -> SpecReading:
-    return read_spec(name=o.name, spec_json=o.spec)  # type: ignore[attr-defined]
+def read(o: KubeObject) -> SpecReading:
+    return read_spec(name=o.name, spec_json=o.spec)
 
 
-def upsert(owners: Ownership, namespace: str, *, created: str, **kw: object):  # type: ignore[no-untyped-def]
-    o = obj("web", namespace, created=created, **kw)  # type: ignore[arg-type]
+def upsert(
+    owners: Ownership, namespace: str, *, created: str, spec: bytes | None = None
+) -> Upserted:
+    o = obj("web", namespace, created=created, spec=spec)
     return owners.upsert(o, read(o))
 
 
@@ -28,7 +31,8 @@ def test_the_first_of_a_name_owns_it_and_a_later_one_conflicts() -> None:
     second = upsert(owners, "team-b", created=LATE)
     assert second.owner == ("team-a", "web")
     assert second.notices == ((second.record, "team-a/web"),)
-    assert owners.owner(first.record.name) is first.record  # type: ignore[arg-type]
+    assert first.record.name is not None
+    assert owners.owner(first.record.name) is first.record
 
 
 def test_before_activation_an_older_resource_listed_later_takes_the_name() -> None:

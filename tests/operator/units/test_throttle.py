@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fleet.actors.operator.throttle import StatusThrottle
 
 from .fakes import Clock
 
-STATUS = {"aggregate": {"targeted": 1}, "conditions": [{"type": "Ready", "status": "True"}]}
+STATUS: dict[str, Any] = {
+    "aggregate": {"targeted": 1},
+    "conditions": [{"type": "Ready", "status": "True"}],
+}
 
 
 def test_a_change_after_a_quiet_spell_is_patched_after_the_delay() -> None:

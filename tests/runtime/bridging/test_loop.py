@@ -69,7 +69,7 @@ def test_results_reach_the_actor_as_messages(event_loop_thread: EventLoopThread)
         ref.tell("go")
         replies: list[Any] = []
         for _ in range(100):
-            replies = ref.ask("replies", timeout=5)
+            replies = ref.ask("replies", block=True, timeout=5)
             if len(replies) == 6:
                 break
             threading.Event().wait(0.02)

@@ -55,7 +55,10 @@ def test_ensure_buckets_is_idempotent_across_processes(
         await other.wait_connected(timeout=5)
         await other.ensure_buckets()
         await other.ensure_buckets()
-        names = [info.config.name for info in await other.js.streams_info()]
+        names: list[str] = []
+        for info in await other.js.streams_info():
+            assert info.config.name is not None
+            names.append(info.config.name)
         await other.close()
         return sorted(names)
 

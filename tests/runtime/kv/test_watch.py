@@ -190,3 +190,95 @@ def test_snapshot_leaves_no_consumer_behind(bus: Bus, event_loop_thread: EventLo
         return int(info.state.consumer_count)
 
     assert run(consumers(), timeout=5) == 0
+
+
+def test_no_consumer_is_left_after_a_restart_mid_watch_and_a_read(
+    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread
+) -> None:
+    run = event_loop_thread.run
+    rec = Recorder()
+    watch = start_watch(event_loop_thread, bus, ">", rec)
+    try:
+        assert rec.synced.wait(10)
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"before"), timeout=5)
+        assert rec.wait_for(lambda m: "pi-01.web" in m, timeout=10)
+        nats_server.restart()
+        run(bus.wait_connected(timeout=15), timeout=20)
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-02.web", b"after"), timeout=10)
+        assert rec.wait_for(lambda m: "pi-02.web" in m, timeout=20)
+        assert run(bus.snapshot(BUCKET_DESIRED_STATE), timeout=10).keys() == {
+            "pi-01.web",
+            "pi-02.web",
+        }
+    finally:
+        run(watch.stop(), timeout=5)
+
+    async def consumers() -> int:
+        info = await bus.js.stream_info(f"KV_{BUCKET_DESIRED_STATE}")
+        return int(info.state.consumer_count)
+
+    assert run(consumers(), timeout=5) == 0
+
+
+def test_batched_watches_and_one_time_reads_hand_over_tuples(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    run = event_loop_thread.run
+    items = {f"dev-{i:04d}.web": b"v" for i in range(300)}
+    run(put_many(bus, BUCKET_DESIRED_STATE, items), timeout=30)
+    run(bus.delete(BUCKET_DESIRED_STATE, "dev-0000.web"), timeout=5)
+    batches: dict[str, list[tuple[KvEntry, ...]]] = {"follow": [], "once": []}
+    synced = {"follow": threading.Event(), "once": threading.Event()}
+
+    async def go() -> list[Watch]:
+        return [
+            bus.watch(
+                BUCKET_DESIRED_STATE,
+                name=f"test-{kind}",
+                on_batch=batches[kind].append,
+                on_synced=synced[kind].set,
+                follow=kind == "follow",
+                batch_limit=100,
+            )
+            for kind in ("follow", "once")
+        ]
+
+    watches = run(go(), timeout=5)
+    try:
+        assert synced["follow"].wait(10)
+        assert synced["once"].wait(10)
+        run(bus.put(BUCKET_DESIRED_STATE, "dev-0001.web", b"new"), timeout=5)
+        deadline = time.monotonic() + 10
+        while not any(e.value == b"new" for b in batches["follow"] for e in b):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        once = [e for b in batches["once"] for e in b]
+        assert all(len(b) <= 100 for kind in batches for b in batches[kind])
+        assert {e.key for e in once} == set(items) - {"dev-0000.web"}  # live only, once
+        assert not any(e.value == b"new" for e in once)  # and nothing after
+        followed = [e.revision for b in batches["follow"] for e in b]
+        assert followed == sorted(set(followed))
+    finally:
+        for watch in watches:
+            run(watch.stop(), timeout=5)
+
+
+def test_batched_deletes_that_are_compare_and_swaps(
+    bus: Bus, event_loop_thread: EventLoopThread
+) -> None:
+    from fleet.errors import RevisionMismatch
+    from fleet.runtime.nats.kv_batch import KvBatchWriter
+
+    run = event_loop_thread.run
+    keys = [f"gone-{i}.web" for i in range(5)]  # a fresh bucket: nothing else in it
+    revisions = [run(bus.put(BUCKET_DESIRED_STATE, k, b"v"), timeout=5) for k in keys]
+    run(bus.put(BUCKET_DESIRED_STATE, keys[3], b"written again"), timeout=5)
+    writer = KvBatchWriter(kv=bus.kv, loop_thread=event_loop_thread)
+    try:
+        results = writer.delete_many(BUCKET_DESIRED_STATE, keys, last=revisions).result(10)
+    finally:
+        writer.close()
+    assert isinstance(results[3], RevisionMismatch)
+    assert all(isinstance(r, int) for i, r in enumerate(results) if i != 3)
+    left = run(bus.snapshot(BUCKET_DESIRED_STATE), timeout=10)
+    assert left.keys() == {keys[3]}
