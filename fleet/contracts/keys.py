@@ -59,6 +59,11 @@ def device_state_key(device_id: DeviceId, deployment: DeploymentName) -> str:
     return f"{_STATE}.{DeviceId.try_new(device_id)}.{DeploymentName.try_new(deployment)}"
 
 
+def device_state_key_filter(device_id: DeviceId) -> str:
+    """``state.<device>.*``: every device-state key of one device (its reports)."""
+    return f"{_STATE}.{DeviceId.try_new(device_id)}.*"
+
+
 def device_heartbeat_key(device_id: DeviceId) -> str:
     """``heartbeat.<device>`` in ``device-heartbeat``."""
     return f"{_HEARTBEAT}.{DeviceId.try_new(device_id)}"
