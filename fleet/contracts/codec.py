@@ -218,3 +218,9 @@ def decode_heartbeat(data: Buffer) -> HeartbeatPayload:
     return _decode(
         _HEARTBEAT_DECODER, data, what="device-heartbeat value", max_bytes=MAX_HEARTBEAT_BYTES
     )
+
+
+# The bounded, total encode and decode, for the contract modules that define values of
+# their own (enrollment): the same guarantees as the buckets' codecs.
+decode_bounded = _decode
+encode_bounded = _bounded

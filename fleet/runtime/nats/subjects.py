@@ -212,6 +212,26 @@ def inboxes(prefix: str) -> str:
     return f"{prefix}.{REST}"
 
 
+# -- enrollment and renewal (fleet.contracts.enrollment) --------------------------------
+
+#: Where a new device asks to join (over the bootstrap credential, which may do nothing else).
+ENROLL = "fleet.enroll"
+#: The inbox prefix of bootstrap connections: their replies come back under it.
+BOOTSTRAP_INBOX_PREFIX = "_INBOX_bootstrap"
+
+
+def renew(device_id: str) -> str:
+    """Where ``device_id`` asks for a fresh JWT, over its own credentials."""
+    if not _NAME.fullmatch(device_id):
+        raise BusError(f"{device_id!r} cannot name a renewal subject")
+    return f"fleet.renew.{device_id}"
+
+
+def renew_all() -> str:
+    """Every device's renewal subject (the operator listens on it)."""
+    return f"fleet.renew.{ANY_TOKEN}"
+
+
 #: Where a system-account user pushes an updated account JWT (full resolver).
 CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 
