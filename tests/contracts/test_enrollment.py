@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from fleet.contracts import (
+    DeviceId,
     EnrollmentReply,
     EnrollmentRequest,
     Inventory,
@@ -42,7 +43,7 @@ def test_round_trips_and_the_signed_bytes_leave_the_signature_out() -> None:
     assert decode_enrollment_request(encode_enrollment(signed)) == signed
     assert signed_bytes(signed) == signed_bytes(request())
     assert b"signature" not in signed_bytes(signed)
-    renewal = RenewalRequest(device_id="pi-1", public_key=KEY, at=NOW)
+    renewal = RenewalRequest(device_id=DeviceId("pi-1"), public_key=KEY, at=NOW)
     assert decode_renewal_request(encode_enrollment(renewal)) == renewal
     reply = EnrollmentReply(status="approved", jwt="a.b.c", expires_at=NOW)
     assert decode_enrollment_reply(encode_enrollment(reply)) == reply
