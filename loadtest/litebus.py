@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from fleet.errors import BusError, BusUnavailable, FleetError
 from fleet.runtime.nats.bus import Bus, Connection
 from fleet.runtime.nats.transport import Message, MessageHandler, Subscription
+from loadtest.natsauth import LeanCredentials
 from loadtest.natsproto import ConnectionClosed, NatsClient, NatsError, NoResponders, RequestTimeout
 
 
@@ -147,11 +149,20 @@ class LiteBus(Bus):
         name: str,
         request_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        credentials: Path | None = None,
+        tls_ca: Path | None = None,
+        inbox_prefix: str = "_INBOX",
     ) -> None:
+        """``credentials`` (a ``.creds`` file), ``tls_ca`` and ``inbox_prefix``: as
+        :class:`~fleet.runtime.nats.bus.Bus` takes them (docs/security.md)."""
         if not urls:
             raise ValueError("LiteBus needs a NATS url")
         # loopback, one server: no cluster, no failover
-        self.client = NatsClient(url=urls[0], name=name, connect_timeout=connect_timeout)
+        self.client = NatsClient(
+            url=urls[0], name=name, connect_timeout=connect_timeout,
+            credentials=LeanCredentials.read(credentials) if credentials is not None else None,
+            tls_ca=tls_ca, inbox_prefix=inbox_prefix,
+        )  # fmt: skip
         super().__init__(
             name=name,
             request_timeout=request_timeout,

@@ -11,8 +11,11 @@ new-style requests). :mod:`loadtest.litebus` makes it a fleet transport
 (``LeanTransport``, the port :mod:`fleet.runtime.nats` is written against) and a bus.
 
 It speaks the core protocol only: INFO/CONNECT (``headers`` and ``no_responders`` on),
-PUB/HPUB, SUB/UNSUB, MSG/HMSG, PING/PONG, -ERR. No TLS, no auth, no cluster
-discovery, and NO RECONNECT: the swarm runs on loopback next to its nats-server; when
+PUB/HPUB, SUB/UNSUB, MSG/HMSG, PING/PONG, -ERR; TLS (upgraded after INFO, as nats-server
+expects, trusting ``tls_ca``) and a user JWT with the signed nonce
+(:class:`loadtest.natsauth.LeanCredentials`) when given, and its inboxes under
+``inbox_prefix`` (per-identity inboxes: docs/security.md). No cluster discovery, and NO
+RECONNECT: the swarm runs on loopback next to its nats-server; when
 the connection ends every pending request and flush fails at once with
 :class:`ConnectionClosed`, :attr:`NatsClient.closed` is set and the client stays
 closed (make a new one). A fleet-agent on a real network needs nats-py's reconnect
@@ -31,10 +34,13 @@ import inspect
 import json
 import logging
 import secrets
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from loadtest.natsauth import LeanCredentials
 from loadtest.natsmsg import Msg, parse_headers
 from loadtest.natsparse import Parser, ProtocolError
 
@@ -135,10 +141,21 @@ class _Wire(asyncio.Protocol):
 class NatsClient:
     """One NATS connection (see the module docstring for what it does and does not do)."""
 
-    def __init__(self, *, url: str, name: str, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        name: str,
+        connect_timeout: float = 5.0,
+        credentials: LeanCredentials | None = None,
+        tls_ca: Path | None = None,
+        inbox_prefix: str = "_INBOX",
+    ) -> None:
         parts = urllib.parse.urlsplit(url if "://" in url else f"nats://{url}")
-        if parts.scheme != "nats" or not parts.hostname:
-            raise ValueError(f"lean NATS client needs a nats://host:port url, got {url!r}")
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError(f"lean NATS client needs a nats:// or tls:// url, got {url!r}")
+        self._credentials = credentials
+        self._ssl = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
         self.url = url
         self.name = name
         self._host = parts.hostname
@@ -153,7 +170,7 @@ class NatsClient:
         self._pongs: collections.deque[asyncio.Future[None]] = collections.deque()
         self._subs: dict[int, Subscription] = {}
         self._next_sid = 1
-        prefix = f"_INBOX.{secrets.token_hex(11)}"
+        prefix = f"{inbox_prefix}.{secrets.token_hex(11)}"
         self._inbox_prefix = prefix
         self._resp_prefix = f"{prefix}.r."
         self._resp_prefix_b = self._resp_prefix.encode()
@@ -187,13 +204,13 @@ class NatsClient:
         self._info = loop.create_future()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: _Wire(self), self._host, self._port
-                )
+                wire = _Wire(self)
+                transport, _ = await loop.create_connection(lambda: wire, self._host, self._port)
                 self._transport = transport
                 info = await self._info
-                _refuse_tls(info)
-                options = {
+                if info.get("tls_required") or self._ssl is not None:
+                    self._transport = await self._start_tls(loop, transport, wire)
+                options: dict[str, Any] = {
                     "verbose": False,
                     "pedantic": False,
                     "headers": True,
@@ -203,6 +220,8 @@ class NatsClient:
                     "lang": "python-lean",
                     "version": "0",
                 }
+                if self._credentials is not None:
+                    options.update(_signed(self._credentials, info))
                 self._send(b"CONNECT " + json.dumps(options).encode() + b"\r\n")
                 self._resp_sid = self._subscribe_raw(self._resp_prefix + "*")
                 await self._ping()
@@ -215,6 +234,17 @@ class NatsClient:
                 self._info.exception()  # failed by _abort maybe before anyone awaited it
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             raise ConnectionClosed(f"cannot connect to NATS at {self.url}: {reason}") from exc
+
+    async def _start_tls(
+        self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, wire: _Wire
+    ) -> asyncio.Transport:
+        """Upgrade the connection after INFO, as nats-server expects."""
+        if self._ssl is None:
+            raise NatsError("the server requires TLS: give the lean client tls_ca")
+        upgraded = await loop.start_tls(transport, wire, self._ssl, server_hostname=self._host)
+        if upgraded is None:
+            raise NatsError("the TLS handshake ended the connection")
+        return upgraded
 
     async def close(self) -> None:
         """Write what is buffered, close the connection, fail everything still waiting."""
@@ -439,9 +469,12 @@ class NatsClient:
         self._abort(self.last_error)
 
 
-def _refuse_tls(info: dict[str, Any]) -> None:
-    if info.get("tls_required"):
-        raise NatsError("the server requires TLS, which the lean client lacks")
+def _signed(credentials: LeanCredentials, info: dict[str, Any]) -> dict[str, str]:
+    """CONNECT's ``jwt`` and ``sig``: the user's JWT and the server's nonce, signed."""
+    nonce = info.get("nonce")
+    if not isinstance(nonce, str):
+        raise NatsError("the server sent no nonce to sign: is auth on?")
+    return {"jwt": credentials.jwt, "sig": credentials.sign(nonce)}
 
 
 def _expire(fut: asyncio.Future[Msg], subject: str, timeout: float) -> None:
