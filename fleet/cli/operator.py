@@ -18,8 +18,13 @@ import gc
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fleet.runtime.nats.identity import Authority
 
 logger = logging.getLogger("fleet.operator")
 EXIT_CONFIG = 2
@@ -83,6 +88,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="at most N writes per second to Device resources (default: 50)",
     )
     parser.add_argument(
+        "--auth-dir",
+        type=Path,
+        metavar="DIR",
+        help="the fleet's authority (keys, revocations; created on first use, 0700): turns on "
+        "enrollment, renewal and revocation of device credentials (docs/security.md); "
+        "without it the operator answers no enrollment",
+    )
+    parser.add_argument(
+        "--init-auth",
+        action="store_true",
+        help="create --auth-dir (keys, nats-auth.conf for nats-server, bootstrap.creds, "
+        "fleetctl.creds) if it holds none, print what is there, and exit",
+    )
+    parser.add_argument(
+        "--nats-credentials",
+        type=Path,
+        metavar="FILE",
+        help="the operator's NATS .creds file (default: $FLEET_NATS_CREDENTIALS; with "
+        "--auth-dir, issued there at each start)",
+    )
+    parser.add_argument(
+        "--nats-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA (PEM) of the NATS server's certificate: TLS is then required "
+        "(default: $FLEET_NATS_CA)",
+    )
+    parser.add_argument(
+        "--device-credential-ttl",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="lifetime of the JWT an enrolled device gets (and gets again at each renewal; "
+        "default: 86400, a day)",
+    )
+    parser.add_argument(
+        "--max-pending-enrollments",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="refuse new enrollment requests while N wait for a person (default: 10000)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING... (default: $FLEET_LOG_LEVEL or INFO)",
@@ -97,6 +145,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if args.device_qps <= 0:
         parser.error(f"--device-qps must be > 0, got {args.device_qps}")
+    if args.device_credential_ttl < 60:
+        parser.error(f"--device-credential-ttl must be >= 60, got {args.device_credential_ttl:g}")
+    if args.init_auth and args.auth_dir is None:
+        parser.error("--init-auth needs --auth-dir")
+    if args.nats_credentials is None and os.environ.get("FLEET_NATS_CREDENTIALS"):
+        args.nats_credentials = Path(os.environ["FLEET_NATS_CREDENTIALS"])
+    if args.nats_ca is None and os.environ.get("FLEET_NATS_CA"):
+        args.nats_ca = Path(os.environ["FLEET_NATS_CA"])
     if not args.nats_url:
         args.nats_url = [os.environ.get("FLEET_NATS_URL", "nats://127.0.0.1:4222")]
     return args
@@ -120,13 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     # still collected, later: the young generation holds up to 50,000 objects first.
     gc.set_threshold(*GC_THRESHOLDS)
 
+    try:
+        auth = _auth(args)
+    except ConfigError as exc:
+        print(f"fleet-operator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.init_auth:
+        return 0
+
     from fleet.actors.operator.app import Operator, OperatorConfig
+    from fleet.actors.operator.enrollment.service import EnrollmentSetup
     from fleet.runtime.actorkit import failfast
     from fleet.runtime.actorkit.supervisor import Supervisor
     from fleet.runtime.aiokit.loop import EventLoopThread
     from fleet.runtime.kube.client import KubeClient
     from fleet.runtime.kube.config import make_api_client
     from fleet.runtime.nats.bus import Bus
+    from fleet.runtime.nats.permissions import operator_permissions
 
     try:
         api_client = make_api_client(
@@ -140,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     loop_thread = EventLoopThread(name="operator-loop", loop_factory=uvloop.new_event_loop)
     loop_thread.start()
     supervisor.add_cleanup("event-loop", loop_thread.stop)
-    bus = Bus(urls=args.nats_url, name="fleet-operator")
+    credentials = args.nats_credentials or (auth[1] if auth is not None else None)
+    bus = Bus(
+        urls=args.nats_url, name="fleet-operator", credentials=credentials, tls_ca=args.nats_ca,
+        inbox_prefix=operator_permissions().inbox_prefix if credentials else "_INBOX",
+    )  # fmt: skip
 
     async def connect() -> None:
         await bus.start()
@@ -161,13 +231,35 @@ def main(argv: list[str] | None = None) -> int:
             device_qps=args.device_qps,
         ),
         supervisor=supervisor,  # its parts start after the loop and NATS, and stop before
-    )
+        enrollment=None
+        if auth is None
+        else EnrollmentSetup(
+            authority=auth[0], auth_dir=args.auth_dir, system_credentials=auth[2],
+            nats_urls=tuple(args.nats_url), tls_ca=args.nats_ca,
+            credential_ttl=args.device_credential_ttl, max_pending=args.max_pending_enrollments,
+        ),
+    )  # fmt: skip
     try:
         operator.start()
     except BaseException:
         supervisor.stop()
         raise
     return supervisor.run_until_signal()
+
+
+def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path] | None:
+    """The authority in ``--auth-dir`` (created if absent) with the operator's and the
+    system user's credentials issued now; None without ``--auth-dir``."""
+    from fleet.runtime.nats.authority_files import load_or_create, service_credentials
+
+    if args.auth_dir is None:
+        return None
+    authority = load_or_create(args.auth_dir)
+    operator, system = service_credentials(args.auth_dir, authority)
+    if args.init_auth:
+        for path in sorted(args.auth_dir.iterdir()):
+            print(path)
+    return authority, operator, system
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ Each request is signed by the device's key over :func:`signed_bytes` (the reques
 an empty ``signature``), so nobody can enroll, or renew, a key whose seed they lack;
 ``at`` bounds how long a captured request can be replayed (the operator refuses one
 older than its window). Verifying signatures needs an ed25519 library: that is the
-runtime's job (:mod:`fleet.runtime.nats.enrollment_keys` or wherever it lands); here
+runtime's job (:func:`fleet.runtime.nats.claims.verify_signature`); here
 is only the shape, bounded and total like every value on the bus.
 
 What it must never do: do I/O, or accept a request whose fields it has not checked.

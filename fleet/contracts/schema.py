@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
+from .enrollment import EnrollmentReply, EnrollmentRequest, RenewalRequest
 from .heartbeat import HeartbeatPayload
 from .info import DeviceInfo
 from .keys import (
@@ -42,6 +43,9 @@ WIRE_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (
     DeploymentState,
     DeviceInfo,
     HeartbeatPayload,
+    EnrollmentRequest,  # on fleet.enroll (not a bucket: request and reply)
+    RenewalRequest,  # on fleet.renew.<device>
+    EnrollmentReply,  # the operator's answer to both
 )
 _REF: Final = "#/$defs/{name}"
 

@@ -8,6 +8,9 @@ module adds, because the operator relies on it against a real API server:
 
 * ``metadata.uid``, ``creationTimestamp``, ``generation`` (bumped on spec changes only) and a
   cluster-wide ``resourceVersion``; a list's ``metadata.resourceVersion`` is the current one;
+* optimistic concurrency: a patch that carries ``metadata.resourceVersion`` applies only
+  while the object is still at that version (409 Conflict otherwise), as the real API
+  server does: compare-and-swap writes (a bootstrap token's uses) rely on it;
 * the status subresource rule: a patch to ``.../status`` changes only ``status``, a patch to the
   object itself never changes ``status``;
 * CRDs from ``deploy/crds/*.yaml`` become served resources (discovery, short names, scope);
@@ -42,9 +45,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import kmock
 import yaml
-from kmock._internal import apps, dicts, enums, k8s_dicts, rendering
+from kmock._internal import apps, dicts, enums, k8s, k8s_dicts, rendering
 
 CRD_DIR = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "crds"
 _CLOSE = "_CLOSE_WATCHES"
@@ -59,6 +63,7 @@ class FleetKubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self._current_rv = 0
         self._compacted_rv = 0
         self.patches: collections.Counter[str] = collections.Counter()  # "plural[/sub]" -> count
+        self._updating = asyncio.Lock()  # a version check and its patch, as one step
 
     def _next_rv(self) -> str:
         self._current_rv = next(self._rv)
@@ -112,11 +117,13 @@ class FleetKubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if request.action == enums.action.CREATE:
                 self._stamp_create(request)
             elif request.action == enums.action.UPDATE:
-                self._stamp_update(request)
-                plural = request.resource.plural
-                self.patches[
-                    f"{plural}/{request.subresource}" if request.subresource else plural
-                ] += 1
+                async with self._updating:
+                    self._stamp_update(request)
+                    plural = request.resource.plural
+                    self.patches[
+                        f"{plural}/{request.subresource}" if request.subresource else plural
+                    ] += 1
+                    return await super()._handle(request)
         return await super()._handle(request)
 
     def _stamp_create(self, request: rendering.Request) -> None:
@@ -141,8 +148,12 @@ class FleetKubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             data.pop("status", None)
         meta = data.setdefault("metadata", {})
         meta.pop("generation", None)
-        meta.pop("resourceVersion", None)
+        expected = meta.pop("resourceVersion", None)
         key = (request.resource, request.namespace, request.name)
+        if expected is not None and key in self.objects and not self.objects[key].deleted:
+            current = self.objects[key].last.raw.get("metadata", {}).get("resourceVersion")
+            if str(expected) != current:
+                raise _Conflict()
         if key in self.objects and not self.objects[key].deleted:
             old = self.objects[key].last.raw
             if "spec" in data and request.subresource != "status":
@@ -188,6 +199,14 @@ class FleetKubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if resource == request.resource and namespace_ok and name_ok:
                 objs.append(obj)
         return objs
+
+
+@attrs.frozen
+class _Conflict(k8s.KubernetesObjectConflictError):  # type: ignore[misc]
+    """A patch's ``resourceVersion`` is not the object's any more."""
+
+    reason: str = "Conflict"
+    message: str = "the object has been modified; please apply your changes to the latest version"
 
 
 def _now() -> str:

@@ -96,3 +96,32 @@ def test_the_issue_names_are_importable_from_the_package() -> None:
     }
     assert names <= set(contracts.__all__)
     assert all(hasattr(contracts, name) for name in contracts.__all__)
+
+
+def test_enrollment_kinds_are_fixed() -> None:
+    assert (
+        contracts.KIND_ENROLLMENT_REQUEST,
+        contracts.SINGULAR_ENROLLMENT_REQUEST,
+        contracts.PLURAL_ENROLLMENT_REQUESTS,
+        contracts.SHORT_NAME_ENROLLMENT_REQUEST,
+        contracts.CRD_NAME_ENROLLMENT_REQUEST,
+    ) == (
+        "EnrollmentRequest",
+        "enrollmentrequest",
+        "enrollmentrequests",
+        "fleetenroll",
+        "enrollmentrequests.fleet.nationtech.io",
+    )
+    assert (
+        contracts.KIND_BOOTSTRAP_TOKEN,
+        contracts.SINGULAR_BOOTSTRAP_TOKEN,
+        contracts.PLURAL_BOOTSTRAP_TOKENS,
+        contracts.SHORT_NAME_BOOTSTRAP_TOKEN,
+        contracts.CRD_NAME_BOOTSTRAP_TOKEN,
+    ) == (
+        "BootstrapToken",
+        "bootstraptoken",
+        "bootstraptokens",
+        "fleettoken",
+        "bootstraptokens.fleet.nationtech.io",
+    )

@@ -36,6 +36,8 @@ EXPECTED = {
     ("Namespace", NAMESPACE),
     ("CustomResourceDefinition", "deployments.fleet.nationtech.io"),
     ("CustomResourceDefinition", "devices.fleet.nationtech.io"),
+    ("CustomResourceDefinition", "enrollmentrequests.fleet.nationtech.io"),
+    ("CustomResourceDefinition", "bootstraptokens.fleet.nationtech.io"),
     ("ServiceAccount", RELEASE),
     ("ClusterRole", RELEASE),
     ("ClusterRoleBinding", RELEASE),

@@ -37,6 +37,7 @@ from fleet.runtime.nats.kv_batch import KvBatchWriter
 from fleet.runtime.nats.watch import Watch
 
 from . import messages as m
+from .enrollment.service import EnrollmentSetup, start_enrollment
 from .fleet import FleetIndex, Query
 from .mirror import DeviceMirror
 from .retention import WEEK
@@ -92,8 +93,12 @@ class Operator:
         kube: KubeClient,
         config: OperatorConfig,
         supervisor: Supervisor | None = None,
+        enrollment: EnrollmentSetup | None = None,
     ) -> None:
+        """``enrollment``: answer enrollment and renewal requests and revoke keys
+        (``--auth-dir``; docs/security.md); None: none of it, as before."""
         self._bus = bus
+        self._enrollment = enrollment
         self._loop_thread = loop_thread
         self._kube = kube
         self.config = config
@@ -103,6 +108,7 @@ class Operator:
         self._watchers: list[ResourceWatcher] = []
         self.index: pykka.ActorRef[Any] | None = None
         self.mirror: pykka.ActorRef[Any] | None = None
+        self.desk: pykka.ActorRef[Any] | None = None
 
     def start(self) -> None:
         config, sup, loop = self.config, self.supervisor, self._loop_thread
@@ -163,6 +169,12 @@ class Operator:
             sup.add_cleanup(f"deployment watch {scope or '(all)'}",
                             functools.partial(watcher.stop, timeout=10.0))  # fmt: skip
             self._watchers.append(watcher)
+        if self._enrollment is not None:
+            self.desk = start_enrollment(
+                setup=self._enrollment, supervisor=sup, transport=self._bus.transport, loop=loop,
+                kube=self._kube, watch_timeout=config.watch_timeout,
+                read_timeout=config.watch_read_timeout,
+            )  # fmt: skip
         logger.info("operator started (namespaces: %s)", ", ".join(map(str, scopes)))
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 
 import uvloop
@@ -26,6 +27,7 @@ from fleet.runtime.kube.client import KubeClient, KubeNotFound, KubeUnavailable
 from fleet.runtime.kube.config import make_api_client
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.permissions import fleetctl_permissions
 
 
 class Unreachable(Exception):
@@ -35,9 +37,18 @@ class Unreachable(Exception):
 class Buckets:
     """A short-lived read-only view of the four buckets (a context manager)."""
 
-    def __init__(self, *, urls: list[str], timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        urls: list[str],
+        timeout: float,
+        credentials: Path | None = None,
+        tls_ca: Path | None = None,
+    ) -> None:
         self.urls = urls
         self.timeout = timeout
+        self.credentials = credentials
+        self.tls_ca = tls_ca
         self._loop: EventLoopThread | None = None
         self._bus: Bus | None = None
 
@@ -45,7 +56,14 @@ class Buckets:
         loop = EventLoopThread(name="fleetctl-loop", loop_factory=uvloop.new_event_loop)
         loop.start()
         self._loop = loop
-        bus = Bus(urls=self.urls, name="fleetctl", request_timeout=self.timeout)
+        bus = Bus(
+            urls=self.urls, name="fleetctl", request_timeout=self.timeout,
+            credentials=self.credentials, tls_ca=self.tls_ca,
+            # with credentials, fleetctl's own inboxes (docs/security.md) and no stream
+            # creation: it may only read
+            inbox_prefix=fleetctl_permissions().inbox_prefix if self.credentials else "_INBOX",
+            create_buckets=self.credentials is None,
+        )  # fmt: skip
         self._bus = bus
         try:
             loop.run(bus.start(), timeout=5)

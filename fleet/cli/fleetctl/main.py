@@ -1,4 +1,5 @@
-"""``fleetctl``: devices, deployments, status, apply, delete; tables or JSON; ``--watch``.
+"""``fleetctl``: devices, deployments, status, apply, delete; enrollment (``enroll``,
+``token``, ``device revoke``); tables or JSON; ``--watch``.
 
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
 usage, a bad manifest or no Kubernetes configuration; 3 NATS or the Kubernetes API could
@@ -15,12 +16,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from fleet.errors import ConfigError
-from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeError, KubeNotFound
+from fleet.runtime.kube.client import (
+    DEPLOYMENTS,
+    KubeClient,
+    KubeError,
+    KubeNotFound,
+)
 
-from . import manifests, render, view
+from . import enrolling, manifests, render, view
 from .connect import Buckets, Unreachable, kube_client, kube_errors
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -33,6 +40,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "output": "table",
     "connect_timeout": 5.0,
     "liveness_timeout": 30.0,
+    "nats_credentials": None,
+    "nats_ca": None,
 }
 
 
@@ -44,6 +53,19 @@ def _common() -> argparse.ArgumentParser:
         action="append",
         metavar="URL",
         help=f"NATS server; repeatable (default: $FLEET_NATS_URL or {DEFAULT_NATS})",
+    )
+    p.add_argument(
+        "--nats-credentials",
+        type=Path,
+        metavar="FILE",
+        help="NATS .creds file (default: $FLEET_NATS_CREDENTIALS; fleetctl.creds of the "
+        "operator's --auth-dir)",
+    )
+    p.add_argument(
+        "--nats-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA (PEM) of the NATS server's certificate (default: $FLEET_NATS_CA)",
     )
     p.add_argument(
         "--kube-url",
@@ -116,6 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 action="store_true",
                 help="show progress until the Deployment converges (all running)",
             )
+    enrolling.add_parsers(sub, common)
     args = parser.parse_args(argv)
     for key, value in COMMON_DEFAULTS.items():
         if not hasattr(args, key):
@@ -123,6 +146,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.nats_url:
         args.nats_url = [os.environ.get("FLEET_NATS_URL") or DEFAULT_NATS]
     args.kube_url = args.kube_url or os.environ.get("FLEET_KUBE_URL")
+    for key, env in (("nats_credentials", "FLEET_NATS_CREDENTIALS"), ("nats_ca", "FLEET_NATS_CA")):
+        if getattr(args, key) is None and os.environ.get(env):
+            setattr(args, key, Path(os.environ[env]))
     return args
 
 
@@ -150,7 +176,11 @@ class Ctl:
         return self._kube
 
     def buckets(self) -> Buckets:
-        return Buckets(urls=self.args.nats_url, timeout=self.args.connect_timeout)
+        a = self.args
+        return Buckets(
+            urls=a.nats_url, timeout=a.connect_timeout, credentials=a.nats_credentials,
+            tls_ca=a.nats_ca,
+        )  # fmt: skip
 
     def close(self) -> None:
         if self._kube is not None:
@@ -255,6 +285,15 @@ class Ctl:
             else:
                 code = EXIT_FAILED
         return code
+
+    def enroll(self) -> int:
+        return enrolling.enroll(self.kube, self.args, self.print)
+
+    def token(self) -> int:
+        return enrolling.token(self.kube, self.args, self.print)
+
+    def device(self) -> int:
+        return enrolling.device(self.kube, self.args, self.print)
 
     def delete(self) -> int:
         ns, name = self.args.namespace, self.args.deployment

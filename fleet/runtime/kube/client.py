@@ -41,8 +41,10 @@ from fleet.runtime.kube.errors import (
 )
 
 __all__ = [
+    "BOOTSTRAP_TOKENS",
     "DEPLOYMENTS",
     "DEVICES",
+    "ENROLLMENT_REQUESTS",
     "KubeClient",
     "KubeConflict",
     "KubeError",
@@ -69,6 +71,8 @@ class Resource(msgspec.Struct, frozen=True):
 
 DEPLOYMENTS = Resource("deployments", namespaced=True)
 DEVICES = Resource("devices", namespaced=False)
+ENROLLMENT_REQUESTS = Resource("enrollmentrequests", namespaced=False)
+BOOTSTRAP_TOKENS = Resource("bootstraptokens", namespaced=False)
 
 
 class KubeClient:

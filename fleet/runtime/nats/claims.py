@@ -12,6 +12,9 @@ missing one. ``nkeys`` (the NATS maintainers' library) makes the keys and signs;
 user JWTs its encoder writes (``bearer_token: null``), and it is untyped, with four
 dependencies for what is this module.
 
+It also checks a device's signature over its enrollment or renewal request
+(:func:`verify_signature`): the one other thing fleet needs ed25519 for.
+
 What it must never do: write a seed anywhere (:mod:`fleet.runtime.nats.identity`
 writes credentials files), or accept a key of the wrong kind for its role.
 """
@@ -25,6 +28,8 @@ import time
 from typing import Any, Literal
 
 import msgspec
+import nacl.exceptions
+import nacl.signing
 import nkeys
 
 from fleet.errors import ConfigError
@@ -137,6 +142,33 @@ def encode(claims: Claims, *, signer_seed: str, signer_kind: KeyKind) -> str:
     payload = _b64(_encode.encode(msgspec.structs.replace(issued, jti=jti)))
     signature = signer.sign(f"{head}.{payload}".encode())
     return f"{head}.{payload}.{_b64(bytes(signature))}"
+
+
+def sign(seed: str, data: bytes) -> str:
+    """``data`` signed by a user ``seed``: the ed25519 signature, base64url unpadded (how a
+    device signs its enrollment and renewal requests)."""
+    return _b64(bytes(_pair(seed, "user").sign(data)))
+
+
+def verify_signature(key: str, data: bytes, signature: str) -> bool:
+    """Whether ``signature`` (base64url, unpadded) is ``key``'s (a user public key) over
+    ``data``. Total: a malformed key or signature is False, never an exception."""
+    if not key.startswith("U") or len(key) != 56 or len(signature) != 86:
+        return False
+    try:
+        decoded = base64.b32decode(key + "=" * (-len(key) % 8))
+        raw_sig = base64.urlsafe_b64decode(signature + "==")
+    except ValueError:  # binascii.Error is one
+        return False
+    # A public key is <prefix byte><32 bytes><CRC-16 of both, little endian> (nkeys' form).
+    body, crc = decoded[:-2], decoded[-2:]
+    if len(body) != 33 or body[0] != nkeys.PREFIX_BYTE_USER or nkeys.crc16_checksum(body) != crc:
+        return False
+    try:
+        nacl.signing.VerifyKey(body[1:]).verify(data, raw_sig)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        return False
+    return True
 
 
 def read_unverified(token: str) -> dict[str, Any]:

@@ -12,8 +12,9 @@ and revokes a user by pushing the account JWT again, with a ``revocations`` entr
 ``$SYS.REQ.CLAIMS.UPDATE``: nats-server closes the user's connections at once and
 refuses its JWTs issued up to then.
 
-Enrollment (a device making its own key and asking to join), renewal and rotation of
-the signing key are to come (issue 12); nothing here is persisted yet.
+It also signs user JWTs for public keys it never saw the seed of (:meth:`Authority.user_jwt`):
+how an enrolled device gets its credential. The keys are kept in files by
+:mod:`fleet.runtime.nats.authority_files`; rotation of the signing key is to come.
 
 What it must never do: log or put a seed in an error message, write a credentials file
 anyone but its owner can read, or issue a user JWT without permissions of its own.
@@ -35,12 +36,13 @@ from fleet.runtime.nats.claims import (
     AccountLimits,
     Claims,
     OperatorFields,
+    ResponsePermission,
     UserFields,
     encode,
     new_seed,
     public_key,
 )
-from fleet.runtime.nats.permissions import Permissions
+from fleet.runtime.nats.permissions import RESPONSE_WINDOW_NS, Permissions
 from fleet.runtime.nats.server import OperatorAuth
 from fleet.runtime.nats.transport import Transport
 
@@ -84,6 +86,18 @@ def write_credentials(path: Path, *, jwt: str, seed: str) -> None:
     finally:
         os.close(fd)
     os.replace(partial, path)
+
+
+class AuthoritySeeds(msgspec.Struct, frozen=True, kw_only=True):
+    """The four private keys of an :class:`Authority`: secrets, never shown."""
+
+    operator: str
+    system: str
+    account: str
+    signing: str
+
+    def __repr__(self) -> str:  # never a seed
+        return "AuthoritySeeds(...)"
 
 
 class Authority:
@@ -134,6 +148,13 @@ class Authority:
     def __repr__(self) -> str:  # never a seed
         return f"Authority(name={self.name!r}, account={self.account!r})"
 
+    def seeds(self) -> AuthoritySeeds:
+        """The four seeds, to keep them (:mod:`fleet.runtime.nats.authority_files`)."""
+        return AuthoritySeeds(
+            operator=self._operator_seed, system=self._system_seed,
+            account=self._account_seed, signing=self._signing_seed,
+        )  # fmt: skip
+
     # -- account JWTs -------------------------------------------------------------------
 
     def account_jwt(self) -> str:
@@ -182,13 +203,27 @@ class Authority:
         ``expires_in`` seconds (None: until revoked)."""
         seed = new_seed("user")
         key = public_key(seed, "user")
-        fields = UserFields(pub=permissions.pub, sub=permissions.sub, issuer_account=self.account)
-        token = encode(
+        token = self.user_jwt(key, permissions, expires_in=expires_in)
+        return UserCredentials(jwt=token, seed=seed, public_key=key)
+
+    def user_jwt(self, key: str, permissions: Permissions, *, expires_in: float | None) -> str:
+        """A user JWT for ``key`` (a user's public key: the seed stays with its owner, as
+        an enrolled device's does), with ``permissions``, valid for ``expires_in`` s."""
+        if not key.startswith("U"):
+            raise ConfigError(f"{key[:60]!r} is not a user's public key")
+        resp = (
+            ResponsePermission(max=permissions.responses, ttl=RESPONSE_WINDOW_NS)
+            if permissions.responses
+            else None
+        )
+        fields = UserFields(
+            pub=permissions.pub, sub=permissions.sub, resp=resp, issuer_account=self.account
+        )
+        return encode(
             Claims(sub=key, name=permissions.name, exp=_expiry(expires_in), nats=fields),
             signer_seed=self._signing_seed,
             signer_kind="account",
         )
-        return UserCredentials(jwt=token, seed=seed, public_key=key)
 
     def issue_system_user(self, *, name: str, expires_in: float | None) -> UserCredentials:
         """A user of the system account (no limits): it may push account updates."""

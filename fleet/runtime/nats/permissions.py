@@ -5,9 +5,11 @@ these lists on every message, so they *are* the boundary between devices. A devi
 use exactly the subjects its agent uses (docs/agent.md, "Authorization"): the live
 subscription on its desired keys, the direct gets and the named consumer of its own
 reads, its info, state and heartbeat puts, its own heartbeat (the duplicate-agent
-watch) and its inbox. Every subject below carries the device's id, so no allowed
-subject names another device's key. The operator may do everything in the fleet's
-account; ``fleetctl`` reads.
+watch) and its inbox, and its renewal request. Every subject below carries the device's
+id, so no allowed subject names another device's key. A *bootstrap* credential (what a
+device holds before it is enrolled) may only ask to join and hear the answer. The
+operator may do everything in the fleet's account and answers enrollment and renewal
+requests; ``fleetctl`` reads.
 
 Every subject is spelled by :mod:`fleet.runtime.nats.subjects` and every key comes from
 :mod:`fleet.contracts`; this module only chooses.
@@ -36,6 +38,10 @@ from fleet.runtime.nats.buckets import BUCKETS
 
 OPERATOR = "operator"
 FLEETCTL = "fleetctl"
+BOOTSTRAP = "bootstrap"
+#: How long after a request the operator may answer it (nats-server's response
+#: permission; an enrollment is answered within seconds, a slow API server included).
+RESPONSE_WINDOW_NS = 60 * 1_000_000_000
 
 
 class Permission(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +59,9 @@ class Permissions(msgspec.Struct, frozen=True, kw_only=True):
     pub: Permission
     sub: Permission
     inbox_prefix: str
+    responses: int = 0
+    """Replies it may send to each request it received (nats-server's ``resp``
+    permission, for :data:`RESPONSE_WINDOW_NS`); 0: none beyond ``pub``."""
 
 
 def device_permissions(device_id: DeviceId) -> Permissions:
@@ -73,7 +82,8 @@ def device_permissions(device_id: DeviceId) -> Permissions:
     * subscriptions: ``$KV.desired-state.<device>.*`` (the live feed),
       ``$KV.device-heartbeat.heartbeat.<device>`` (the duplicate-agent watch), and its
       inboxes. No stream info: the agent runs with ``create_buckets=False`` (stream info
-      would list every key of a bucket with ``subjects_filter``).
+      would list every key of a bucket with ``subjects_filter``);
+    * ``fleet.renew.<device>``: its renewal request (the answer comes to its inbox).
     """
     device = DeviceId.try_new(device_id)
     desired = desired_state_key_filter(device)
@@ -90,6 +100,7 @@ def device_permissions(device_id: DeviceId) -> Permissions:
                 subjects.kv_subject(BUCKET_DEVICE_INFO, device_info_key(device)),
                 subjects.kv_filter(BUCKET_DEVICE_STATE, device_state_key_filter(device)),
                 heartbeat,
+                subjects.renew(device),
             )
         ),
         sub=Permission(allow=(desired_subjects, heartbeat, subjects.inboxes(inbox))),
@@ -97,16 +108,36 @@ def device_permissions(device_id: DeviceId) -> Permissions:
     )
 
 
+def bootstrap_permissions() -> Permissions:
+    """What a device may do before it is enrolled: ask to join, and hear the answer.
+
+    Publish ``fleet.enroll`` only; subscribe ``_INBOX_bootstrap.>`` only. Every bootstrap
+    connection shares that prefix, so one may see another's answers: that is harmless,
+    because an answer holds a user JWT for the asker's *public* key, useless without
+    the seed that never left the asker (docs/security.md).
+    """
+    prefix = subjects.BOOTSTRAP_INBOX_PREFIX
+    return Permissions(
+        name=BOOTSTRAP,
+        pub=Permission(allow=(subjects.ENROLL,)),
+        sub=Permission(allow=(subjects.inboxes(prefix),)),
+        inbox_prefix=prefix,
+    )
+
+
 def operator_permissions() -> Permissions:
     """The operator: every bucket operation and JetStream request in the fleet's account
     (it creates and bounds the buckets, writes desired state, forgets devices), flow
-    control answers for its watches, and its own inboxes."""
+    control answers for its watches, its own inboxes, and the enrollment and renewal
+    requests, each of which it may answer once (a response permission: it publishes to
+    no inbox it was not asked from)."""
     inbox = subjects.inbox_prefix(OPERATOR, device=False)
     return Permissions(
         name=OPERATOR,
         pub=Permission(allow=(subjects.api_all(), subjects.kv_all(), subjects.flow_control_all())),
-        sub=Permission(allow=(subjects.inboxes(inbox),)),
+        sub=Permission(allow=(subjects.inboxes(inbox), subjects.ENROLL, subjects.renew_all())),
         inbox_prefix=inbox,
+        responses=1,
     )
 
 

@@ -1,0 +1,178 @@
+"""Starts the operator's enrollment service: the desk, its subscriptions, its watches.
+
+Why it exists: with ``--auth-dir`` the operator answers enrollment and renewal requests
+and revokes keys (docs/security.md); :func:`start_enrollment` adds those parts to the
+operator's supervisor, in order: a system-account connection (account updates), the
+revocations rebuilt from Kubernetes and pushed (before any request is answered), the
+desk, the subscriptions on ``fleet.enroll`` and ``fleet.renew.*``, and the watches of
+Device resources (a deletion revokes) and EnrollmentRequests (``decision: Revoked``).
+Without ``--auth-dir`` none of it runs, and the operator is what it always was.
+
+What it must never do: answer a request before the revocations are pushed, or leave a
+connection, a subscription or a watch behind after the supervisor stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pykka
+
+from fleet.runtime.actorkit.supervisor import Supervisor
+from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.kube.client import DEVICES, ENROLLMENT_REQUESTS, KubeClient, KubeObject
+from fleet.runtime.kube.enrollment_store import KubeEnrollmentStore
+from fleet.runtime.kube.watch import ResourceWatcher
+from fleet.runtime.nats import subjects
+from fleet.runtime.nats.identity import Authority
+from fleet.runtime.nats.natspy import NatsPyTransport
+from fleet.runtime.nats.signer import DeviceSigner
+from fleet.runtime.nats.transport import Message, Transport
+
+from .desk import Asked, DeviceDeleted, DevicesListed, EnrollmentDesk, RevokeDecided
+from .revocation import Revocations
+from .rules import DAY, EnrollmentRules
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnrollmentSetup:
+    """What the enrollment service needs (built by ``fleet-operator`` from its flags)."""
+
+    authority: Authority
+    auth_dir: Path | None  # where revocations are kept
+    system_credentials: Path  # a system-account user's .creds (pushes account updates)
+    nats_urls: tuple[str, ...]
+    tls_ca: Path | None = None
+    credential_ttl: float = DAY
+    max_pending: int = 10_000
+    workers: int = 4
+
+
+class _Spec(msgspec.Struct, rename="camel"):
+    public_key: str = ""
+    decision: str = ""
+
+
+def _spec(obj: KubeObject) -> _Spec:
+    try:
+        return msgspec.json.decode(obj.spec, type=_Spec)
+    except msgspec.DecodeError:
+        return _Spec()
+
+
+def start_enrollment(
+    *,
+    setup: EnrollmentSetup,
+    supervisor: Supervisor,
+    transport: Transport,
+    loop: EventLoopThread,
+    kube: KubeClient,
+    watch_timeout: int = 60,
+    read_timeout: float = 75.0,
+) -> pykka.ActorRef[Any]:
+    """Start it (see the module docstring) on ``transport`` (the operator's connection);
+    returns the desk."""
+    system = NatsPyTransport(
+        urls=setup.nats_urls, name="fleet-operator-system", credentials=setup.system_credentials,
+        tls_ca=setup.tls_ca, inbox_prefix="_INBOX_system",
+    )  # fmt: skip
+
+    async def connect() -> None:
+        await system.start()
+        await system.wait_connected(timeout=30)
+
+    loop.run(connect(), timeout=40)
+    supervisor.add_cleanup("system connection", lambda: loop.run(system.close(), timeout=10))
+    store = KubeEnrollmentStore(kube)
+    signer = DeviceSigner(authority=setup.authority, directory=setup.auth_dir, system=system,
+                          loop=loop)  # fmt: skip
+    revocations = Revocations(store=store, signer=signer)
+    revocations.rebuild()  # before any answer: a revoked device is refused from the start
+    rules = EnrollmentRules(store=store, signer=signer, credential_ttl=setup.credential_ttl,
+                            max_pending=setup.max_pending)  # fmt: skip
+    desk = supervisor.start(
+        "enrollment desk",
+        lambda: EnrollmentDesk.start(
+            rules=rules, revocations=revocations, publish=_publisher(loop, transport),
+            workers=setup.workers,
+        ),
+    )  # fmt: skip
+
+    def hand(msg: Message) -> None:
+        desk.tell(Asked(subject=msg.subject, reply=msg.reply, data=msg.data))
+
+    async def subscribe() -> list[Any]:
+        subs = [await transport.subscribe(s, hand) for s in (subjects.ENROLL, subjects.renew_all())]
+        await transport.flush(timeout=10)
+        return subs
+
+    subscriptions = loop.run(subscribe(), timeout=20)
+
+    async def unsubscribe() -> None:
+        for sub in subscriptions:
+            await sub.unsubscribe()
+
+    supervisor.add_cleanup("enrollment subscriptions", lambda: loop.run(unsubscribe(), timeout=10))
+    watchers = (
+        ResourceWatcher(
+            client=kube, resource=DEVICES, namespace=None, on_listed=_devices_listed(desk),
+            on_event=_device_event(desk), timeout_seconds=watch_timeout,
+            read_timeout=read_timeout,
+        ),
+        ResourceWatcher(
+            client=kube, resource=ENROLLMENT_REQUESTS, namespace=None,
+            on_listed=lambda _s, _o: None, on_event=_request_event(desk),
+            timeout_seconds=watch_timeout, read_timeout=read_timeout,
+        ),
+    )  # fmt: skip
+    for watcher, plural in zip(watchers, ("devices", "enrollmentrequests"), strict=True):
+        watcher.start()
+        supervisor.add_cleanup(
+            f"{plural} watch (enrollment)",
+            functools.partial(watcher.stop, timeout=10.0),
+        )
+    logger.info("enrollment on: answering %s and %s", subjects.ENROLL, subjects.renew_all())
+    return desk
+
+
+def _devices_listed(desk: pykka.ActorRef[Any]) -> Any:
+    return lambda _scope, objects: desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
+
+
+def _device_event(desk: pykka.ActorRef[Any]) -> Any:
+    def event(kind: str, obj: KubeObject) -> None:
+        if kind == "DELETED":
+            desk.tell(DeviceDeleted(name=obj.name, public_key=_spec(obj).public_key))
+
+    return event
+
+
+def _request_event(desk: pykka.ActorRef[Any]) -> Any:
+    def event(kind: str, obj: KubeObject) -> None:
+        if kind in ("ADDED", "MODIFIED") and _spec(obj).decision == "Revoked":
+            desk.tell(RevokeDecided(name=obj.name))
+
+    return event
+
+
+def _publisher(loop: EventLoopThread, transport: Transport) -> Any:
+    def publish(subject: str, data: bytes) -> None:
+        future = loop.submit(transport.publish(subject, data))
+        future.add_done_callback(_log_failure)
+
+    return publish
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None and not isinstance(exc, asyncio.CancelledError):
+        logger.warning("an enrollment answer was not sent: %s", exc)

@@ -1,0 +1,133 @@
+"""The fleet's authority kept in a directory: its keys, its revocations, and the files
+nats-server and the other programs need.
+
+Why it exists: the operator signs every device's JWT and revokes keys
+(:class:`~fleet.runtime.nats.identity.Authority`); both must survive a restart, and a
+revocation must never be forgotten (a forgotten one lets a revoked device back in after
+the next renewal). ``fleet-operator --auth-dir DIR`` keeps here:
+
+* ``operator.seed``, ``system.seed``, ``account.seed``, ``signing.seed``: the four keys
+  (0600; created once, on the first start or by ``--init-auth``);
+* ``revocations.json``: every revoked user key and when, written (whole, fsynced)
+  *before* the revocation is pushed to the server;
+* ``nats-auth.conf``: what nats-server must include to trust this authority (the
+  operator JWT, the system account, a full resolver preloaded with both accounts);
+* ``bootstrap.creds`` (what devices hold before they are enrolled: it can only ask),
+  ``fleetctl.creds``, and, at each start, ``operator.creds`` and ``system.creds``.
+
+The directory is created 0700. What it must never do: write a seed readable by anyone
+but its owner, log one, or drop a revocation it read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from fleet.errors import ConfigError
+from fleet.runtime.nats.identity import Authority, UserCredentials, write_credentials
+from fleet.runtime.nats.permissions import (
+    bootstrap_permissions,
+    fleetctl_permissions,
+    operator_permissions,
+)
+
+logger = logging.getLogger(__name__)
+
+SEEDS: Final = ("operator", "system", "account", "signing")
+REVOCATIONS: Final = "revocations.json"
+SERVER_CONFIG: Final = "nats-auth.conf"
+_revocations = msgspec.json.Decoder(dict[str, int])
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """``data`` into ``path``, 0600, fsynced, moved into place whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
+
+
+def _read_revocations(directory: Path) -> dict[str, int]:
+    path = directory / REVOCATIONS
+    if not path.exists():
+        return {}
+    try:
+        return _revocations.decode(path.read_bytes())
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); refusing to start without it") from exc
+
+
+def load_or_create(directory: Path) -> Authority:
+    """The authority kept in ``directory``; four fresh keys (and the files devices and
+    tools need) when it holds none. Half a set of keys is a :class:`ConfigError`."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths = {name: directory / f"{name}.seed" for name in SEEDS}
+    present = [name for name, path in paths.items() if path.exists()]
+    if not present:
+        authority = Authority.create()
+        seeds = authority.seeds()
+        for name, value in zip(SEEDS, (seeds.operator, seeds.system, seeds.account, seeds.signing),
+                               strict=True):  # fmt: skip
+            _write_private(paths[name], value.encode())
+        _write_tools(directory, authority)
+        logger.info(
+            "created a new fleet authority in %s (account %s)", directory, authority.account
+        )
+    elif len(present) != len(SEEDS):
+        missing = sorted(set(SEEDS) - set(present))
+        raise ConfigError(f"{directory}: missing {', '.join(missing)}.seed (half an authority)")
+    else:
+        text = {name: paths[name].read_text().strip() for name in SEEDS}
+        authority = Authority(
+            operator_seed=text["operator"], system_seed=text["system"],
+            account_seed=text["account"], signing_seed=text["signing"],
+            revocations=_read_revocations(directory),
+        )  # fmt: skip
+    write_server_config(directory, authority)
+    return authority
+
+
+def _write_tools(directory: Path, authority: Authority) -> None:
+    authority.issue(bootstrap_permissions(), expires_in=None).write(directory / "bootstrap.creds")
+    authority.issue(fleetctl_permissions(), expires_in=None).write(directory / "fleetctl.creds")
+
+
+def write_server_config(directory: Path, authority: Authority) -> Path:
+    """``nats-auth.conf``: include it in nats-server's configuration (``include``)."""
+    auth = authority.server_auth()
+    preload = ", ".join(f'{key}: "{jwt}"' for key, jwt in auth.accounts.items())
+    text = (
+        f'operator: "{auth.operator_jwt}"\n'
+        f'system_account: "{auth.system_account}"\n'
+        'resolver: { type: full, dir: "./accounts", allow_delete: false }\n'
+        f"resolver_preload: {{ {preload} }}\n"
+    )
+    path = directory / SERVER_CONFIG
+    _write_private(path, text.encode())
+    return path
+
+
+def save_revocations(directory: Path, revocations: Mapping[str, int]) -> None:
+    """Keep every revocation (before it is pushed: a crash in between re-pushes it)."""
+    _write_private(directory / REVOCATIONS, msgspec.json.encode(dict(sorted(revocations.items()))))
+
+
+def service_credentials(directory: Path, authority: Authority) -> tuple[Path, Path]:
+    """The operator's own ``.creds`` and the system user's, issued now (no expiry: they
+    are replaced at every start; rotate the keys to void old ones)."""
+    operator = directory / "operator.creds"
+    authority.issue(operator_permissions(), expires_in=None).write(operator)
+    system: UserCredentials = authority.issue_system_user(name="fleet-system", expires_in=None)
+    write_credentials(directory / "system.creds", jwt=system.jwt, seed=system.seed)
+    return operator, directory / "system.creds"
