@@ -8,6 +8,13 @@ desired state at once), the desired feed, then the watch for a second agent unde
 same device id. Stop is the reverse, through the runtime's
 :class:`~fleet.runtime.actorkit.supervisor.Supervisor`; containers keep running.
 
+With ``[enrollment]`` configured, the bus connects with ``state_dir/device.creds`` and a
+:class:`~fleet.runtime.nats.credential_keeper.CredentialKeeper` (started right after the
+bus, stopped right before it) enrolls the device's own key if needed, then starts the
+bus, and renews; everything after it starts at once, as without network. With
+credentials (enrolled or given by hand) the bus uses the device's inbox prefix and
+never creates or inspects buckets (docs/security.md).
+
 Each start is one *instance* of the agent: a random ``instance_id`` (16 hex digits) put
 in every heartbeat.
 
@@ -24,23 +31,34 @@ from typing import Any
 
 import pykka
 
-from fleet.contracts import DeploymentName, desired_state_key
+from fleet import __version__
+from fleet.contracts import DeploymentName, Inventory, desired_state_key
+from fleet.errors import FleetError
 from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.aiokit.timers import LoopTimers
 from fleet.runtime.host.desired_store import DesiredStore
-from fleet.runtime.nats.bus import Bus
+from fleet.runtime.host.inventory import read_inventory
+from fleet.runtime.nats import subjects
+from fleet.runtime.nats.bus import Bus, Connection
+from fleet.runtime.nats.credential_keeper import CredentialKeeper
 from fleet.runtime.nats.desired_feed import DesiredFeed
+from fleet.runtime.nats.device_key import DeviceKeyStore, KeyLost
+from fleet.runtime.nats.enroll_client import EnrollmentClient
+from fleet.runtime.nats.enrollment_timing import SLOW_RETRY
 from fleet.runtime.nats.heartbeat_watch import DuplicateWatch
+from fleet.runtime.nats.natspy import NatsPyTransport
 from fleet.runtime.nats.publisher import LatestValuePublisher
 from fleet.runtime.podman.port import ContainerRuntime
 
-from .config import AgentConfig
+from .config import AgentConfig, EnrollmentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .device import DeviceActor
 from .messages import DesiredChanged, DesiredSynced, LabelsChanged
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_INBOX_PREFIX = "_INBOX"  # nats-py's, as an agent without credentials always used
 
 
 class AgentApp:
@@ -58,6 +76,7 @@ class AgentApp:
         crash_window: float = DEFAULT_WINDOW,
         crash_restarts: int = DEFAULT_RESTARTS,
         duplicate_log_interval: float = 60.0,
+        enrollment_slow_retry: float = SLOW_RETRY,
     ) -> None:
         self.config = config
         self.runtime = runtime
@@ -68,6 +87,9 @@ class AgentApp:
         self._feed_resync = feed_resync_interval
         self._crash = (crash_window, crash_restarts)
         self._duplicate_interval = duplicate_log_interval
+        self._slow_retry = enrollment_slow_retry
+        self._labels = dict(config.labels)
+        self.keeper: CredentialKeeper | None = None
         self.supervisor = Supervisor(name=f"fleet-agent-{config.device_id}")
         self.loop: EventLoopThread | None = None
         self.bus: Bus | None = None
@@ -81,11 +103,25 @@ class AgentApp:
         loop.start()
         sup.add_cleanup("event loop", loop.stop)
         self.loop = loop
-        bus = Bus(urls=config.nats_urls, name=f"fleet-agent-{config.device_id}")
-        loop.run(bus.start(), timeout=5)
+        credentials = config.nats_credentials
+        if config.enrollment is not None:
+            credentials = DeviceKeyStore(config.state_dir).credentials_path
+        bus = Bus(
+            urls=config.nats_urls, name=f"fleet-agent-{config.device_id}",
+            credentials=credentials, tls_ca=config.nats_ca, create_buckets=credentials is None,
+            inbox_prefix=(
+                DEFAULT_INBOX_PREFIX if credentials is None
+                else subjects.inbox_prefix(config.device_id, device=True)
+            ),
+        )  # fmt: skip
         sup.add_cleanup("nats", lambda: loop.run(bus.close(), timeout=5))
         self.bus = bus
-        loop.spawn(self._ensure_buckets(bus), name="ensure-buckets")
+        if config.enrollment is None:
+            loop.run(bus.start(), timeout=5)
+        else:
+            self._start_keeper(loop, bus, config.enrollment)  # it starts the bus
+        if credentials is None:  # a device with credentials may not create buckets
+            loop.spawn(self._ensure_buckets(bus), name="ensure-buckets")
         publisher = LatestValuePublisher(kv=bus.kv, loop_thread=loop)
         loop.run(_call(publisher.start), timeout=5)
         sup.add_cleanup("publisher", lambda: loop.run(publisher.stop(), timeout=5))
@@ -147,6 +183,47 @@ class AgentApp:
             config.podman_socket,
         )
 
+    def _start_keeper(self, loop: EventLoopThread, bus: Bus, enrollment: EnrollmentConfig) -> None:
+        """The device's key, and the task that enrolls it and keeps its credentials."""
+        config = self.config
+        store = DeviceKeyStore(config.state_dir)
+        try:
+            key = store.load_or_create()
+        except KeyLost as exc:
+            logger.error(  # noqa: TRY400 - the reason is the message
+                "%s. The agent runs offline, on its persisted desired state", exc
+            )
+            return
+        client = EnrollmentClient(
+            device_id=config.device_id, key=key, agent_version=__version__,
+            token=enrollment.token, timeout=bus.request_timeout,
+        )  # fmt: skip
+
+        def bootstrap() -> Connection:
+            return NatsPyTransport(
+                urls=config.nats_urls, name=f"fleet-agent-{config.device_id}-bootstrap",
+                credentials=enrollment.bootstrap_credentials, tls_ca=config.nats_ca,
+                inbox_prefix=subjects.BOOTSTRAP_INBOX_PREFIX,
+            )  # fmt: skip
+
+        keeper = CredentialKeeper(
+            device_id=config.device_id, bus=bus, store=store, key=key, client=client,
+            bootstrap=bootstrap, labels=lambda: self._labels, inventory=self._inventory,
+            renew_after=enrollment.renew_after, slow_retry=self._slow_retry,
+        )  # fmt: skip
+        loop.run(_call(keeper.start), timeout=5)
+        self.supervisor.add_cleanup("credentials", lambda: loop.run(keeper.stop(), timeout=5))
+        self.keeper = keeper
+
+    def _inventory(self) -> Inventory:
+        """What the device is, for its enrollment request (on a worker thread: podman)."""
+        try:
+            name, version = self.runtime.version()
+        except FleetError as exc:
+            logger.warning("podman version unknown for the enrollment request (%s)", exc)
+            name, version = "podman", "unknown"
+        return read_inventory(runtime_name=name, runtime_version=version)
+
     async def _ensure_buckets(self, bus: Bus) -> None:
         """Create the buckets if this agent is the first writer (best effort)."""
         while True:
@@ -159,6 +236,7 @@ class AgentApp:
                 await asyncio.sleep(2.0)
 
     def reload_labels(self, labels: dict[str, str]) -> None:
+        self._labels = dict(labels)
         if self.device is not None:
             self.device.tell(LabelsChanged(labels=dict(labels)))
 

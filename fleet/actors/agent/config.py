@@ -9,7 +9,12 @@ Keys (fixed by the product): ``device_id``, ``[labels]``, ``[nats] urls``,
 ``[podman] socket``, ``[agent] heartbeat_interval_s``, ``[agent] state_dir``.
 Optional tuning keys: ``[agent] resync_interval_s`` (periodic drift check, default 10)
 and ``[agent] stop_timeout_s`` (grace before SIGKILL when replacing a container,
-default 10).
+default 10). Identity on the bus (docs/agent.md, "Enrollment"), all optional:
+``[nats] ca`` (the CA of the server's certificate: TLS), ``[nats] credentials`` (a
+``.creds`` file given by hand), or ``[enrollment] bootstrap_credentials`` (the agent
+makes its own key and asks to join), with ``[enrollment] token`` and
+``[enrollment] renew_after`` (the share of a credential's lifetime after which it is
+renewed, default 2/3). Without any of them the agent connects as it always did.
 
 What it must never do: accept a value it would later fail on (a bad device id, a
 label Kubernetes would reject, an empty URL list).
@@ -17,6 +22,7 @@ label Kubernetes would reject, an empty URL list).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,11 +30,24 @@ from typing import Any
 import msgspec
 
 from fleet.contracts import DeviceId
+from fleet.contracts.enrollment import MAX_TOKEN_LENGTH, TOKEN_PATTERN
 from fleet.contracts.labels import check_labels
 from fleet.errors import ConfigError, ContractError
 
 DEFAULT_SOCKET = "unix:///run/podman/podman.sock"
 DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
+
+
+DEFAULT_RENEW_AFTER = 2 / 3
+_TOKEN = re.compile(TOKEN_PATTERN)
+
+
+class EnrollmentConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """``[enrollment]``: join the fleet with a key of the device's own."""
+
+    bootstrap_credentials: Path
+    token: str | None = None
+    renew_after: float = DEFAULT_RENEW_AFTER
 
 
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,7 +59,15 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     resync_interval_s: float = 10.0
     stop_timeout_s: float = 10.0
+    nats_ca: Path | None = None
+    nats_credentials: Path | None = None
+    enrollment: EnrollmentConfig | None = None
     source: Path | None = None
+
+    @property
+    def secured(self) -> bool:
+        """The agent connects with credentials (its own, or given by hand)."""
+        return self.nats_credentials is not None or self.enrollment is not None
 
 
 def _table(doc: dict[str, Any], name: str, *, where: str) -> dict[str, Any]:
@@ -55,6 +82,59 @@ def _positive(table: dict[str, Any], key: str, default: float, *, where: str) ->
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{where}: key `agent.{key}` must be a positive number, got {value!r}")
     return float(value)
+
+
+def _file(table: dict[str, Any], key: str, *, table_name: str, where: str) -> Path | None:
+    """An optional path to a file that must exist and be readable now."""
+    if key not in table:
+        return None
+    value = table[key]
+    name = f"{table_name}.{key}"
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: key `{name}` must be a path to a file, got {value!r}")
+    path = Path(value)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{where}: key `{name}`: cannot read {path}: {exc.strerror}") from exc
+    return path
+
+
+def _enrollment(doc: dict[str, Any], *, where: str) -> EnrollmentConfig | None:
+    if "enrollment" not in doc:
+        return None
+    table = _table(doc, "enrollment", where=where)
+    bootstrap = _file(table, "bootstrap_credentials", table_name="enrollment", where=where)
+    if bootstrap is None:
+        raise ConfigError(
+            f"{where}: key `enrollment.bootstrap_credentials` is missing (the .creds file "
+            "that may only ask to join)"
+        )
+    token = table.get("token")
+    if token is not None and (
+        not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token)
+    ):
+        raise ConfigError(  # the token is a secret: its value is never shown
+            f"{where}: key `enrollment.token` must be a string like <6 of a-z0-9>.<16 to "
+            "64 of a-z0-9> (the value is not shown)"
+        )
+    renew_after = table.get("renew_after", DEFAULT_RENEW_AFTER)
+    if (
+        isinstance(renew_after, bool)
+        or not isinstance(renew_after, int | float)
+        or not 0.1 <= renew_after <= 0.9
+    ):
+        raise ConfigError(
+            f"{where}: key `enrollment.renew_after` must be a share of the credential's "
+            f"lifetime between 0.1 and 0.9, got {renew_after!r}"
+        )
+    unknown = sorted(set(table) - {"bootstrap_credentials", "token", "renew_after"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `enrollment.{unknown[0]}`")
+    return EnrollmentConfig(
+        bootstrap_credentials=bootstrap, token=token, renew_after=float(renew_after)
+    )
 
 
 def parse_config(text: str, *, where: str) -> AgentConfig:
@@ -88,6 +168,14 @@ def parse_config(text: str, *, where: str) -> AgentConfig:
             f"{where}: key `nats.urls` must be a non-empty list of URLs like "
             f'"nats://127.0.0.1:4222", got {urls!r}'
         )
+    nats_ca = _file(nats, "ca", table_name="nats", where=where)
+    nats_credentials = _file(nats, "credentials", table_name="nats", where=where)
+    enrollment = _enrollment(doc, where=where)
+    if nats_credentials is not None and enrollment is not None:
+        raise ConfigError(
+            f"{where}: keys `nats.credentials` and `[enrollment]` exclude each other: "
+            "credentials given by hand, or enrollment, not both"
+        )
     podman = _table(doc, "podman", where=where)
     socket = podman.get("socket", DEFAULT_SOCKET)
     if not isinstance(socket, str) or "://" not in socket:
@@ -107,6 +195,9 @@ def parse_config(text: str, *, where: str) -> AgentConfig:
         state_dir=Path(state_dir),
         resync_interval_s=_positive(agent, "resync_interval_s", 10.0, where=where),
         stop_timeout_s=_positive(agent, "stop_timeout_s", 10.0, where=where),
+        nats_ca=nats_ca,
+        nats_credentials=nats_credentials,
+        enrollment=enrollment,
     )
 
 

@@ -112,6 +112,11 @@ class Bus:
     async def close(self) -> None:
         await self._connection.close()
 
+    async def reconnect(self) -> None:
+        """Connect again now, with the credentials file as it is now (renewed credentials:
+        :meth:`~fleet.runtime.nats.natspy.NatsPyTransport.reconnect`)."""
+        await self._natspy().reconnect()
+
     @property
     def nc(self) -> NatsPyClient:
         """nats-py's own client, for tests that look at the server past fleet's KV code

@@ -140,6 +140,14 @@ class DesiredFeed:
         for task in tasks:
             task.cancel()
         for task in tasks:
+            # Cancelled again until it ends: a cancellation can be swallowed on the way
+            # (seen when a stop came just as the first read began, under load: Python
+            # 3.11's wait_for loses one when its inner task ends at the same moment, and
+            # nats-py's _flush_pending catches CancelledError), and the feed then ran on
+            # after its stop. The wait leaves a read's bounded clean-up time to finish.
+            while not task.done():
+                await asyncio.wait({task}, timeout=1.5)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._sub is not None:

@@ -8,7 +8,8 @@ network), nats-py's own reconnect (``max_reconnect_attempts=-1``), the reconnect
 listeners, and the connect options: user credentials (a ``.creds`` file, re-read at
 every connect), TLS with a given CA, and the inbox prefix the credentials allow
 (docs/security.md). A connection the server closes for good (credentials revoked or
-expired) stays closed and says so in the log. Messages are handed over as
+expired) stays closed and says so in the log, until :meth:`NatsPyTransport.reconnect`
+makes it anew (renewed credentials, docs/agent.md "Enrollment"). Messages are handed over as
 :class:`~fleet.runtime.nats.transport.Message`.
 
 What it must never do: let a nats-py object or error out (``client`` and ``jetstream``
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import nats.errors
@@ -45,11 +46,25 @@ NatsPyJetStream = JetStreamContext
 
 
 class _Subscription(Subscription):
-    def __init__(self, sub: NatsSubscription, subject: str) -> None:
+    def __init__(
+        self,
+        sub: NatsSubscription,
+        subject: str,
+        deliver: Callable[[Msg], Awaitable[None]],
+        live: set[_Subscription],
+    ) -> None:
         self._sub = sub
         self._subject = subject
+        self._deliver = deliver
+        self._live = live  # its transport's: made again on a connection made anew
+        live.add(self)
+
+    async def renew_on(self, nc: Client) -> None:
+        """Subscribe again on ``nc``, a connection made anew (see ``NatsPyTransport.reconnect``)."""
+        self._sub = await nc.subscribe(self._subject, cb=self._deliver)
 
     async def unsubscribe(self) -> None:
+        self._live.discard(self)
         try:
             await self._sub.unsubscribe()
         except Exception as exc:  # connection closed, or unsubscribed already: nothing left
@@ -94,6 +109,7 @@ class NatsPyTransport(Transport):
         self._closing = False
         self._connector: asyncio.Task[None] | None = None
         self._reconnect_listeners: list[Callable[[], None]] = []
+        self._subscriptions: set[_Subscription] = set()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -158,8 +174,40 @@ class NatsPyTransport(Transport):
                 continue
             self._nc = nc
             logger.info("connected to NATS at %s as %s", _url(nc.connected_url), self._name)
+            if self._subscriptions:  # a connection made anew (reconnect): as nats-py's own
+                for sub in list(self._subscriptions):
+                    try:
+                        await sub.renew_on(nc)
+                    except Exception:  # the connection dropped again: nats-py reconnects
+                        logger.exception("subscribing again on the new connection failed")
+                await self._reconnected()
+                return
             self._set_connected(True)
             return
+
+    async def reconnect(self) -> None:
+        """Connect again now, presenting the credentials file as it is now (a renewed JWT).
+
+        nats-py reads the file at every connect, but a live connection keeps the JWT it
+        connected with, and one the server closed for good (an expired JWT) is never made
+        again by nats-py. So a live connection is re-made by nats-py (its subscriptions
+        replayed), one closed for good is made anew with every live subscription made
+        again on it; either way the reconnect listeners run. A connection still trying
+        reads the file at its next attempt anyway.
+        """
+        nc = self._nc
+        if self._closing:
+            return
+        if nc is not None and nc.is_connected:
+            await nc.force_reconnect()
+            return
+        if nc is None or not nc.is_closed:
+            return  # still connecting, or reconnecting: the next attempt reads the file
+        logger.info("making the NATS connection of %s anew", self._name)
+        self._nc = None
+        self._connector = create_guarded_task(
+            self._connect_forever(), name=f"bus-connect-{self._name}", finishable=True
+        )
 
     def _set_connected(self, up: bool) -> None:
         if up:
@@ -193,7 +241,8 @@ class NatsPyTransport(Transport):
         reason = nc.last_error
         logger.error(
             "NATS closed the connection of %s for good (%r): credentials revoked or "
-            "expired? It stays closed.", self._name, reason,
+            "expired? It stays closed until renewed credentials make it anew.", self._name,
+            reason,
         )  # fmt: skip
         self._set_connected(False)
 
@@ -268,7 +317,7 @@ class NatsPyTransport(Transport):
             raise
         except Exception as exc:
             raise translate(exc, what=f"subscribe to {subject}") from exc
-        return _Subscription(sub, subject)
+        return _Subscription(sub, subject, deliver, self._subscriptions)
 
     async def request(
         self,
