@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 from fleet.runtime.nats.bus import Bus
+from loadtest.identities import DeviceIssuer
 from loadtest.litebus import LiteBus
 
 #: The devices' NATS clients: ``lite`` (:mod:`loadtest.litebus`, the default) speaks the
@@ -43,9 +45,15 @@ class ConnectionPool:
         name: str,
         connect_timeout: float = 30.0,
         client: str = "lite",
+        issuer: DeviceIssuer | None = None,
+        tls_ca: Path | None = None,
     ) -> None:
+        """With ``issuer`` (device identity on) every device has its own connection,
+        credential and inboxes, over TLS trusting ``tls_ca``: the lean client only."""
         if client not in CLIENTS:
             raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
+        if issuer is not None and (client != "lite" or devices_per_connection != 1):
+            raise ValueError("device identity needs the lite client, one device a connection")
         if devices_per_connection < 1:
             raise ValueError(f"devices_per_connection must be >= 1, got {devices_per_connection}")
         self._urls = list(urls)
@@ -53,26 +61,34 @@ class ConnectionPool:
         self._name = name
         self._timeout = connect_timeout
         self._client = client
+        self._issuer = issuer
+        self._tls_ca = tls_ca
         self._buses: dict[int, asyncio.Task[Bus]] = {}
 
     @property
     def connections(self) -> int:
         return len(self._buses)
 
-    async def bus_for(self, index: int) -> Bus:
+    async def bus_for(self, index: int, device_id: str) -> Bus:
         """The connection for the ``index``-th device of this process (made on first use)."""
         group = index // self._per
         task = self._buses.get(group)
         if task is None:
             task = asyncio.get_running_loop().create_task(
-                self._connect(group), name=f"connect-{self._name}-{group}"
+                self._connect(group, device_id), name=f"connect-{self._name}-{group}"
             )
             self._buses[group] = task
         return await asyncio.shield(task)
 
-    async def _connect(self, group: int) -> Bus:
+    async def _connect(self, group: int, device_id: str) -> Bus:
         bus: Bus
-        if self._client == "lite":
+        if self._issuer is not None:
+            credentials, inbox_prefix = self._issuer.issue(device_id)
+            bus = LiteBus(
+                urls=self._urls, name=device_id, request_timeout=REQUEST_TIMEOUT,
+                credentials=credentials, tls_ca=self._tls_ca, inbox_prefix=inbox_prefix,
+            )  # fmt: skip
+        elif self._client == "lite":
             bus = LiteBus(
                 urls=self._urls, name=f"{self._name}-{group}", request_timeout=REQUEST_TIMEOUT
             )
@@ -83,7 +99,8 @@ class ConnectionPool:
         await bus.start()
         try:
             await bus.wait_connected(timeout=self._timeout)
-            await bus.ensure_buckets()
+            if self._issuer is None:  # a device may not look at streams (docs/security.md)
+                await bus.ensure_buckets()
         except BaseException:
             await bus.close()
             del self._buses[group]

@@ -149,18 +149,20 @@ class LiteBus(Bus):
         name: str,
         request_timeout: float = 5.0,
         connect_timeout: float = 5.0,
-        credentials: Path | None = None,
+        credentials: Path | LeanCredentials | None = None,
         tls_ca: Path | None = None,
         inbox_prefix: str = "_INBOX",
     ) -> None:
-        """``credentials`` (a ``.creds`` file), ``tls_ca`` and ``inbox_prefix``: as
+        """``credentials`` (a ``.creds`` file, or read already), ``tls_ca`` and ``inbox_prefix``: as
         :class:`~fleet.runtime.nats.bus.Bus` takes them (docs/security.md)."""
         if not urls:
             raise ValueError("LiteBus needs a NATS url")
         # loopback, one server: no cluster, no failover
         self.client = NatsClient(
             url=urls[0], name=name, connect_timeout=connect_timeout,
-            credentials=LeanCredentials.read(credentials) if credentials is not None else None,
+            credentials=(
+                LeanCredentials.read(credentials) if isinstance(credentials, Path) else credentials
+            ),
             tls_ca=tls_ca, inbox_prefix=inbox_prefix,
         )  # fmt: skip
         super().__init__(

@@ -88,6 +88,8 @@ def _options(parser: Any) -> None:
     add("--relabel-rate", type=float, default=0.0, help="fraction of devices that relabel")
     add("--churn-after", type=float, default=10.0, help="seconds after start when churn happens")
     add("--seed", type=int, default=0, help="seed of every device's random choices")
+    add("--auth-file", default="", help="device identity on: the run's authority seeds")
+    add("--nats-ca", default="", help="the CA the devices trust for TLS")
 
 
 def settings_from(options: Any) -> SwarmSettings:
@@ -115,6 +117,8 @@ def settings_from(options: Any) -> SwarmSettings:
             relabel_to=(RING_LABEL, MOVED),
         ),
         seed=options.seed,
+        auth_file=options.auth_file,
+        tls_ca=options.nats_ca,
     )
 
 

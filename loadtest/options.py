@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.connections import CLIENTS
@@ -51,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--spawn-rate",
         type=float,
         default=0.0,
-        help="devices started per second (0: devices/5, within 20..500)",
+        help="devices started per second (0: devices/5, within 20..500; 100 with --auth)",
     )
     p.add_argument(
         "--heartbeat-interval",
@@ -90,23 +91,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--inject-fault", choices=["none", "stale-aggregate"], default="none")
     p.add_argument("--workdir", type=Path, help="logs, CSV and figures.json (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="device identity on (docs/security.md): nats-server with JWT auth and TLS, "
+        "each device on its own connection with its own credential (lite client only)",
+    )
+    p.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="with --auth: JWT auth without TLS (to tell the two costs apart; never in a fleet)",
+    )
     args = p.parse_args(argv)
+    if args.no_tls and not args.auth:
+        p.error("--no-tls only goes with --auth")
+    if args.auth and (args.client != "lite" or args.devices_per_connection > 1):
+        p.error("--auth: the lite client, one device a connection (each its own credential)")
     if args.devices < 1 or args.deployments < 1:
         p.error("--devices and --deployments must be >= 1")
     cores = os.cpu_count() or 1
     args.processes = args.processes or min(4, cores, max(1, math.ceil(args.devices / 30000)))
     per_process = math.ceil(args.devices / args.processes)
     args.devices_per_connection = args.devices_per_connection or (
-        1 if per_process <= 2000 else math.ceil(per_process / 200)
+        1 if per_process <= 2000 or args.auth else math.ceil(per_process / 200)
     )
-    args.spawn_rate = args.spawn_rate or min(500.0, max(20.0, args.devices / 5))
+    # With --auth every device makes a TLS handshake and signs a nonce, and nats-server
+    # checks both: at 500 connects/s on two cores handshakes passed the server's 2 s TLS
+    # timeout and were reset (docs/benchmarks.md, "Device identity").
+    top = 100.0 if args.auth else 500.0
+    args.spawn_rate = args.spawn_rate or min(top, max(20.0, args.devices / 5))
     args.heartbeat_interval = args.heartbeat_interval or max(5.0, args.devices / 1000)
     args.liveness_timeout = args.liveness_timeout or max(30.0, 3 * args.heartbeat_interval)
     args.churn_after = args.churn_after or args.duration / 3
     return args
 
 
-def locust_command(args: argparse.Namespace, *, nats_url: str, swarm: str, csv: Path) -> list[str]:
+def locust_command(
+    args: argparse.Namespace, *, nats_url: str, swarm: str, csv: Path, extra: Sequence[str] = ()
+) -> list[str]:
     argv = [
         *locust_argv(),
         "-f",
@@ -150,4 +172,4 @@ def locust_command(args: argparse.Namespace, *, nats_url: str, swarm: str, csv: 
     ]
     if args.processes > 1:
         argv += ["--processes", str(args.processes)]
-    return argv
+    return [*argv, *extra]

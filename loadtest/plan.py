@@ -32,6 +32,7 @@ from fleet.errors import ContractError
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.server import LocalNatsServer
+from loadtest.identities import RunIdentity
 
 SWARM_LABEL = "fleet.load/swarm"
 RING_LABEL = "fleet.load/ring"
@@ -41,10 +42,32 @@ MOVED = "moved"  # the ring a relabeled device moves to (see DeviceBehaviour.rel
 class Plane:
     """nats-server (own store under the work dir) and one connected Bus on uvloop."""
 
-    def __init__(self, *, workdir: Path) -> None:
-        self.nats = LocalNatsServer(store_dir=workdir / "jetstream")
+    def __init__(self, *, workdir: Path, auth: bool = False, tls: bool = True) -> None:
+        """``auth``: device identity on (:mod:`loadtest.identities`): the server with JWT
+        auth and TLS, the run's own connection with the operator's credential."""
+        self.identity = RunIdentity.create(workdir / "identity", tls=tls) if auth else None
+        store = workdir / "jetstream"
+        self.nats = (
+            self.identity.server(store) if self.identity else LocalNatsServer(store_dir=store)
+        )
         self.loop: EventLoopThread
         self.bus: Bus
+
+    def operator_args(self) -> list[str]:
+        """What ``fleet-operator`` needs on its command line to connect."""
+        ident = self.identity
+        if ident is None:
+            return []
+        ca = ["--nats-ca", str(ident.ca_cert)] if ident.ca_cert is not None else []
+        return ["--nats-credentials", str(ident.operator_creds), *ca]
+
+    def swarm_args(self) -> list[str]:
+        """What the locust swarm needs to give each device its own credential."""
+        ident = self.identity
+        if ident is None:
+            return []
+        ca = ["--nats-ca", str(ident.ca_cert)] if ident.ca_cert is not None else []
+        return ["--auth-file", str(ident.seeds_file), *ca]
 
     def __enter__(self) -> Plane:
         import uvloop
@@ -52,7 +75,13 @@ class Plane:
         self.nats.start()
         self.loop = EventLoopThread(name="loadtest-run", loop_factory=uvloop.new_event_loop)
         self.loop.start()
-        self.bus = Bus(urls=[self.nats.url], name="loadtest-run")
+        ident = self.identity
+        self.bus = Bus(
+            urls=[self.nats.url], name="loadtest-run",
+            credentials=ident.operator_creds if ident else None,
+            tls_ca=ident.ca_cert if ident else None,
+            inbox_prefix=ident.operator.inbox_prefix if ident else "_INBOX",
+        )  # fmt: skip
 
         async def up() -> None:
             await self.bus.start()

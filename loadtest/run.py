@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     with contextlib.ExitStack() as stack:
-        plane = stack.enter_context(Plane(workdir=workdir))
+        plane = stack.enter_context(Plane(workdir=workdir, auth=args.auth, tls=not args.no_tls))
         kube = KubeEmulatorProcess(log=workdir / "kube-emulator.log")
         stack.callback(kube.stop)
         operator = Process(
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.liveness_timeout),
                 "--log-level",
                 "INFO",
+                *plane.operator_args(),
             ],
             log=workdir / "operator.log",
         )
@@ -98,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         locust = Process(
             name="locust",
-            argv=locust_command(args, nats_url=plane.nats.url, swarm=swarm, csv=csv),
+            argv=locust_command(
+                args, nats_url=plane.nats.url, swarm=swarm, csv=csv, extra=plane.swarm_args()
+            ),
             log=workdir / "locust.log",
         )
         stack.callback(locust.stop)

@@ -24,12 +24,14 @@ import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from loadtest import logbridge
 from loadtest.bridge import AsyncioBridge
 from loadtest.connections import ConnectionPool
 from loadtest.device import DeviceBehaviour, Measurement, SimulatedDevice
+from loadtest.identities import DeviceIssuer
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class SwarmSettings:
     behaviour: DeviceBehaviour
     client: str = "lite"
     seed: int = 0
+    auth_file: str = ""  # device identity on: the run's authority seeds (loadtest/identities.py)
+    tls_ca: str = ""
 
 
 class Swarm:
@@ -86,6 +90,8 @@ class Swarm:
             devices_per_connection=self.settings.devices_per_connection,
             name=f"{self.settings.prefix}-p{self._index}",
             client=self.settings.client,
+            issuer=DeviceIssuer(Path(self.settings.auth_file)) if self.settings.auth_file else None,
+            tls_ca=Path(self.settings.tls_ca) if self.settings.tls_ca else None,
         )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -101,7 +107,7 @@ class Swarm:
         time out all of them.
         """
         assert self._pool is not None
-        bus = await self._pool.bus_for(n)
+        bus = await self._pool.bus_for(n, device_id)
         device = SimulatedDevice(
             bus=bus,
             device_id=device_id,

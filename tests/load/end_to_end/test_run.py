@@ -98,3 +98,31 @@ def test_until_settled_checks_once_settled_and_leaves_no_process_behind(tmp_path
         ["pgrep", "-f", str(tmp_path / "run")], capture_output=True, text=True, check=False
     )
     assert left.stdout == "", f"processes left behind:\n{left.stdout}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_with_device_identity_on_every_device_has_its_own_credential_and_the_run_passes(
+    tmp_path: Path,
+) -> None:
+    done = loadtest(
+        tmp_path, "--devices", "20", "--deployments", "3", "--duration", "30",
+        "--until-settled", "--auth", timeout=180,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\nPASS\n" in done.stdout
+    assert "1 device(s) per connection" in done.stdout
+    figures = json.loads((tmp_path / "run" / "figures.json").read_text())
+    assert figures["registered"] == 20
+    config = next((tmp_path / "run").glob("nats-server-*.conf")).read_text()
+    assert "operator:" in config  # the server ran with JWT auth ...
+    assert "tls" in config  # ... and TLS
+
+
+def test_device_identity_needs_the_lite_client_and_a_connection_each(tmp_path: Path) -> None:
+    done = loadtest(
+        tmp_path, "--devices", "4", "--auth", "--devices-per-connection", "2", timeout=60
+    )
+    assert done.returncode == 2
+    assert "--auth" in done.stderr

@@ -25,7 +25,7 @@ def test_devices_share_connections_of_the_chosen_client(
 
     async def use() -> tuple[list[object], int]:
         try:
-            buses = [await pool.bus_for(n) for n in range(5)]
+            buses = [await pool.bus_for(n, f"pooled-{n}") for n in range(5)]
             revision = await buses[4].put(BUCKET_DEVICE_INFO, "info.pooled", b"{}")
             return buses, revision  # type: ignore[return-value]
         finally:
