@@ -131,6 +131,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="refuse new enrollment requests while N wait for a person (default: 10000)",
     )
     parser.add_argument(
+        "--pending-retry",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a device waiting for approval asks again after this long (+-20%%), so it "
+        "hears an approval that late at most (1..300, default: 30)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING... (default: $FLEET_LOG_LEVEL or INFO)",
@@ -147,6 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--device-qps must be > 0, got {args.device_qps}")
     if args.device_credential_ttl < 60:
         parser.error(f"--device-credential-ttl must be >= 60, got {args.device_credential_ttl:g}")
+    if not 1 <= args.pending_retry <= 300:
+        parser.error(f"--pending-retry must be 1..300, got {args.pending_retry:g}")
     if args.init_auth and args.auth_dir is None:
         parser.error("--init-auth needs --auth-dir")
     if args.nats_credentials is None and os.environ.get("FLEET_NATS_CREDENTIALS"):
@@ -237,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             authority=auth[0], auth_dir=args.auth_dir, system_credentials=auth[2],
             nats_urls=tuple(args.nats_url), tls_ca=args.nats_ca,
             credential_ttl=args.device_credential_ttl, max_pending=args.max_pending_enrollments,
+            pending_retry=args.pending_retry,
         ),
     )  # fmt: skip
     try:

@@ -40,6 +40,7 @@ from fleet.runtime.nats.permissions import (
     operator_permissions,
 )
 from fleet.runtime.nats.server import LocalNatsServer
+from tests.budgets import budget
 
 DEVICE_A = DeviceId("dev-a")
 DEVICE_B = DeviceId("dev-a_b")  # starts with A's id on purpose
@@ -202,12 +203,13 @@ class Intruder:
         except nats.errors.TimeoutError:
             return None
 
-    async def refused(self, what: str, subject: str, *, timeout: float = 5.0) -> None:
-        """Wait until the server refused ``what`` (``publish``/``subscription``) to ``subject``."""
+    async def refused(self, what: str, subject: str, *, timeout: float = 15.0) -> None:
+        """Wait until the server refused ``what`` (``publish``/``subscription``) to ``subject``
+        (the refusal comes back asynchronously: under a loaded suite it took over 5 s)."""
         wanted = f'permissions violation for {what} to "{subject.lower()}"'
         await wait_until(
             lambda: any(wanted in r for r in self.refusals),
-            timeout=timeout,
+            timeout=budget(timeout),
             what=f"the server to refuse {what} to {subject}",
         )
 

@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+import pytest
 
 from fleet.actors.operator.enrollment import tokens
 from fleet.actors.operator.enrollment.intake import Checked, RecentAnswers, Refused, take
 from fleet.actors.operator.enrollment.revocation import Revocations
-from fleet.actors.operator.enrollment.rules import EnrollmentRules
+from fleet.actors.operator.enrollment.rules import PENDING_RETRY_S, EnrollmentRules
+from fleet.cli.operator import parse_args
 from fleet.contracts import EnrollmentReply, decode_enrollment_request
 from fleet.runtime.kube.client import KubeConflict
 from fleet.runtime.kube.enrollment_store import EnrollmentRecord, TokenRecord
@@ -209,3 +211,30 @@ def test_a_repeat_within_a_second_gets_the_same_answer() -> None:
     recent.done(key, answer, now=0.2)
     assert recent.seen(key, now=0.5) == ("answered", answer)
     assert recent.seen(key, now=1.5)[0] == "new"
+
+
+def test_a_pending_device_is_told_to_ask_again_after_the_configured_delay() -> None:
+    rules = EnrollmentRules(store=FakeStore(), signer=FakeSigner(), pending_retry=2.5)
+    assert rules.enroll(request_of(SimDevice("u-9"))).retry_after_s == 2.5
+    assert parse_args(["--pending-retry", "1"]).pending_retry == 1.0
+    assert parse_args([]).pending_retry == PENDING_RETRY_S
+    for bad in ("0.5", "301"):
+        with pytest.raises(SystemExit):
+            parse_args(["--pending-retry", bad])
+
+
+def test_a_device_revoked_by_a_person_then_deleted_is_revoked_once() -> None:
+    store, signer = FakeStore(), FakeSigner()
+    rules = EnrollmentRules(store=store, signer=signer)
+    revocations = Revocations(store=store, signer=signer)
+    device = SimDevice("r-9")
+    rules.enroll(request_of(device))
+    store.requests["r-9"] = msgspec.structs.replace(store.requests["r-9"], decision="Approved")
+    assert rules.enroll(request_of(device)).status == "approved"
+    # fleetctl device revoke: decision Revoked, then the Device resource deleted
+    store.requests["r-9"] = msgspec.structs.replace(store.requests["r-9"], decision="Revoked")
+    assert revocations.decided("r-9")
+    del store.devices["r-9"]
+    assert not revocations.device_deleted("r-9", public_key=device.key)
+    assert (signer.revocations, signer.pushes) == ({device.key}, 1)
+    assert store.requests["r-9"].phase == "Revoked"

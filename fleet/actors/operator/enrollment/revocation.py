@@ -49,6 +49,10 @@ class Revocations:
         key = public_key or (record.public_key if record is not None else "")
         if not key:
             return False  # never enrolled: nothing to revoke
+        if record is not None and record.phase == "Revoked" and self._signer.revoked(key):
+            # Already revoked and marked (``fleetctl device revoke`` decides, then deletes
+            # the Device): pushing again and rewriting the reason would say nothing true.
+            return False
         self._revoke(name, key, why="its Device resource was deleted", marked=record is not None)
         return True
 

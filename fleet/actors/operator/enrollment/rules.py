@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 DAY: Final = 86_400.0
 PENDING_RETRY_S: Final = 30.0
+"""How soon a pending device asks again (``fleet-operator --pending-retry``): an approval
+is heard at the device's next ask."""
 
 
 def rfc3339(when: datetime.datetime) -> str:
@@ -66,12 +68,14 @@ class EnrollmentRules:
         signer: SignerPort,
         credential_ttl: float = DAY,
         max_pending: int = 10_000,
+        pending_retry: float = PENDING_RETRY_S,
         clock: Callable[[], datetime.datetime] | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
         self._ttl = credential_ttl
         self._max_pending = max_pending
+        self._pending_retry = pending_retry
         self._clock = clock or (lambda: datetime.datetime.now(tz=datetime.UTC))
 
     # -- enrollment ---------------------------------------------------------------------
@@ -183,11 +187,10 @@ class EnrollmentRules:
         logger.warning("refused enrollment of %s: %s", request.device_id, message)
         return _refused(reason)
 
-    @staticmethod
-    def _pending() -> EnrollmentReply:
+    def _pending(self) -> EnrollmentReply:
         return EnrollmentReply(
             status="pending", reason="waiting for approval (fleetctl enroll approve)",
-            retry_after_s=PENDING_RETRY_S,
+            retry_after_s=self._pending_retry,
         )  # fmt: skip
 
     # -- renewal ------------------------------------------------------------------------

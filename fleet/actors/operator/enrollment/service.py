@@ -38,7 +38,7 @@ from fleet.runtime.nats.transport import Message, Transport
 
 from .desk import Asked, DeviceDeleted, DevicesListed, EnrollmentDesk, RevokeDecided
 from .revocation import Revocations
-from .rules import DAY, EnrollmentRules
+from .rules import DAY, PENDING_RETRY_S, EnrollmentRules
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class EnrollmentSetup:
     tls_ca: Path | None = None
     credential_ttl: float = DAY
     max_pending: int = 10_000
+    pending_retry: float = PENDING_RETRY_S
     workers: int = 4
 
 
@@ -98,7 +99,8 @@ def start_enrollment(
     revocations = Revocations(store=store, signer=signer)
     revocations.rebuild()  # before any answer: a revoked device is refused from the start
     rules = EnrollmentRules(store=store, signer=signer, credential_ttl=setup.credential_ttl,
-                            max_pending=setup.max_pending)  # fmt: skip
+                            max_pending=setup.max_pending,
+                            pending_retry=setup.pending_retry)  # fmt: skip
     desk = supervisor.start(
         "enrollment desk",
         lambda: EnrollmentDesk.start(
