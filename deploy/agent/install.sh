@@ -2,7 +2,8 @@
 # Install fleet-agent on a device (idempotent: run it again to upgrade or repair).
 #
 #   sudo deploy/agent/install.sh --device-id pi-01 --label site=lab --label arch=arm64 \
-#        --nats-url nats://nats.example.com:4222
+#        --nats-url tls://nats.example.com:4222 --nats-ca ca.pem \
+#        --bootstrap-creds bootstrap.creds --enrollment-token-file token.txt
 #
 # What it does (paths below are prefixed by --prefix when given):
 #   1. a virtual environment /opt/fleet-agent/venv with the fleet package (--source)
@@ -10,7 +11,8 @@
 #   3. the system user fleet-agent (home /var/lib/fleet-agent, subordinate ids for rootless
 #      podman), lingering enabled and its podman.socket enabled (its rootless podman API)
 #   4. /etc/fleet-agent/config.toml from the arguments - never overwriting an existing
-#      one unless --force
+#      one unless --force - with, when given, the NATS CA (/etc/fleet-agent/nats-ca.pem)
+#      and the bootstrap credential (/etc/fleet-agent/bootstrap.creds) beside it
 #   5. /etc/systemd/system/fleet-agent.service (deploy/agent/fleet-agent.service, verbatim)
 #      and the drop-in fleet-agent.service.d/10-podman-user.conf (After=user@<uid>.service)
 #   6. with systemd running and no --prefix: daemon-reload, enable and (re)start the agent
@@ -24,6 +26,17 @@
 #   --nats-url URL        a NATS server URL; repeatable (at least one to write the config)
 #   --podman-socket URL   default unix:///run/user/<uid of fleet-agent>/podman/podman.sock
 #   --heartbeat-interval S  seconds between heartbeats (default 10)
+#   --nats-ca FILE        the CA (PEM) of the NATS server's certificate: the agent speaks
+#                         TLS only, to a server whose certificate chains to it ([nats] ca)
+#   --bootstrap-creds FILE  the fleet's bootstrap.creds (from fleet-operator --auth-dir):
+#                         the device makes its own key and asks to join with it
+#                         ([enrollment]; docs/agent.md, "Enrollment"). Without it the
+#                         agent connects without credentials (development only)
+#   --enrollment-token TOKEN  a bootstrap token (fleetctl token create) that approves
+#                         the device by itself; needs --bootstrap-creds. Written into the
+#                         config (0640), never printed
+#   --enrollment-token-file FILE  the same, read from the file's first line (a secret is
+#                         better kept off a command line others may see)
 #   --source SPEC         what to pip install: a path (a checkout or a wheel) or a pip
 #                         requirement (default: the checkout this script is in). PIP_*
 #                         environment variables (PIP_NO_DEPS, PIP_INDEX_URL...) apply.
@@ -44,6 +57,10 @@ labels=()
 nats_urls=()
 podman_socket=""
 heartbeat=10
+nats_ca=""
+bootstrap_creds=""
+token=""
+token_file=""
 source_spec=""
 python=python3
 prefix=""
@@ -57,6 +74,10 @@ while (($#)); do
     --nats-url) nats_urls+=("${2:?--nats-url needs a URL}"); shift 2 ;;
     --podman-socket) podman_socket=${2:?--podman-socket needs a URL}; shift 2 ;;
     --heartbeat-interval) heartbeat=${2:?--heartbeat-interval needs seconds}; shift 2 ;;
+    --nats-ca) nats_ca=${2:?--nats-ca needs a file}; shift 2 ;;
+    --bootstrap-creds) bootstrap_creds=${2:?--bootstrap-creds needs a file}; shift 2 ;;
+    --enrollment-token) token=${2:?--enrollment-token needs a token}; shift 2 ;;
+    --enrollment-token-file) token_file=${2:?--enrollment-token-file needs a file}; shift 2 ;;
     --source) source_spec=${2:?--source needs a path or pip spec}; shift 2 ;;
     --python) python=${2:?--python needs an interpreter}; shift 2 ;;
     --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
@@ -82,9 +103,26 @@ done
 [[ $heartbeat =~ ^[0-9]+([.][0-9]+)?$ ]] && [[ $heartbeat != 0 ]] \
   || die "--heartbeat-interval must be a positive number of seconds, got '$heartbeat'"
 
+for f in "$nats_ca" "$bootstrap_creds" "$token_file"; do
+  [[ -z $f || ( -f $f && -r $f ) ]] || die "cannot read the file '$f'"
+done
+[[ -n $nats_ca ]] && nats_ca=$(cd "$(dirname "$nats_ca")" && pwd)/$(basename "$nats_ca")
+[[ -n $bootstrap_creds ]] \
+  && bootstrap_creds=$(cd "$(dirname "$bootstrap_creds")" && pwd)/$(basename "$bootstrap_creds")
+[[ -z $token || -z $token_file ]] || die "--enrollment-token and --enrollment-token-file exclude each other"
+[[ -n $token_file ]] && token=$(head -n 1 "$token_file" | tr -d '[:space:]')
+[[ -z $token || -n $bootstrap_creds ]] \
+  || die "an enrollment token needs --bootstrap-creds (the credential it asks to join with)"
+# the form of fleet.contracts.enrollment.TOKEN_PATTERN; the value is a secret: not shown
+[[ -z $token || $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16,64}$ ]] \
+  || die "the enrollment token must look like <6 of a-z0-9>.<16 to 64 of a-z0-9>" \
+    "(as fleetctl token create prints it)"
+
 venv=/opt/fleet-agent/venv
 link=/usr/local/bin/fleet-agent
 config=/etc/fleet-agent/config.toml
+ca_dest=/etc/fleet-agent/nats-ca.pem
+bootstrap_dest=/etc/fleet-agent/bootstrap.creds
 unit=/etc/systemd/system/fleet-agent.service
 dropin=/etc/systemd/system/fleet-agent.service.d/10-podman-user.conf
 home=/var/lib/fleet-agent
@@ -180,7 +218,14 @@ else
     urls=""
     for url in "${nats_urls[@]}"; do urls+="${urls:+, }$(toml_str "$url")"; done
     echo "urls = [$urls]"
+    [[ -n $nats_ca ]] && echo "ca = $(toml_str "$ca_dest")"
     echo
+    if [[ -n $bootstrap_creds ]]; then
+      echo "[enrollment]"
+      echo "bootstrap_credentials = $(toml_str "$bootstrap_dest")"
+      [[ -n $token ]] && echo "token = $(toml_str "$token")"
+      echo
+    fi
     echo "[podman]"
     echo "socket = $(toml_str "$podman_socket")"
     echo
@@ -188,23 +233,46 @@ else
     echo "heartbeat_interval_s = $heartbeat"
     echo "state_dir = $(toml_str "$state_dir")"
   } > "$prefix$config.new"
-  # The agent's own parser checks it (when the package's dependencies are installed).
-  if "$prefix$venv/bin/python" - "$prefix$config.new" <<'PY'
+  # The agent's own parser checks it (when the package's dependencies are installed),
+  # reading the CA and the bootstrap credential where they are now (they are installed
+  # beside the config only once it passes).
+  if "$prefix$venv/bin/python" - "$prefix$config.new" \
+      "$ca_dest" "${nats_ca:-$ca_dest}" "$bootstrap_dest" "${bootstrap_creds:-$bootstrap_dest}" <<'PY'
 import sys
 from pathlib import Path
 try:
-    from fleet.actors.agent.config import load_config
+    from fleet.actors.agent.config import parse_config
 except ImportError as exc:
     print(f"install.sh: config not checked by the agent's parser ({exc})")
     sys.exit(0)
 from fleet.errors import ConfigError
+
+def quoted(path: str) -> str:  # as install.sh's toml_str writes it
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+path, pairs = Path(sys.argv[1]), sys.argv[2:]
+text = path.read_text(encoding="utf-8")
+for final, now in zip(pairs[::2], pairs[1::2]):
+    text = text.replace(quoted(final), quoted(now))
 try:
-    load_config(Path(sys.argv[1]))
+    parse_config(text, where=str(path))
 except ConfigError as exc:
     print(f"install.sh: {exc}", file=sys.stderr)
     sys.exit(2)
 PY
   then
+    if [[ -n $nats_ca ]]; then
+      install -m 0644 "$nats_ca" "$prefix$ca_dest"
+      say "installed the NATS CA as $prefix$ca_dest"
+    fi
+    if [[ -n $bootstrap_creds ]]; then
+      install -m 0640 "$bootstrap_creds" "$prefix$bootstrap_dest"
+      say "installed the bootstrap credential as $prefix$bootstrap_dest" \
+        "${token:+(and the enrollment token in the config)}"
+    else
+      say "warning: no --bootstrap-creds: this device connects to NATS without credentials," \
+        "which only a server without auth accepts (development only; docs/security.md)"
+    fi
     chmod 0640 "$prefix$config.new"
     mv -f "$prefix$config.new" "$prefix$config"
     say "wrote $prefix$config"
@@ -215,8 +283,9 @@ PY
 fi
 if ((make_user)); then
   chown "root:$agent_user" "$config"
+  [[ -f $bootstrap_dest ]] && chown "root:$agent_user" "$bootstrap_dest"
 else
-  skip "chown root:$agent_user $config"
+  skip "chown root:$agent_user $config (and $bootstrap_dest, if any)"
 fi
 
 # -- 5. the unit -------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 The Kubernetes API emulator (``kube_emulator``), a private podman world with a local
 registry (``podman_sandbox``), a container runtime that runs nothing
 (``simulated_runtime``, ``simulated_agent``), the local demo's wiring
-(``local_fleet``, ``demo_manifests``, ``processes``), and one simulated device that
+(``local_fleet``, ``local_auth``, ``demo_manifests``, ``processes``), a throwaway
+CA (``tls``), and one simulated device that
 writes what ``fleet-agent`` writes (``simdevice``, over ``simprofile``, ``simrollout``
 and ``simwrites``), used by the load swarm, the operator tests and the benchmarks.
 These need the ``dev`` extra (kmock). The demo, the load swarm and the tests use them

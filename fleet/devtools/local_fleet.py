@@ -10,6 +10,11 @@ private podman world (own storage, network, local registry, busybox image; see
 podman cannot run, the agents run on :mod:`fleet.devtools.simulated_runtime` instead
 and the reason is kept in :attr:`LocalFleet.simulated_reason`.
 
+Device identity is on unless ``auth=False`` (docs/security.md): nats-server runs JWT
+auth and TLS (:mod:`fleet.devtools.local_auth`), the operator holds the authority
+(``--auth-dir``), and each agent enrolls with the bootstrap credential and the token
+``enrollment_token`` makes for it (none: it waits for ``fleetctl enroll approve``).
+
 What it must never do: leave a process, a container or a temp file behind after
 :meth:`LocalFleet.stop`, or touch the machine's own podman storage.
 """
@@ -22,9 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet.runtime.kube.client import KubeClient
+from fleet.runtime.kube.config import make_api_client
+from fleet.runtime.nats.permissions import operator_permissions
 from fleet.runtime.nats.server import LocalNatsServer, free_port
 
 from .kube_emulator import CRD_DIR, KubeEmulator
+from .local_auth import LocalAuth, make_local_auth
 from .podman_sandbox import PodmanEnv, PodmanUnusable, podman_world
 from .processes import Child
 
@@ -54,13 +63,20 @@ def _port(preferred: int) -> int:
     return preferred
 
 
-def _ensure_buckets(url: str) -> None:
+def _ensure_buckets(url: str, auth: LocalAuth | None) -> None:
+    """The buckets, made as the operator makes them (with its credentials, if any)."""
     from fleet.runtime.aiokit.loop import EventLoopThread
     from fleet.runtime.nats.bus import Bus
 
     loop = EventLoopThread(name="fleet-demo-buckets")
     loop.start()
-    bus = Bus(urls=[url], name="fleet-demo")
+    if auth is None:
+        bus = Bus(urls=[url], name="fleet-demo")
+    else:
+        bus = Bus(
+            urls=[url], name="fleet-demo", credentials=auth.operator_creds,
+            tls_ca=auth.ca_cert, inbox_prefix=operator_permissions().inbox_prefix,
+        )  # fmt: skip
     try:
         loop.run(bus.start(), timeout=5)
         loop.run(bus.wait_connected(timeout=10), timeout=15)
@@ -70,11 +86,26 @@ def _ensure_buckets(url: str) -> None:
         loop.stop()
 
 
-def agent_config(*, device: DemoDevice, nats_url: str, socket_url: str, state_dir: Path) -> str:
+def agent_config(
+    *,
+    device: DemoDevice,
+    nats_url: str,
+    socket_url: str,
+    state_dir: Path,
+    auth: LocalAuth | None = None,
+    token: str | None = None,
+) -> str:
+    """The agent's TOML; with ``auth``: TLS to the CA and enrollment (with ``token``)."""
     labels = "".join(f'{k} = "{v}"\n' for k, v in device.labels.items())
+    tls = f'ca = "{auth.ca_cert}"\n' if auth is not None else ""
+    enrollment = ""
+    if auth is not None:
+        enrollment = f'[enrollment]\nbootstrap_credentials = "{auth.bootstrap_creds}"\n'
+        if token is not None:
+            enrollment += f'token = "{token}"\n'
     return (
         f'device_id = "{device.device_id}"\n[labels]\n{labels}'
-        f'[nats]\nurls = ["{nats_url}"]\n[podman]\nsocket = "{socket_url}"\n'
+        f'[nats]\nurls = ["{nats_url}"]\n{tls}{enrollment}[podman]\nsocket = "{socket_url}"\n'
         f'[agent]\nheartbeat_interval_s = 2\nstate_dir = "{state_dir}"\nresync_interval_s = 5\n'
         "stop_timeout_s = 2\n"
     )
@@ -90,12 +121,19 @@ class LocalFleet:
         simulated: bool = False,
         nats_port: int | None = None,
         liveness_timeout: float = 10.0,
+        auth: bool = True,
+        enrollment_token: Callable[[KubeClient, DemoDevice], str] | None = None,
         say: Callable[[str], None] = print,
     ) -> None:
         self.root = root
         self.simulated = simulated
         self.simulated_reason = "asked for with --simulated" if simulated else ""
-        self.nats = LocalNatsServer(store_dir=root / "jetstream", port=nats_port or _port(4222))
+        self.with_auth = auth
+        self.auth: LocalAuth | None = None  # made by start() when ``auth``
+        self.tokens: dict[str, str] = {}  # device id -> the token it enrolls with
+        self._enrollment_token = enrollment_token
+        self._nats_port = nats_port or _port(4222)
+        self._nats: LocalNatsServer | None = None
         self.kube = KubeEmulator(crd_dir=CRD_DIR)
         self.podman: PodmanEnv | None = None
         self.operator: Child | None = None
@@ -105,15 +143,26 @@ class LocalFleet:
         self._stack = contextlib.ExitStack()
 
     @property
+    def nats(self) -> LocalNatsServer:
+        if self._nats is None:
+            raise RuntimeError("the local fleet is not started")
+        return self._nats
+
+    @property
     def children(self) -> list[Child]:
         return [*self.agents, *([self.operator] if self.operator else [])]
 
+    def client_env(self) -> dict[str, str]:
+        """What ``fleetctl`` needs to reach this fleet (its own read-only identity)."""
+        env = {"FLEET_NATS_URL": self.nats.url, "FLEET_KUBE_URL": self.kube.url}
+        if self.auth is not None:
+            env["FLEET_NATS_CREDENTIALS"] = str(self.auth.fleetctl_creds)
+            env["FLEET_NATS_CA"] = str(self.auth.ca_cert)
+        return env
+
     def start(self) -> None:
         stack = self._stack
-        self.nats.start()
-        stack.callback(self.nats.stop)
-        _ensure_buckets(self.nats.url)  # as an install would: no agent races to create them
-        self._say(f"nats-server (JetStream)      {self.nats.url}, buckets created")
+        self._start_nats()
         self.kube.start()
         stack.callback(self.kube.stop)
         self._say(
@@ -121,8 +170,8 @@ class LocalFleet:
             "cluster: kmock, in this process)"
         )
         self._say(
-            "CRDs installed               deployments.fleet.nationtech.io, "
-            "devices.fleet.nationtech.io"
+            "CRDs installed               deployments, devices, enrollmentrequests, "
+            "bootstraptokens (.fleet.nationtech.io)"
         )
         if not self.simulated:
             self._say(
@@ -146,27 +195,66 @@ class LocalFleet:
                 "no real containers"
             )
         logs = self.root / "logs"
-        self.operator = Child(
-            name="fleet-operator",
-            argv=[
-                sys.executable,
-                "-m",
-                "fleet.cli.operator",
-                "--nats-url",
-                self.nats.url,
-                "--kube-url",
-                self.kube.url,
-                "--liveness-timeout",
-                str(self.liveness_timeout),
-            ],
-            log_path=logs / "fleet-operator.log",
-        )
-        self.operator.start()
-        stack.callback(self.operator.stop)
-        self._say(f"fleet-operator               pid {self.operator.pid}")
+        self._start_operator(logs)
+        self._make_tokens()
         for device in DEVICES:
             self._start_agent(device, logs)
         self._say(f"logs                         {logs}")
+
+    def _start_nats(self) -> None:
+        if self.with_auth:
+            self.auth = make_local_auth(self.root)
+            self._say(
+                f"fleet authority              {self.auth.auth_dir}   (fleet-operator "
+                "--init-auth: keys, nats-auth.conf, bootstrap.creds, fleetctl.creds)"
+            )
+            self._say(f"throwaway CA                 {self.auth.ca_cert}")
+        auth = self.auth
+        self._nats = LocalNatsServer(
+            store_dir=self.root / "jetstream",
+            port=self._nats_port,
+            auth=auth.server_auth if auth is not None else None,
+            tls=auth.ca.server if auth is not None else None,
+        )
+        self._nats.start()
+        self._stack.callback(self._nats.stop)
+        _ensure_buckets(self.nats.url, auth)  # as an install would: no agent races to make them
+        mode = (
+            "JWT auth and TLS"
+            if auth is not None
+            else "NO AUTH, NO TLS: anyone on this machine may read and write it"
+        )
+        self._say(f"nats-server (JetStream)      {self.nats.url}, {mode}, buckets created")
+
+    def _start_operator(self, logs: Path) -> None:
+        argv = [
+            sys.executable, "-m", "fleet.cli.operator", "--nats-url", self.nats.url,
+            "--kube-url", self.kube.url, "--liveness-timeout", str(self.liveness_timeout),
+        ]  # fmt: skip
+        if self.auth is not None:
+            argv += [
+                "--auth-dir", str(self.auth.auth_dir),
+                "--nats-credentials", str(self.auth.operator_creds),
+                "--nats-ca", str(self.auth.ca_cert),
+            ]  # fmt: skip
+        self.operator = Child(
+            name="fleet-operator", argv=argv, log_path=logs / "fleet-operator.log"
+        )
+        self.operator.start()
+        self._stack.callback(self.operator.stop)
+        enrolls = ", answers enrollment (--auth-dir)" if self.auth is not None else ""
+        self._say(f"fleet-operator               pid {self.operator.pid}{enrolls}")
+
+    def _make_tokens(self) -> None:
+        """One bootstrap token per device (a token grants one value per label key)."""
+        if self.auth is None or self._enrollment_token is None:
+            return
+        client = KubeClient(make_api_client(kube_url=self.kube.url), timeout=5)
+        try:
+            for device in DEVICES:
+                self.tokens[device.device_id] = self._enrollment_token(client, device)
+        finally:
+            client.api_client.close()  # type: ignore[no-untyped-call]
 
     def _start_agent(self, device: DemoDevice, logs: Path) -> None:
         home = self.root / "agents" / device.device_id
@@ -179,6 +267,8 @@ class LocalFleet:
                 nats_url=self.nats.url,
                 socket_url=socket_url,
                 state_dir=home / "state",
+                auth=self.auth,
+                token=self.tokens.get(device.device_id),
             )
         )
         module = "fleet.cli.agent" if self.podman else "fleet.devtools.simulated_agent"
@@ -196,6 +286,10 @@ class LocalFleet:
             f"fleet-agent {device.device_id:<16} pid {agent.pid}, labels {labels}, "
             f"runtime {runtime}"
         )
+        if self.auth is not None:
+            token = self.tokens.get(device.device_id)
+            how = f"token {token}" if token else "no token: fleetctl enroll approve"
+            self._say(f"  enrolls with bootstrap.creds, {how}")
 
     def dead_children(self) -> list[Child]:
         return [c for c in self.children if c.proc is not None and not c.alive]

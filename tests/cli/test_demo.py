@@ -1,4 +1,9 @@
-"""The README's first command: the whole fleet on this machine, converged, then gone."""
+"""The README's first command: the whole fleet on this machine, converged, then gone.
+
+By default with device identity on (docs/security.md): nats-server with JWT auth and
+TLS, each device enrolled and approved by the bootstrap token the demo made for it;
+``--no-auth`` runs open, as before, with a warning.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +44,21 @@ def assert_nothing_left(output: str) -> None:
     assert not root.exists()
 
 
+DEVICE_IDS = ("pi-lab-1", "pi-shop-1", "pi-shop-2")
+
+
+def assert_enrolled(output: str) -> None:
+    """TLS and JWT auth on, and each device approved by the token shown for it."""
+    assert field(output, "nats-server (JetStream)").startswith("tls://127.0.0.1:")
+    assert "JWT auth and TLS" in output
+    table = output[output.index("Enrollment requests (fleetctl enroll list):") :]
+    for device in DEVICE_IDS:
+        shown = output[output.index(f"fleet-agent {device}") :].splitlines()[1]
+        token = shown.split("token ")[1].strip()
+        row = next(line for line in table.splitlines() if line.startswith(device))
+        assert row.split()[2:5] == ["Approved", "token", token.partition(".")[0]], row
+
+
 def assert_converged(output: str) -> None:
     last = output[output.rindex("NAMESPACE") :]
     assert "hello-shop  2         2" in last
@@ -54,6 +74,21 @@ def test_once_on_the_simulated_runtime_converges_and_leaves_nothing() -> None:
     result = run_once("--simulated", timeout=140)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SIMULATED runtime" in result.stdout
+    assert_enrolled(result.stdout)
+    assert_converged(result.stdout)
+    assert "--no-auth" not in result.stderr
+    assert_nothing_left(result.stdout)
+
+
+@pytest.mark.timeout(150)
+def test_no_auth_runs_open_as_before_with_a_loud_warning() -> None:
+    result = run_once("--simulated", "--no-auth", timeout=140)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING fleet.demo: --no-auth: NATS runs WITHOUT authentication" in result.stderr
+    assert field(result.stdout, "nats-server (JetStream)").startswith("nats://127.0.0.1:")
+    assert "NO AUTH, NO TLS" in result.stdout
+    assert "enrolls with" not in result.stdout
+    assert "Enrollment requests" not in result.stdout
     assert_converged(result.stdout)
     assert_nothing_left(result.stdout)
 
@@ -67,6 +102,7 @@ def test_once_on_podman_serves_the_page_from_distinct_containers() -> None:
             pytest.fail(f"podman must work in CI:\n{result.stdout}")
         pytest.skip("podman unusable here: the demo fell back to the simulated runtime")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert_enrolled(result.stdout)
     assert_converged(result.stdout)
     table = result.stdout[result.stdout.index("Containers (podman ps") :]
     containers = table.splitlines()[2:5]
@@ -82,27 +118,55 @@ def test_once_on_podman_serves_the_page_from_distinct_containers() -> None:
 
 
 def check_fleetctl_against(output: str) -> None:
-    """The commands the demo prints work as printed."""
-    export = next(line for line in output.splitlines() if "export FLEET_NATS_URL=" in line)
+    """The commands the demo prints work as printed: as fleetctl's own identity, on TLS."""
     env = dict(os.environ)
-    for pair in export.split()[1:]:
-        key, value = pair.split("=", 1)
-        env[key] = value
+    for line in output.splitlines():
+        if line.strip().startswith("export FLEET_"):
+            for pair in line.split()[1:]:
+                key, value = pair.split("=", 1)
+                env[key] = value
+    assert env["FLEET_NATS_URL"].startswith("tls://")
+    assert Path(env["FLEET_NATS_CREDENTIALS"]).name == "fleetctl.creds"
+    assert Path(env["FLEET_NATS_CA"]).is_file()
 
-    def fleetctl(*args: str) -> str:
+    def fleetctl(*args: str, environ: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "fleet.cli.fleetctl.main", *args],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+            env=environ, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
 
-    devices = json.loads(fleetctl("devices", "-o", "json"))
+    def out(*args: str) -> str:
+        done = fleetctl(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    devices = json.loads(out("devices", "-o", "json"))
     assert [(d["device"], d["online"]) for d in devices] == [
         ("pi-lab-1", True), ("pi-shop-1", True), ("pi-shop-2", True),
     ]  # fmt: skip
     assert devices[0]["deployments"] == {"hello-web": "Running"}
-    deployments = {d["name"]: d for d in json.loads(fleetctl("deployments", "-o", "json"))}
+    deployments = {d["name"]: d for d in json.loads(out("deployments", "-o", "json"))}
     assert deployments["hello-shop"]["running"] == 2
-    assert "default/hello-web: 1/1 running" in fleetctl("status", "hello-web")
+    assert "default/hello-web: 1/1 running" in out("status", "hello-web")
+    requests = json.loads(out("enroll", "list", "-o", "json"))
+    assert [(r["device"], r["phase"]) for r in requests] == [
+        (device, "Approved") for device in DEVICE_IDS
+    ]
+    assert all(str(r["approved_by"]).startswith("token ") for r in requests), requests
+    # the server asks for credentials: without them (or without the CA) nothing is read
+    anonymous = {k: v for k, v in env.items() if k != "FLEET_NATS_CREDENTIALS"}
+    denied = fleetctl("devices", "--connect-timeout", "2", environ=anonymous)
+    assert denied.returncode != 0, denied.stdout
+
+
+def assert_server_runs_auth_and_tls(output: str) -> None:
+    """nats-server's own config: the operator's JWT (decentralized auth) and TLS."""
+    root = Path(field(output, "logs")).parent
+    (config,) = root.glob("nats-server-*.conf")
+    text = config.read_text()
+    assert "operator:" in text
+    assert "resolver_preload:" in text
+    assert "tls {" in text
 
 
 @pytest.mark.timeout(150)
@@ -129,6 +193,7 @@ def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile() -> None:
             except queue.Empty:
                 assert proc.poll() is None, "".join(seen)
         output = "".join(seen)
+        assert_server_runs_auth_and_tls(output)
         check_fleetctl_against(output)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import fleet
-from fleet.actors.agent.config import load_config
+from fleet.actors.agent.config import load_config, parse_config
 from tests.deploy.conftest import DEPLOY, REPO
 
 INSTALL = DEPLOY / "agent" / "install.sh"
@@ -234,3 +234,95 @@ def test_the_unit_runs_the_agent_as_its_user_with_its_config() -> None:
     assert lines["User"] == "fleet-agent"
     assert lines["Environment"] == "FLEET_AGENT_CONFIG=/etc/fleet-agent/config.toml"
     assert lines["Restart"] == "on-failure"
+
+
+# -- device identity: TLS to NATS, enrollment with a bootstrap token ---------------------
+
+TOKEN = "abc123.0123456789abcdefghij"
+
+
+@pytest.fixture
+def identity_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A fleet's bootstrap.creds (as ``fleet-operator --init-auth`` makes it), a CA
+    file and a token file."""
+    from fleet.runtime.nats.authority_files import load_or_create
+
+    directory = tmp_path_factory.mktemp("fleet-authority")
+    load_or_create(directory / "auth")
+    ca = directory / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n")
+    token = directory / "token.txt"
+    token.write_text(f"{TOKEN}\n")
+    return {"creds": directory / "auth" / "bootstrap.creds", "ca": ca, "token": token}
+
+
+@pytest.mark.timeout(180)
+def test_enrollment_and_tls_go_into_the_config_and_the_files_beside_it(
+    wheel: Path, tmp_path: Path, identity_files: dict[str, Path]
+) -> None:
+    result = run_install(
+        tmp_path, wheel, "--device-id", "pi-07", "--label", "site=lab",
+        "--nats-url", "tls://nats.example.com:4222",
+        "--nats-ca", str(identity_files["ca"]),
+        "--bootstrap-creds", str(identity_files["creds"]),
+        "--enrollment-token-file", str(identity_files["token"]),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert TOKEN not in result.stdout + result.stderr  # a secret is never printed
+    assert "without credentials" not in result.stdout
+    etc = tmp_path / "etc/fleet-agent"
+    doc = tomllib.loads((etc / "config.toml").read_text())
+    assert doc["nats"] == {
+        "urls": ["tls://nats.example.com:4222"], "ca": "/etc/fleet-agent/nats-ca.pem",
+    }  # fmt: skip
+    assert doc["enrollment"] == {
+        "bootstrap_credentials": "/etc/fleet-agent/bootstrap.creds", "token": TOKEN,
+    }  # fmt: skip
+    installed = {"nats-ca.pem": ("ca", 0o644), "bootstrap.creds": ("creds", 0o640)}
+    for name, (source, mode) in installed.items():
+        assert (etc / name).read_bytes() == identity_files[source].read_bytes()
+        assert (etc / name).stat().st_mode & 0o777 == mode
+    # the agent's own parser, with the files where the prefix put them
+    text = (etc / "config.toml").read_text().replace('"/etc/fleet-agent/', f'"{etc}/')
+    config = parse_config(text, where="config.toml")
+    assert config.nats_ca == etc / "nats-ca.pem"
+    assert config.enrollment is not None
+    assert config.enrollment.token == TOKEN
+
+
+@pytest.mark.timeout(180)
+def test_without_a_bootstrap_credential_it_warns_that_the_device_runs_without_auth(
+    wheel: Path, tmp_path: Path
+) -> None:
+    result = run_install(tmp_path, wheel, "--device-id", "pi-08", "--nats-url", "nats://x:4222")
+    assert result.returncode == 0, result.stderr
+    assert "warning: no --bootstrap-creds" in result.stdout
+    assert "enrollment" not in (tmp_path / "etc/fleet-agent/config.toml").read_text()
+
+
+def test_a_token_needs_the_bootstrap_credential(wheel: Path, tmp_path: Path) -> None:
+    result = run_install(
+        tmp_path, wheel, "--device-id", "pi-01", "--nats-url", "nats://x:4222",
+        "--enrollment-token", TOKEN,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "needs --bootstrap-creds" in result.stderr
+    assert not (tmp_path / "etc/fleet-agent/config.toml").exists()
+
+
+def test_a_malformed_token_is_refused_unshown_and_nothing_is_written(
+    wheel: Path, tmp_path: Path, identity_files: dict[str, Path]
+) -> None:
+    result = run_install(
+        tmp_path, wheel, "--device-id", "pi-01", "--nats-url", "tls://x:4222",
+        "--nats-ca", str(identity_files["ca"]),
+        "--bootstrap-creds", str(identity_files["creds"]),
+        "--enrollment-token", "NOT-A-TOKEN-secret",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert "the enrollment token must look like" in result.stderr
+    assert "secret" not in result.stdout + result.stderr
+    etc = tmp_path / "etc/fleet-agent"
+    assert not (etc / "config.toml").exists()
+    assert not (etc / "bootstrap.creds").exists()
+    assert not (etc / "nats-ca.pem").exists()
