@@ -15,8 +15,6 @@ What it must never do: listen or connect anywhere but 127.0.0.1, or leave a proc
 behind.
 """
 
-
-
 from __future__ import annotations
 
 import argparse
