@@ -15,7 +15,7 @@ from fleet.runtime.nats.server import free_port
 from loadtest.natsmsg import Msg
 from loadtest.natsparse import Parser
 from loadtest.natsproto import ConnectionClosed, NatsClient, NoResponders, RequestTimeout
-from tests.budgets import CLOSED_FAILS_WAITERS_S, NO_RESPONDERS_S
+from tests.budgets import CLOSED_FAILS_WAITERS_S, NO_RESPONDERS_S, budget
 from tests.fixtures.nats import NatsServer
 
 
@@ -25,8 +25,8 @@ async def connected(url: str, name: str = "lite-extra") -> NatsClient:
     return client
 
 
-async def wait_until(check: Callable[[], bool], *, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(check: Callable[[], bool], *, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + budget(timeout)
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
@@ -160,11 +160,11 @@ def test_headers_from_nats_py_and_status_lines_from_the_server(
         sub = await bus.nc.subscribe("to.nats-py")
         await bus.nc.flush()
         lite.publish("to.nats-py", b"x", headers={"KV-Operation": "DEL"})
-        back = await sub.next_msg(timeout=5)
+        back = await sub.next_msg(timeout=budget(15))  # 5 s was missed beside two busy loops
         await sub.unsubscribe()
         return got[0], missing, back  # type: ignore[return-value]  # nats-py's Msg, same fields
 
-    msg, missing, back = event_loop_thread.run(scenario(), timeout=15)
+    msg, missing, back = event_loop_thread.run(scenario(), timeout=budget(45))
     assert msg.data == b"body"
     assert msg.headers == {"Nats-Sequence": "9", "X-A": "b c"}
     assert missing.headers is not None
