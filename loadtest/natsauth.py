@@ -12,14 +12,12 @@ What it must never do: log, print or keep the seed anywhere but in the signing k
 from __future__ import annotations
 
 import base64
-import re
 from pathlib import Path
 from typing import Any
 
 import nkeys
 
-_JWT = re.compile(r"-----BEGIN NATS USER JWT-----\s*(\S+)\s*------END NATS USER JWT------")
-_SEED = re.compile(r"-----BEGIN USER NKEY SEED-----\s*(\S+)\s*------END USER NKEY SEED------")
+from fleet.runtime.nats.device_key import read_credentials
 
 
 class LeanCredentials:
@@ -31,12 +29,9 @@ class LeanCredentials:
 
     @classmethod
     def read(cls, path: Path) -> LeanCredentials:
-        """Read a ``.creds`` file; ``ValueError`` naming the file when it is not one."""
-        text = path.read_text()
-        jwt, seed = _JWT.search(text), _SEED.search(text)
-        if jwt is None or seed is None:
-            raise ValueError(f"{path}: not a NATS credentials file (a user JWT and its seed)")
-        return cls(jwt=jwt.group(1), seed=seed.group(1))
+        """Read a ``.creds`` file as the agent does (``ConfigError`` naming the file)."""
+        jwt, seed = read_credentials(path)
+        return cls(jwt=jwt, seed=seed)
 
     def sign(self, nonce: str) -> str:
         """The nonce's signature, base64url without padding, as CONNECT's ``sig``."""

@@ -20,7 +20,7 @@ import base64
 import secrets
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,9 @@ from fleet.runtime.nats.permissions import (
     operator_permissions,
 )
 from fleet.runtime.nats.server import LocalNatsServer
+from tests.agent.conftest import wait_for
+
+__all__ = ["wait_for"]  # the agent tests' own, re-exported to the tests here
 
 SCORE = {"type": "podman", "containers": [{"name": "web", "image": "localhost/busybox:test"}]}
 BOOTSTRAP = Permissions(
@@ -335,18 +338,6 @@ class EnrollWorld:
             )
 
         wait_for(check, timeout=timeout, what=f"{deployment} Running at revision {revision}")
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} never held within {timeout}s")
-        time.sleep(0.05)
 
 
 @pytest.fixture
