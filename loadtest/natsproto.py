@@ -180,6 +180,7 @@ class NatsClient:
         self.server_info: dict[str, Any] = {}
         self.max_payload = 1024 * 1024
         self.closed = asyncio.Event()
+        self._lost: asyncio.Future[None] | None = None  # set when the transport is gone
         self.last_error: BaseException | None = None
 
     # -- connection -------------------------------------------------------------------
@@ -201,6 +202,7 @@ class NatsClient:
         """Connect, CONNECT, subscribe the response inbox, PING and wait for the PONG."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._lost = loop.create_future()
         self._info = loop.create_future()
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -251,9 +253,19 @@ class NatsClient:
         if self.closed.is_set():
             return
         self._write_out()
+        transport = self._transport
         self._abort(None)
+        if transport is not None and self._lost is not None and not self._lost.done():
+            # A TLS transport closes after its close_notify exchange: wait for it (bounded),
+            # so the loop never stops with the connection half closed.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._lost), 2.0)
+            except TimeoutError:
+                transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         if not self.closed.is_set():
             logger.warning("connection to NATS at %s lost: %r", self.url, exc)
         self._abort(exc)
