@@ -68,12 +68,17 @@ def test_operator_killed_mid_delete(world: ChaosWorld) -> None:
     assert world.operator is not None
     world.apply("web", web_score(world.podman.image, containers=2))
     world.wait_running("web", timeout=CONVERGE_S)
+    # Frozen while the delete is asked, so that the kill lands before the finalizer is
+    # released (a running operator releases it within milliseconds, before a poll sees
+    # the deletionTimestamp), then let go for an instant: killed at whatever step it got to.
+    world.pause(world.operator)
     world.delete("web")
     wait(
         lambda: ((world.deployment("web") or {}).get("metadata") or {}).get("deletionTimestamp"),
         timeout=30,
         what="web being deleted",
     )
+    world.resume(world.operator)
     world.kill(world.operator)
     world.start_operator()
     wait(lambda: world.deployment("web") is None, timeout=CONVERGE_S, what="web gone")

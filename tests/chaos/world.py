@@ -154,6 +154,17 @@ class ChaosWorld:
             os.killpg(child.proc.pid, signal.SIGKILL)
         child.proc.wait(10)
 
+    @staticmethod
+    def pause(child: Child) -> None:
+        """SIGSTOP: the process holds every connection and does nothing."""
+        assert child.proc is not None
+        os.killpg(child.proc.pid, signal.SIGSTOP)
+
+    @staticmethod
+    def resume(child: Child) -> None:
+        assert child.proc is not None
+        os.killpg(child.proc.pid, signal.SIGCONT)
+
     def kill_nats(self) -> None:
         proc = self.nats._proc
         assert proc is not None
