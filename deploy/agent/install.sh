@@ -30,8 +30,10 @@
 #                         TLS only, to a server whose certificate chains to it ([nats] ca)
 #   --bootstrap-creds FILE  the fleet's bootstrap.creds (from fleet-operator --auth-dir):
 #                         the device makes its own key and asks to join with it
-#                         ([enrollment]; docs/agent.md, "Enrollment"). Without it the
-#                         agent connects without credentials (development only)
+#                         ([enrollment]; docs/agent.md, "Enrollment"). Required to
+#                         write a config, unless --no-auth
+#   --no-auth             write a config without credentials, which only a NATS server
+#                         without auth accepts (development only; warns)
 #   --enrollment-token TOKEN  a bootstrap token (fleetctl token create) that approves
 #                         the device by itself; needs --bootstrap-creds. Written into the
 #                         config (0640), never printed
@@ -66,6 +68,7 @@ python=python3
 prefix=""
 make_user=1
 force=0
+no_auth=0
 
 while (($#)); do
   case $1 in
@@ -83,6 +86,7 @@ while (($#)); do
     --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
     --no-user) make_user=0; shift ;;
     --force) force=1; shift ;;
+    --no-auth) no_auth=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -133,7 +137,11 @@ write_config=1
 if ((write_config)); then  # fail before the slow steps
   [[ -n $device_id ]] || die "--device-id is required to write $config"
   ((${#nats_urls[@]})) || die "at least one --nats-url is required to write $config"
+  [[ -n $bootstrap_creds || $no_auth -eq 1 ]] \
+    || die "no --bootstrap-creds: give the fleet's bootstrap.creds (and --nats-ca) so that" \
+      "the device enrolls, or --no-auth for a development fleet without auth"
 fi
+[[ -z $bootstrap_creds || $no_auth -eq 0 ]] || die "--bootstrap-creds and --no-auth exclude each other"
 if [[ -z $podman_socket ]] && ((make_user == 0)) && ! id "$agent_user" >/dev/null 2>&1; then
   die "user $agent_user does not exist here (and is not created with --prefix/--no-user)," \
     "so its podman socket path is unknown: pass --podman-socket URL"
@@ -270,7 +278,7 @@ PY
       say "installed the bootstrap credential as $prefix$bootstrap_dest" \
         "${token:+(and the enrollment token in the config)}"
     else
-      say "warning: no --bootstrap-creds: this device connects to NATS without credentials," \
+      say "warning: --no-auth: this device connects to NATS without credentials," \
         "which only a server without auth accepts (development only; docs/security.md)"
     fi
     chmod 0640 "$prefix$config.new"

@@ -96,6 +96,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "without it the operator answers no enrollment",
     )
     parser.add_argument(
+        "--auth-keys",
+        type=Path,
+        metavar="DIR",
+        help="read the authority's four keys (operator.seed, system.seed, account.seed, "
+        "signing.seed) from DIR, e.g. a mounted Secret, instead of --auth-dir, which then "
+        "keeps only revocations and issued credentials; nothing is written to DIR",
+    )
+    parser.add_argument(
         "--init-auth",
         action="store_true",
         help="create --auth-dir (keys, nats-auth.conf for nats-server, bootstrap.creds, "
@@ -159,6 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--pending-retry must be 1..300, got {args.pending_retry:g}")
     if args.init_auth and args.auth_dir is None:
         parser.error("--init-auth needs --auth-dir")
+    if args.auth_keys is not None and args.auth_dir is None:
+        parser.error("--auth-keys needs --auth-dir (where revocations are kept)")
+    if args.auth_keys is not None and args.init_auth:
+        parser.error("--init-auth makes keys in --auth-dir: not with --auth-keys")
     if args.nats_credentials is None and os.environ.get("FLEET_NATS_CREDENTIALS"):
         args.nats_credentials = Path(os.environ["FLEET_NATS_CREDENTIALS"])
     if args.nats_ca is None and os.environ.get("FLEET_NATS_CA"):
@@ -227,6 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         await bus.wait_connected(timeout=None)
         await bus.ensure_buckets(enforce_limits=True)
 
+    if credentials is None:
+        logger.warning(
+            "connecting to NATS WITHOUT credentials (no --auth-dir, no --nats-credentials): "
+            "this only works against a server that lets anyone in, where any device may "
+            "read and rewrite every device's desired state. For development only "
+            "(docs/security.md)."
+        )
+    elif args.nats_ca is None and not all(u.startswith("tls://") for u in args.nats_url):
+        logger.warning("connecting to NATS without TLS (no --nats-ca): the bus is readable")
     logger.info("connecting to NATS at %s", ", ".join(args.nats_url))
     loop_thread.run(connect(), timeout=3600)
     supervisor.add_cleanup("nats", lambda: loop_thread.run(bus.close(), timeout=10))
@@ -265,7 +286,7 @@ def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path] | None:
 
     if args.auth_dir is None:
         return None
-    authority = load_or_create(args.auth_dir)
+    authority = load_or_create(args.auth_dir, keys=args.auth_keys)
     operator, system = service_credentials(args.auth_dir, authority)
     if args.init_auth:
         for path in sorted(args.auth_dir.iterdir()):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.helm_lite import render_chart
+from tests.deploy.helm import render_chart
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -96,6 +96,7 @@ FIRST = (
     "nats://10.0.0.1:4222",
     "--nats-url",
     "nats://10.0.0.2:4222",
+    "--no-auth",
 )
 
 
@@ -108,7 +109,9 @@ def installed(
     first = run_install(prefix, wheel, *FIRST)
     assert first.returncode == 0, first.stderr + first.stdout
     before = snapshot(prefix)
-    second = run_install(prefix, wheel, "--device-id", "pi-99", "--nats-url", "nats://x:4222")
+    second = run_install(
+        prefix, wheel, "--device-id", "pi-99", "--nats-url", "nats://x:4222", "--no-auth"
+    )
     assert second.returncode == 0, second.stderr + second.stdout
     return prefix, before, snapshot(prefix), second.stdout
 
@@ -179,8 +182,9 @@ def test_the_unit_and_the_skipped_system_steps_are_recorded(
 def test_force_rewrites_the_config(wheel: Path, tmp_path: Path) -> None:
     assert run_install(tmp_path, wheel, *FIRST).returncode == 0
     result = run_install(
-        tmp_path, wheel, "--force", "--device-id", "pi-02", "--nats-url", "nats://y:4222"
-    )
+        tmp_path, wheel, "--force", "--device-id", "pi-02", "--nats-url", "nats://y:4222",
+        "--no-auth",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = load_config(tmp_path / "etc/fleet-agent/config.toml")
     assert (config.device_id, config.labels, config.nats_urls) == ("pi-02", {}, ["nats://y:4222"])
@@ -290,14 +294,36 @@ def test_enrollment_and_tls_go_into_the_config_and_the_files_beside_it(
     assert config.enrollment.token == TOKEN
 
 
-@pytest.mark.timeout(180)
-def test_without_a_bootstrap_credential_it_warns_that_the_device_runs_without_auth(
+def test_without_a_bootstrap_credential_it_refuses_to_write_an_open_config(
     wheel: Path, tmp_path: Path
 ) -> None:
     result = run_install(tmp_path, wheel, "--device-id", "pi-08", "--nats-url", "nats://x:4222")
+    assert result.returncode == 2, result.stdout
+    assert "no --bootstrap-creds" in result.stderr
+    assert "--no-auth" in result.stderr
+    assert not (tmp_path / "etc/fleet-agent/config.toml").exists()
+
+
+@pytest.mark.timeout(180)
+def test_no_auth_writes_an_open_config_and_warns(wheel: Path, tmp_path: Path) -> None:
+    result = run_install(
+        tmp_path, wheel, "--device-id", "pi-08", "--nats-url", "nats://x:4222", "--no-auth"
+    )
     assert result.returncode == 0, result.stderr
-    assert "warning: no --bootstrap-creds" in result.stdout
+    assert "warning: --no-auth" in result.stdout
     assert "enrollment" not in (tmp_path / "etc/fleet-agent/config.toml").read_text()
+
+
+def test_no_auth_and_a_bootstrap_credential_exclude_each_other(
+    wheel: Path, tmp_path: Path, identity_files: dict[str, Path]
+) -> None:
+    result = run_install(
+        tmp_path, wheel, "--device-id", "pi-01", "--nats-url", "tls://x:4222",
+        "--bootstrap-creds", str(identity_files["creds"]), "--no-auth",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "exclude each other" in result.stderr
+    assert not (tmp_path / "etc/fleet-agent/config.toml").exists()
 
 
 def test_a_token_needs_the_bootstrap_credential(wheel: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from tests.deploy.conftest import (
     RELEASE,
     by_kind_name,
 )
-from tests.deploy.helm_lite import render_chart
+from tests.deploy.helm import helm, render_chart
 from tests.fixtures.nats import NatsServer
 
 # The oldest Kubernetes release still commonly run, and the newest the package ships.
@@ -42,6 +42,7 @@ EXPECTED = {
     ("ClusterRole", RELEASE),
     ("ClusterRoleBinding", RELEASE),
     ("Deployment", RELEASE),
+    ("PersistentVolumeClaim", f"{RELEASE}-authority"),
 }
 
 
@@ -91,6 +92,11 @@ def test_chart_renders_the_same_objects_as_the_kustomize_base(
         assert obj == base[key], f"{key}: the chart and deploy/kustomize differ"
 
 
+def test_helm_lint_passes() -> None:
+    result = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+
+
 @pytest.mark.parametrize(
     "copy_dir", [CHART / "crds", KUSTOMIZE / "crds"], ids=["helm", "kustomize"]
 )
@@ -135,6 +141,67 @@ def test_default_arguments_are_accepted_and_point_at_the_fleet_nats_release(
     # The official chart names its client Service after the release: fleet-nats.
     assert urlsplit(url).hostname == f"fleet-nats.{NAMESPACE}.svc"
     assert args.namespace == []  # all namespaces
+
+
+def _mounts(objects: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each mount path of the operator container: (volume name, the volume)."""
+    deployment = by_kind_name(objects)[("Deployment", RELEASE)]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return {
+        m["mountPath"]: (m["name"], volumes[m["name"]])
+        for m in _operator_container(objects)["volumeMounts"]
+    }
+
+
+def test_by_default_the_operator_runs_with_device_identity_and_tls(
+    chart_objects: list[dict[str, Any]],
+) -> None:
+    args = parse_args(_operator_container(chart_objects)["args"])
+    mounts = _mounts(chart_objects)
+    nats_values = yaml.safe_load((DEPLOY / "nats" / "values.yaml").read_text())
+    # TLS: the CA from the Secret the fleet-nats values serve the server certificate from
+    assert urlsplit(args.nats_url[0]).scheme == "tls"
+    assert args.nats_ca is not None
+    _, ca_volume = mounts[str(args.nats_ca.parent)]
+    assert ca_volume["secret"]["secretName"] == nats_values["config"]["nats"]["tls"]["secretName"]
+    assert ca_volume["secret"]["items"] == [{"key": args.nats_ca.name, "path": args.nats_ca.name}]
+    # the keys from a Secret, read-only; everything the operator writes on the claim
+    keys_name, keys_volume = mounts[str(args.auth_keys)]
+    assert keys_volume["secret"]["secretName"] == "fleet-authority"
+    assert {i["key"] for i in keys_volume["secret"]["items"]} == {
+        "operator.seed", "system.seed", "account.seed", "signing.seed"
+    }  # fmt: skip
+    mount = next(m for m in _operator_container(chart_objects)["volumeMounts"]
+                 if m["name"] == keys_name)  # fmt: skip
+    assert mount["readOnly"] is True
+    _, state = mounts[str(args.auth_dir)]
+    assert state["persistentVolumeClaim"]["claimName"] == f"{RELEASE}-authority"
+    assert args.device_credential_ttl == 86400.0
+
+
+def test_auth_off_runs_open_and_persistence_off_keeps_revocations_in_an_empty_dir() -> None:
+    off = render_chart(
+        CHART, release=RELEASE, namespace=NAMESPACE,
+        values={"auth": {"enabled": False}, "nats": {"caSecret": "", "urls": ["nats://n:4222"]}},
+    )  # fmt: skip
+    args = parse_args(_operator_container(off)["args"])
+    assert (args.auth_dir, args.auth_keys, args.nats_ca) == (None, None, None)
+    assert ("PersistentVolumeClaim", f"{RELEASE}-authority") not in by_kind_name(off)
+    assert set(_mounts(off)) == {"/tmp"}
+    ephemeral = render_chart(
+        CHART, release=RELEASE, namespace=NAMESPACE,
+        values={"auth": {"persistence": {"enabled": False}}},
+    )  # fmt: skip
+    args = parse_args(_operator_container(ephemeral)["args"])
+    assert _mounts(ephemeral)[str(args.auth_dir)][1] == {"name": "authority", "emptyDir": {}}
+    assert ("PersistentVolumeClaim", f"{RELEASE}-authority") not in by_kind_name(ephemeral)
+    classed = render_chart(
+        CHART, release=RELEASE, namespace=NAMESPACE,
+        values={"auth": {"persistence": {"storageClassName": "fast", "size": "1Gi"}}},
+    )  # fmt: skip
+    claim = by_kind_name(classed)[("PersistentVolumeClaim", f"{RELEASE}-authority")]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
 
 
 def test_operator_pod_is_unprivileged_with_requests_and_probes(

@@ -104,6 +104,13 @@ class AgentApp:
         sup.add_cleanup("event loop", loop.stop)
         self.loop = loop
         credentials = config.nats_credentials
+        if not config.secured:
+            logger.warning(
+                "connecting to NATS WITHOUT credentials (no [enrollment], no nats.credentials "
+                "in %s): only a server that lets anyone in accepts this, and there anyone may "
+                "rewrite what this device runs. For development only (docs/security.md).",
+                config.source or "the config",
+            )
         if config.enrollment is not None:
             credentials = DeviceKeyStore(config.state_dir).credentials_path
         bus = Bus(

@@ -11,12 +11,18 @@ the next renewal). ``fleet-operator --auth-dir DIR`` keeps here:
 * ``revocations.json``: every revoked user key and when, written (whole, fsynced)
   *before* the revocation is pushed to the server;
 * ``nats-auth.conf``: what nats-server must include to trust this authority (the
-  operator JWT, the system account, a full resolver preloaded with both accounts);
+  operator JWT, the system account, a full resolver preloaded with both accounts), and
+  ``nats-accounts.conf``, the same without the resolver line, for a server whose
+  configuration says where its resolver keeps accounts (the official NATS Helm chart's
+  ``config.resolver``: deploy/nats/values.yaml);
 * ``bootstrap.creds`` (what devices hold before they are enrolled: it can only ask),
   ``fleetctl.creds``, and, at each start, ``operator.creds`` and ``system.creds``.
 
-The directory is created 0700. What it must never do: write a seed readable by anyone
-but its owner, log one, or drop a revocation it read.
+The directory is created 0700. The keys may instead come from a directory of their own
+(``--auth-keys``: a mounted Kubernetes Secret, read-only): they are then read there, never
+made nor copied, and the directory above keeps only what the operator writes. What it
+must never do: write a seed readable by anyone but its owner, log one, or drop a
+revocation it read.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ logger = logging.getLogger(__name__)
 SEEDS: Final = ("operator", "system", "account", "signing")
 REVOCATIONS: Final = "revocations.json"
 SERVER_CONFIG: Final = "nats-auth.conf"
+ACCOUNTS_CONFIG: Final = "nats-accounts.conf"
 _revocations = msgspec.json.Decoder(dict[str, int])
 
 
@@ -68,12 +75,21 @@ def _read_revocations(directory: Path) -> dict[str, int]:
         raise ConfigError(f"{path}: unreadable ({exc}); refusing to start without it") from exc
 
 
-def load_or_create(directory: Path) -> Authority:
+def load_or_create(directory: Path, *, keys: Path | None = None) -> Authority:
     """The authority kept in ``directory``; four fresh keys (and the files devices and
-    tools need) when it holds none. Half a set of keys is a :class:`ConfigError`."""
+    tools need) when it holds none. Half a set of keys is a :class:`ConfigError`.
+
+    With ``keys``, the four seeds are read from there (all four, or a ConfigError naming
+    what is missing; nothing is ever made there) and ``directory`` holds the rest."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    paths = {name: directory / f"{name}.seed" for name in SEEDS}
+    paths = {name: (keys or directory) / f"{name}.seed" for name in SEEDS}
     present = [name for name, path in paths.items() if path.exists()]
+    if keys is not None and len(present) != len(SEEDS):
+        absent = ", ".join(f"{name}.seed" for name in SEEDS if name not in present)
+        raise ConfigError(
+            f"{keys}: missing {absent} (make the four with `fleet-operator --auth-dir DIR "
+            "--init-auth` and put them there)"
+        )
     if not present:
         authority = Authority.create()
         seeds = authority.seeds()
@@ -88,14 +104,26 @@ def load_or_create(directory: Path) -> Authority:
         missing = sorted(set(SEEDS) - set(present))
         raise ConfigError(f"{directory}: missing {', '.join(missing)}.seed (half an authority)")
     else:
-        text = {name: paths[name].read_text().strip() for name in SEEDS}
-        authority = Authority(
-            operator_seed=text["operator"], system_seed=text["system"],
-            account_seed=text["account"], signing_seed=text["signing"],
-            revocations=_read_revocations(directory),
-        )  # fmt: skip
+        text = {name: _read_seed(paths[name]) for name in SEEDS}
+        try:
+            authority = Authority(
+                operator_seed=text["operator"], system_seed=text["system"],
+                account_seed=text["account"], signing_seed=text["signing"],
+                revocations=_read_revocations(directory),
+            )  # fmt: skip
+        except ConfigError as exc:  # "malformed account nkey seed": which file, then
+            raise ConfigError(f"{keys or directory}: {exc}") from exc
+        if keys is not None and not (directory / "bootstrap.creds").exists():
+            _write_tools(directory, authority)
     write_server_config(directory, authority)
     return authority
+
+
+def _read_seed(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc})") from exc
 
 
 def _write_tools(directory: Path, authority: Authority) -> None:
@@ -107,14 +135,15 @@ def write_server_config(directory: Path, authority: Authority) -> Path:
     """``nats-auth.conf``: include it in nats-server's configuration (``include``)."""
     auth = authority.server_auth()
     preload = ", ".join(f'{key}: "{jwt}"' for key, jwt in auth.accounts.items())
-    text = (
+    accounts = (
         f'operator: "{auth.operator_jwt}"\n'
         f'system_account: "{auth.system_account}"\n'
-        'resolver: { type: full, dir: "./accounts", allow_delete: false }\n'
         f"resolver_preload: {{ {preload} }}\n"
     )
+    _write_private(directory / ACCOUNTS_CONFIG, accounts.encode())
+    resolver = 'resolver: { type: full, dir: "./accounts", allow_delete: false }\n'
     path = directory / SERVER_CONFIG
-    _write_private(path, text.encode())
+    _write_private(path, (accounts + resolver).encode())
     return path
 
 
