@@ -28,6 +28,7 @@ from fleet.devtools.simdevice import Following, MeasureFn, Measurement
 from fleet.devtools.simdevice import SimulatedDevice as _Device
 from fleet.devtools.simprofile import Behaviour
 from fleet.errors import FleetError
+from fleet.runtime.aiokit.tasks import cancel_and_wait
 from fleet.runtime.nats.kv import KvEntry
 from loadtest.feed import follow_desired
 
@@ -84,9 +85,7 @@ class SimulatedDevice(_Device):
 
     async def stop(self) -> None:
         if self._churn is not None:
-            self._churn.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._churn
+            await cancel_and_wait(self._churn)
         await super().stop()
 
     async def _churn_later(self) -> None:

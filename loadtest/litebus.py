@@ -22,11 +22,11 @@ What it must never do: create or change streams, or be used by anything but the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from fleet.errors import BusError, BusUnavailable, FleetError
+from fleet.runtime.aiokit.tasks import cancel_and_wait
 from fleet.runtime.nats.bus import Bus, Connection
 from fleet.runtime.nats.transport import Message, MessageHandler, Subscription
 from loadtest.natsauth import LeanCredentials
@@ -61,9 +61,7 @@ class LeanTransport(Connection):
 
     async def close(self) -> None:
         if self._connector is not None and not self._connector.done():
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError, NatsError):
-                await self._connector
+            await cancel_and_wait(self._connector)
         await self.client.close()
 
     # -- connection state ---------------------------------------------------------------

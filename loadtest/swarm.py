@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleet.runtime.aiokit.tasks import cancel_and_wait
 from loadtest import logbridge
 from loadtest.bridge import AsyncioBridge
 from loadtest.connections import ConnectionPool
@@ -138,9 +139,7 @@ class Swarm:
 
     async def _close_on_loop(self) -> None:
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            await cancel_and_wait(self._flusher)
         self._flush()
         if self._pool is not None:
             await self._pool.close()

@@ -42,6 +42,7 @@ from fleet.contracts import (
     Phase,
 )
 from fleet.errors import FleetError
+from fleet.runtime.aiokit.tasks import cancel_and_wait
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.desired_feed import DesiredFeed
 from fleet.runtime.nats.kv import KvEntry
@@ -155,12 +156,7 @@ class SimulatedDevice:
 
     async def stop(self) -> None:
         """Power off: no more beats, rollouts or reports; the feed stops."""
-        tasks = [t for t in (self._beats, *self._rollouts.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._beats, *self._rollouts.values())
         self._rollouts.clear()
         await self._reports.stop()
         if self._feed is not None:

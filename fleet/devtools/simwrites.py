@@ -16,12 +16,12 @@ than ``limit`` puts in flight, or block the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
 from fleet.contracts import Phase
 from fleet.errors import FleetError
+from fleet.runtime.aiokit.tasks import cancel_and_wait
 from fleet.runtime.nats.bus import Bus
 
 
@@ -142,6 +142,4 @@ class LatestReports:
         """Write nothing more; the write in flight is cancelled, the rest dropped."""
         self.stopped = True
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._writer
+            await cancel_and_wait(self._writer)

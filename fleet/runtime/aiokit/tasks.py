@@ -60,3 +60,25 @@ def create_guarded_task(
     _running.add(task)
     task.add_done_callback(_running.discard)
     return task
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None, grace: float = 1.5) -> None:
+    """Cancel each task and wait until it has ended, cancelling it again as often as it
+    takes; what it ends with (its cancellation, an error) is not raised here.
+
+    Cancelled again until it ends, because a cancellation can be swallowed on the way:
+    Python 3.11's ``asyncio.wait_for`` loses one when its inner future ends at the same
+    moment (nats-py's request and flush use it), and the task then runs on after its stop
+    (seen: a watch stopped just as it re-created its consumer after a reconnect waited
+    for its next restart, for ever). ``grace`` lets a task's bounded clean-up (a consumer
+    delete) finish before the next cancellation.
+    """
+    live = [t for t in tasks if t is not None]
+    for task in live:
+        task.cancel()
+    for task in live:
+        while not task.done():
+            await asyncio.wait({task}, timeout=grace)
+            task.cancel()
+        if not task.cancelled():
+            task.exception()  # retrieved: an error was reported by guard() already

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 
 from fleet.contracts import DeviceId, Inventory
 from fleet.errors import BusUnavailable, ContractError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats import subjects
 from fleet.runtime.nats.bus import Bus, Connection
 from fleet.runtime.nats.device_key import DeviceKey, DeviceKeyStore
@@ -95,9 +95,7 @@ class CredentialKeeper:
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         jwt = await asyncio.to_thread(self._store.read_jwt, self._key)

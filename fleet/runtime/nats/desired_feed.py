@@ -54,14 +54,13 @@ consumer behind, or deliver a revision lower than one it delivered for the same 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
 
 from fleet.contracts import BUCKET_DESIRED_STATE, DeviceId, desired_state_key_filter
 from fleet.errors import FleetError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats import subjects
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kvstore import KvStore
@@ -136,20 +135,9 @@ class DesiredFeed:
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
-        tasks = [t for t in (self._task, *self._pending) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            # Cancelled again until it ends: a cancellation can be swallowed on the way
-            # (seen when a stop came just as the first read began, under load: Python
-            # 3.11's wait_for loses one when its inner task ends at the same moment, and
-            # nats-py's _flush_pending catches CancelledError), and the feed then ran on
-            # after its stop. The wait leaves a read's bounded clean-up time to finish.
-            while not task.done():
-                await asyncio.wait({task}, timeout=1.5)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # cancelled until each ends (a stop just as the first read began, under load,
+        # once lost its cancellation; nats-py's _flush_pending also catches it)
+        await cancel_and_wait(self._task, *self._pending)
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None

@@ -20,7 +20,6 @@ decoder; anything else is ignored), block the loop, or write to the bus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from fleet.contracts import (
     device_heartbeat_key,
 )
 from fleet.errors import ContractError, FleetError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats import subjects
 from fleet.runtime.nats.transport import Message, Subscription, Transport
 
@@ -74,9 +73,7 @@ class DuplicateWatch:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._sub is not None:
             await self._sub.unsubscribe()

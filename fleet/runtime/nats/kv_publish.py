@@ -19,14 +19,13 @@ compare-and-swap is a ``RevisionMismatch``. It runs on its transport's loop only
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from fleet.errors import BusError, BusUnavailable, FleetError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats import jsapi, subjects
 from fleet.runtime.nats.kvstore import KvStore
 from fleet.runtime.nats.transport import Message, Subscription
@@ -99,9 +98,7 @@ class KvPublisher:
     async def close(self) -> None:
         """Stop publishing; every write not yet acknowledged fails."""
         if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+            await cancel_and_wait(self._pump_task)
             self._pump_task = None
         if self._sub is not None:
             sub, self._sub = self._sub, None

@@ -34,7 +34,7 @@ from nats.js import JetStreamContext
 from nats.nuid import NUID
 
 from fleet.errors import BusUnavailable, FleetError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats.errors import UNAVAILABLE, translate
 from fleet.runtime.nats.transport import Message, MessageHandler, Subscription, Transport
 
@@ -123,9 +123,7 @@ class NatsPyTransport(Transport):
     async def close(self) -> None:
         self._closing = True
         if self._connector is not None and not self._connector.done():
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+            await cancel_and_wait(self._connector)
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.close()

@@ -14,12 +14,11 @@ an older value over a newer one for the same key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Protocol
 
 from fleet.errors import FleetError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 
 if TYPE_CHECKING:
     from fleet.runtime.aiokit.loop import EventLoopThread
@@ -80,9 +79,7 @@ class LatestValuePublisher:
             except (TimeoutError, FleetError):
                 logger.info("publisher stopped with %d values unwritten", len(self._dirty))
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def _replay(self) -> None:

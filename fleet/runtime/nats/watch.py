@@ -33,14 +33,13 @@ call ``on_synced`` before the initial values are all out, or deliver a revision 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import msgspec
 
 from fleet.errors import FleetError
-from fleet.runtime.aiokit.tasks import create_guarded_task
+from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats.consumer import ConsumerSpec, PushConsumer
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kvstore import KvStore
@@ -114,9 +113,7 @@ class Watch:
             self._remove_listener()
             self._remove_listener = None
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
