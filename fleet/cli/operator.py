@@ -110,6 +110,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "fleetctl.creds) if it holds none, print what is there, and exit",
     )
     parser.add_argument(
+        "--rotate-signing-key",
+        action="store_true",
+        help="in --auth-dir: replace the signing key (the old one stays accepted for "
+        "--device-credential-ttl + 1 h, while devices renew with the new one), issue "
+        "bootstrap.creds and fleetctl.creds anew, print what to do next, and exit",
+    )
+    parser.add_argument(
         "--nats-credentials",
         type=Path,
         metavar="FILE",
@@ -165,12 +172,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--device-credential-ttl must be >= 60, got {args.device_credential_ttl:g}")
     if not 1 <= args.pending_retry <= 300:
         parser.error(f"--pending-retry must be 1..300, got {args.pending_retry:g}")
-    if args.init_auth and args.auth_dir is None:
-        parser.error("--init-auth needs --auth-dir")
-    if args.auth_keys is not None and args.auth_dir is None:
-        parser.error("--auth-keys needs --auth-dir (where revocations are kept)")
-    if args.auth_keys is not None and args.init_auth:
-        parser.error("--init-auth makes keys in --auth-dir: not with --auth-keys")
+    _check_auth_args(parser, args)
     if args.nats_credentials is None and os.environ.get("FLEET_NATS_CREDENTIALS"):
         args.nats_credentials = Path(os.environ["FLEET_NATS_CREDENTIALS"])
     if args.nats_ca is None and os.environ.get("FLEET_NATS_CA"):
@@ -178,6 +180,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.nats_url:
         args.nats_url = [os.environ.get("FLEET_NATS_URL", "nats://127.0.0.1:4222")]
     return args
+
+
+def _check_auth_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.init_auth and args.auth_dir is None:
+        parser.error("--init-auth needs --auth-dir")
+    if args.auth_keys is not None and args.auth_dir is None:
+        parser.error("--auth-keys needs --auth-dir (where revocations are kept)")
+    if args.auth_keys is not None and args.init_auth:
+        parser.error("--init-auth makes keys in --auth-dir: not with --auth-keys")
+    if args.rotate_signing_key and (args.auth_dir is None or args.auth_keys is not None):
+        parser.error(
+            "--rotate-signing-key needs --auth-dir holding the keys (not --auth-keys: "
+            "rotate in the directory the Secret was made from, then update the Secret)"
+        )
+    if args.rotate_signing_key and args.init_auth:
+        parser.error("--rotate-signing-key and --init-auth exclude each other")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
 
     try:
+        if args.rotate_signing_key:
+            return _rotate(args)
         auth = _auth(args)
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
@@ -292,6 +312,32 @@ def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path] | None:
         for path in sorted(args.auth_dir.iterdir()):
             print(path)
     return authority, operator, system
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    """``--rotate-signing-key``: done in the directory, then what a person does next."""
+    import datetime
+
+    from fleet.runtime.nats.authority_files import RETIRED_KEYS, rotate_signing_key
+
+    directory: Path = args.auth_dir
+    if not (directory / "signing.seed").exists():
+        raise ConfigError(f"{directory}: no signing.seed to rotate (make one: --init-auth)")
+    old, new, until = rotate_signing_key(directory, keep_old_for=args.device_credential_ttl + 3600)
+    when = datetime.datetime.fromtimestamp(until, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(
+        f"signing key {old} replaced by {new}.\n"
+        f"What the old key signed is accepted until {when}; enrolled devices renew with\n"
+        "the new one before then. Next:\n"
+        "  1. restart fleet-operator with this directory (it pushes the account to\n"
+        "     nats-server at start); in Kubernetes, first put signing.seed and\n"
+        f"     {RETIRED_KEYS} into the Secret fleet-authority (docs/install.md);\n"
+        "  2. give devices not yet enrolled, and installers, the new bootstrap.creds, and\n"
+        "     people the new fleetctl.creds: the old ones stop working at that time;\n"
+        "  3. replace nats-server's nats-accounts.conf (Secret fleet-nats-authority) with\n"
+        "     the new one, so that a fresh server starts knowing both keys."
+    )
+    return 0
 
 
 if __name__ == "__main__":

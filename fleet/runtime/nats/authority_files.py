@@ -10,6 +10,8 @@ the next renewal). ``fleet-operator --auth-dir DIR`` keeps here:
   (0600; created once, on the first start or by ``--init-auth``);
 * ``revocations.json``: every revoked user key and when, written (whole, fsynced)
   *before* the revocation is pushed to the server;
+* ``retired-signing-keys.json``: after ``--rotate-signing-key``, each replaced signing
+  key's public key and until when the account still accepts what it signed;
 * ``nats-auth.conf``: what nats-server must include to trust this authority (the
   operator JWT, the system account, a full resolver preloaded with both accounts), and
   ``nats-accounts.conf``, the same without the resolver line, for a server whose
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -36,6 +39,7 @@ from typing import Final
 import msgspec
 
 from fleet.errors import ConfigError
+from fleet.runtime.nats.claims import new_seed
 from fleet.runtime.nats.identity import Authority, UserCredentials, write_credentials
 from fleet.runtime.nats.permissions import (
     bootstrap_permissions,
@@ -49,6 +53,7 @@ SEEDS: Final = ("operator", "system", "account", "signing")
 REVOCATIONS: Final = "revocations.json"
 SERVER_CONFIG: Final = "nats-auth.conf"
 ACCOUNTS_CONFIG: Final = "nats-accounts.conf"
+RETIRED_KEYS: Final = "retired-signing-keys.json"
 _revocations = msgspec.json.Decoder(dict[str, int])
 
 
@@ -65,13 +70,13 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def _read_revocations(directory: Path) -> dict[str, int]:
-    path = directory / REVOCATIONS
+def _read_revocations(directory: Path, name: str = REVOCATIONS) -> dict[str, int]:
+    path = directory / name
     if not path.exists():
         return {}
     try:
         return _revocations.decode(path.read_bytes())
-    except msgspec.DecodeError as exc:
+    except (OSError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: unreadable ({exc}); refusing to start without it") from exc
 
 
@@ -110,6 +115,7 @@ def load_or_create(directory: Path, *, keys: Path | None = None) -> Authority:
                 operator_seed=text["operator"], system_seed=text["system"],
                 account_seed=text["account"], signing_seed=text["signing"],
                 revocations=_read_revocations(directory),
+                retired_signing_keys=_read_revocations(keys or directory, RETIRED_KEYS),
             )  # fmt: skip
         except ConfigError as exc:  # "malformed account nkey seed": which file, then
             raise ConfigError(f"{keys or directory}: {exc}") from exc
@@ -145,6 +151,31 @@ def write_server_config(directory: Path, authority: Authority) -> Path:
     path = directory / SERVER_CONFIG
     _write_private(path, (accounts + resolver).encode())
     return path
+
+
+def rotate_signing_key(directory: Path, *, keep_old_for: float) -> tuple[str, str, int]:
+    """Replace the signing key in ``directory``: the old one stays accepted for
+    ``keep_old_for`` seconds (what it signed keeps working until then: devices renew
+    with the new one), ``bootstrap.creds`` and ``fleetctl.creds`` are issued anew.
+    Returns (old public key, new public key, until when the old one is accepted).
+
+    The order makes a crash at any step safe: the old key is written down as retired
+    before the new seed replaces it (a crash in between leaves the old key current and
+    also listed, harmless); the tools' credentials follow (a crash before leaves them
+    signed by the old key, accepted until its time is up; run it again)."""
+    authority = load_or_create(directory)
+    old = authority.signing_key
+    until = int(time.time() + keep_old_for)
+    retired = {k: v for k, v in authority.retired_signing_keys.items() if v > time.time()}
+    retired[old] = max(until, retired.get(old, 0))
+    _write_private(directory / RETIRED_KEYS, msgspec.json.encode(dict(sorted(retired.items()))))
+    seed = new_seed("account")
+    _write_private(directory / "signing.seed", seed.encode())
+    rotated = load_or_create(directory)
+    _write_tools(directory, rotated)
+    logger.info("signing key %s replaced by %s; the old one is accepted until %d",
+                old, rotated.signing_key, until)  # fmt: skip
+    return old, rotated.signing_key, until
 
 
 def save_revocations(directory: Path, revocations: Mapping[str, int]) -> None:

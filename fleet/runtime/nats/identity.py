@@ -113,6 +113,7 @@ class Authority:
         name: str = "fleet",
         limits: AccountLimits = JETSTREAM_UNLIMITED,
         revocations: Mapping[str, int] | None = None,
+        retired_signing_keys: Mapping[str, int] | None = None,
     ) -> None:
         self._operator_seed = operator_seed
         self._system_seed = system_seed
@@ -124,6 +125,9 @@ class Authority:
         self.account = public_key(account_seed, "account")
         self.signing_key = public_key(signing_seed, "account")
         self.revocations: dict[str, int] = dict(revocations or {})
+        # Signing keys replaced by a rotation, each until when (unix seconds) the account
+        # still lists it: the JWTs it signed stay valid until then, not after.
+        self.retired_signing_keys: dict[str, int] = dict(retired_signing_keys or {})
         self.operator_jwt = encode(
             Claims(
                 sub=public_key(operator_seed, "operator"),
@@ -157,11 +161,19 @@ class Authority:
 
     # -- account JWTs -------------------------------------------------------------------
 
+    def signing_keys(self, *, now: float | None = None) -> tuple[str, ...]:
+        """The keys whose user JWTs the account accepts now: the current one, then each
+        retired one until its time is up."""
+        when = time.time() if now is None else now
+        retired = sorted(k for k, until in self.retired_signing_keys.items()
+                         if until > when and k != self.signing_key)  # fmt: skip
+        return (self.signing_key, *retired)
+
     def account_jwt(self) -> str:
-        """The fleet account's JWT now: its limits, signing key and revocations."""
+        """The fleet account's JWT now: its limits, signing keys and revocations."""
         return self._account(
             self.account, f"{self.name}-account", limits=self.limits,
-            signing_keys=(self.signing_key,), revocations=self.revocations,
+            signing_keys=self.signing_keys(), revocations=self.revocations,
         )  # fmt: skip
 
     def system_account_jwt(self) -> str:
