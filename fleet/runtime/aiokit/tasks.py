@@ -81,4 +81,5 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None, grace: float = 1.5) 
             await asyncio.wait({task}, timeout=grace)
             task.cancel()
         if not task.cancelled():
-            task.exception()  # retrieved: an error was reported by guard() already
+            task.exception()  # retrieved, not raised: a stop is no place for it (a
+            # guarded task's error was reported by guard() as it happened)
