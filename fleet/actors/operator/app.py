@@ -127,14 +127,18 @@ class Operator:
             ),
         )  # fmt: skip
         scopes = namespaces_or_all(config.namespaces)
+        enrolling = self._enrollment is not None
+        # With enrollment, devices are targeted by their approved labels: nothing is
+        # targeted before the Device resources holding them are listed.
+        sources = (*BUCKETS, "kubernetes", *((m.APPROVED_LABELS,) if enrolling else ()))
         self.index = index = sup.start(
             "fleet index",
             lambda: FleetIndex.start(
                 writer=writer, api=gateway, timers=timers, pool=pool, mirror=mirror,
-                sources=(*BUCKETS, "kubernetes"), liveness_timeout=config.liveness_timeout,
+                sources=sources, liveness_timeout=config.liveness_timeout,
                 tick=config.tick, status_delay=config.status_delay,
                 status_interval=config.status_interval, retention=config.device_retention,
-                deleter=writer,
+                deleter=writer, enforce_approved_labels=enrolling,
             ),
         )  # fmt: skip
         kube_source = sup.start(
@@ -173,7 +177,7 @@ class Operator:
             self.desk = start_enrollment(
                 setup=self._enrollment, supervisor=sup, transport=self._bus.transport, loop=loop,
                 kube=self._kube, watch_timeout=config.watch_timeout,
-                read_timeout=config.watch_read_timeout,
+                read_timeout=config.watch_read_timeout, index=index,
             )  # fmt: skip
         logger.info("operator started (namespaces: %s)", ", ".join(map(str, scopes)))
 

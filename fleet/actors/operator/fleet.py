@@ -10,7 +10,10 @@ actor that owns it (until then, and when that actor retires, in :mod:`.unclaimed
 Rules it enforces:
 
 * nothing is targeted, written or deleted before every source has synced (the
-  Deployment list and the four buckets), so a restart neither drops nor duplicates;
+  Deployment list and the four buckets; with enrollment, the Device resources' approved
+  labels too), so a restart neither drops nor duplicates;
+* with enrollment, a device is targeted by its approved labels, not by those it
+  reports (:mod:`.approvals`);
 * desired entries whose deployment name has no owner are orphans and are deleted;
 * a device has an actor (and a Device resource) only once it announced itself;
 * a device silent for longer than the retention is forgotten: its labels leave, so it
@@ -39,6 +42,7 @@ from fleet.runtime.aiokit.timers import TimerPort
 from fleet.runtime.kube.client import KubeObject
 
 from . import messages as m
+from .approvals import LabelApprovals
 from .deployment import DeploymentActor
 from .device import DeviceActor
 from .forgetting import KeysDeleted
@@ -69,8 +73,10 @@ class FleetIndex(SupervisedActor):
         status_interval: float = 0.5,
         retention: float = 0.0,
         deleter: KeyDeleterPort | None = None,
+        enforce_approved_labels: bool = False,
     ) -> None:
         super().__init__()
+        self._labels = LabelApprovals(enforced=enforce_approved_labels)
         self._timers = timers
         self._required = set(sources)
         self._synced_sources: set[str] = set()
@@ -245,7 +251,8 @@ class FleetIndex(SupervisedActor):
         now = time.time()
         for device, info, revision in msg.infos:
             self.roster.info(device, info, revision, now=now)
-            if self._targeting.set_labels(device, info.labels if info is not None else None):
+            labels = self._labels.report(device, info.labels if info is not None else None)
+            if self._targeting.set_labels(device, labels):
                 changed.append(device)
         if self.synced and changed:
             self._retarget_devices(changed)
@@ -256,6 +263,14 @@ class FleetIndex(SupervisedActor):
                 m.TargetChanges(added=self._refs_of(changes.added), removed=tuple(changes.removed))
             )
 
+    def _on_approved(self, msg: m.LabelsApproved) -> None:
+        touched = self._labels.approve(msg.approvals, listed=msg.listed)
+        changed = [d for d in touched if self._targeting.set_labels(d, self._labels.targeted_by(d))]
+        if self.synced and changed:
+            self._retarget_devices(changed)
+        if msg.listed and m.APPROVED_LABELS not in self._synced_sources:
+            self._on_synced(m.SourceSynced(source=m.APPROVED_LABELS))
+
     def _on_beats(self, msg: m.BeatsSeen) -> None:
         self.roster.beats(msg.beats, now=time.time())
 
@@ -263,7 +278,7 @@ class FleetIndex(SupervisedActor):
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
         forgotten = self.roster.tick(now=time.time())
         for old in forgotten:
-            self._targeting.set_labels(old.device, None)
+            self._targeting.set_labels(old.device, self._labels.report(old.device, None))
         if forgotten:
             self._retarget_devices([f.device for f in forgotten])
 
@@ -308,6 +323,7 @@ _HANDLERS: dict[type, Any] = {
     m.DesiredSeen: FleetIndex._on_desired,
     m.ReportsSeen: FleetIndex._on_reports,
     m.InfosSeen: FleetIndex._on_infos,
+    m.LabelsApproved: FleetIndex._on_approved,
     m.BeatsSeen: FleetIndex._on_beats,
     m.Tick: FleetIndex._on_tick,
     m.SourceSynced: FleetIndex._on_synced,

@@ -31,6 +31,7 @@ from fleet.contracts import DeploymentName, DeviceId, DeviceInfo, Phase
 from fleet.runtime.kube.client import KubeObject
 from fleet.runtime.nats.kv import KvEntry
 
+from .approvals import Approval
 from .spec import DeploymentSpec
 from .status import Class
 
@@ -55,6 +56,16 @@ class KvSynced(Msg, frozen=True, kw_only=True):
 
 class SourceSynced(Msg, frozen=True, kw_only=True):
     source: str
+
+
+APPROVED_LABELS = "approved-labels"  # the source: Device resources' spec.labels
+
+
+class LabelsApproved(Msg, frozen=True, kw_only=True):
+    """Device resources' approved labels (``listed``: all of them, from a list)."""
+
+    approvals: tuple[Approval, ...]
+    listed: bool = False
 
 
 class DesiredEntry(Msg, frozen=True, kw_only=True):

@@ -179,11 +179,16 @@ class KubeEnrollmentStore:
         listed = self._client.list_objects(DEVICES, namespace=None)
         return {obj.name for obj in listed.objects}
 
-    def bind_device(self, name: str, *, device_id: str, public_key: str) -> None:
-        """Record ``public_key`` in the Device resource (created if missing); a Device
-        bound to another key is left alone (:class:`KubeConflict`)."""
+    def bind_device(
+        self, name: str, *, device_id: str, public_key: str, labels: Mapping[str, str]
+    ) -> None:
+        """Record ``public_key`` and the approved ``labels`` in the Device resource
+        (created if missing); a Device bound to this key already is left as it is (its
+        labels may have been changed by a person since), one bound to another key too
+        (:class:`KubeConflict`)."""
+        spec = {"deviceId": device_id, "publicKey": public_key, "labels": dict(labels)}
         body = {"apiVersion": API_VERSION, "kind": KIND_DEVICE, "metadata": {"name": name},
-                "spec": {"deviceId": device_id, "publicKey": public_key}}  # fmt: skip
+                "spec": spec}  # fmt: skip
         try:
             self._client.create(DEVICES, body=body)
             return
@@ -195,5 +200,6 @@ class KubeEnrollmentStore:
         if bound:
             raise KubeConflict(f"Device {name} is bound to another key ({bound[:12]}...)")
         self._client.patch(
-            DEVICES, namespace=None, name=name, body={"spec": {"publicKey": public_key}}
-        )
+            DEVICES, namespace=None, name=name,
+            body={"spec": {"publicKey": public_key, "labels": dict(labels)}},
+        )  # fmt: skip

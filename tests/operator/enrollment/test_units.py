@@ -27,6 +27,7 @@ class FakeStore:
         self.requests: dict[str, EnrollmentRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}
         self.devices: dict[str, str] = {}
+        self.approved_labels: dict[str, dict[str, str]] = {}
         self.races = 0  # consume_token loses this many races first
 
     def get_request(self, name: str) -> EnrollmentRecord | None:
@@ -73,9 +74,12 @@ class FakeStore:
     def device_names(self) -> set[str]:
         return set(self.devices)
 
-    def bind_device(self, name: str, *, device_id: str, public_key: str) -> None:
+    def bind_device(
+        self, name: str, *, device_id: str, public_key: str, labels: Mapping[str, str]
+    ) -> None:
         if self.devices.get(name, public_key) != public_key:
             raise KubeConflict(name)
+        self.approved_labels.setdefault(name, dict(labels))
         self.devices[name] = public_key
 
 

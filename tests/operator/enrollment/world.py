@@ -21,14 +21,19 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
+from fleet.actors.agent.reporting import DeviceEntries
 from fleet.actors.operator.app import Operator, OperatorConfig
 from fleet.actors.operator.enrollment.service import EnrollmentSetup
 from fleet.contracts import (
+    BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_INFO,
+    DeploymentName,
     DeviceId,
     EnrollmentReply,
     EnrollmentRequest,
     RenewalRequest,
     decode_enrollment_reply,
+    desired_state_key,
     encode_enrollment,
     signed_bytes,
 )
@@ -41,6 +46,7 @@ from fleet.runtime.nats.authority_files import load_or_create, service_credentia
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.claims import new_seed, public_key, sign
 from fleet.runtime.nats.identity import Authority, write_credentials
+from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.permissions import device_permissions, operator_permissions
 from fleet.runtime.nats.server import LocalNatsServer
 from tests.fixtures.kube import GROUP, VERSION, KubeCluster
@@ -230,6 +236,40 @@ class World:
     def listed(self, plural: str) -> list[dict[str, Any]]:
         listing = self.kube.custom.list_cluster_custom_object(GROUP, VERSION, plural)
         return cast("list[dict[str, Any]]", cast("dict[str, Any]", listing)["items"])
+
+    # -- the buckets ------------------------------------------------------------------
+
+    def desired(self, device: str, deployment: str) -> KvEntry | None:
+        """The desired entry of (``device``, ``deployment``), read as the operator."""
+        key = desired_state_key(DeviceId(device), DeploymentName(deployment))
+        return self.loop.run(self._buses[-1].get(BUCKET_DESIRED_STATE, key), timeout=20)
+
+    def desired_revision(self, device: str, deployment: str) -> int:
+        """The last revision written to the key (its deletion included; 0: never)."""
+        key = desired_state_key(DeviceId(device), DeploymentName(deployment))
+        kv = self._buses[-1].kv
+        return self.loop.run(kv.last_revision(BUCKET_DESIRED_STATE, key), timeout=20)
+
+    def announce(self, device: SimDevice, creds: Path, labels: Mapping[str, str]) -> None:
+        """``device`` writes its own device-info, with its own credentials."""
+        key, value = DeviceEntries(device_id=DeviceId(device.device_id), instance_id=None).info(
+            labels=labels, inventory=INVENTORY
+        )
+        bus = Bus(
+            urls=[self.server.url], name=f"sim-{device.device_id}", credentials=creds,
+            tls_ca=self.ca.ca_cert, create_buckets=False,
+            inbox_prefix=device_permissions(DeviceId(device.device_id)).inbox_prefix,
+        )  # fmt: skip
+
+        async def run() -> None:
+            await bus.start()
+            try:
+                await bus.wait_connected(timeout=10)
+                await bus.put(BUCKET_DEVICE_INFO, key, value)
+            finally:
+                await bus.close()
+
+        self.loop.run(run(), timeout=30)
 
     def patch(self, plural: str, name: str, body: dict[str, Any]) -> None:
         self.kube.custom.patch_cluster_custom_object(GROUP, VERSION, plural, name, body)

@@ -41,8 +41,12 @@ class EnrollmentStorePort(Protocol):
 
     def device_names(self) -> set[str]: ...
 
-    def bind_device(self, name: str, *, device_id: str, public_key: str) -> None:
-        """Record the key in the Device; ``KubeConflict`` if bound to another."""
+    def bind_device(
+        self, name: str, *, device_id: str, public_key: str, labels: Mapping[str, str]
+    ) -> None:
+        """Record the key and the approved labels in the Device (labels only when it is
+        first bound: a person may have changed them since); ``KubeConflict`` if bound to
+        another key."""
         ...
 
 

@@ -159,7 +159,9 @@ class EnrollmentRules:
     ) -> EnrollmentReply:
         device, key = str(request.device_id), request.public_key
         try:
-            self._store.bind_device(name, device_id=device, public_key=key)
+            self._store.bind_device(
+                name, device_id=device, public_key=key, labels=dict(request.labels)
+            )
         except KubeConflict as exc:
             return _refused(f"the Device resource holds another key: {exc}")
         self._store.set_status(name, {

@@ -36,6 +36,8 @@ from fleet.runtime.nats.natspy import NatsPyTransport
 from fleet.runtime.nats.signer import DeviceSigner
 from fleet.runtime.nats.transport import Message, Transport
 
+from ..approvals import approval
+from ..messages import LabelsApproved
 from .desk import Asked, DeviceDeleted, DevicesListed, EnrollmentDesk, RevokeDecided
 from .revocation import Revocations
 from .rules import DAY, PENDING_RETRY_S, EnrollmentRules
@@ -79,6 +81,7 @@ def start_enrollment(
     kube: KubeClient,
     watch_timeout: int = 60,
     read_timeout: float = 75.0,
+    index: pykka.ActorRef[Any] | None = None,
 ) -> pykka.ActorRef[Any]:
     """Start it (see the module docstring) on ``transport`` (the operator's connection);
     returns the desk."""
@@ -126,8 +129,9 @@ def start_enrollment(
     supervisor.add_cleanup("enrollment subscriptions", lambda: loop.run(unsubscribe(), timeout=10))
     watchers = (
         ResourceWatcher(
-            client=kube, resource=DEVICES, namespace=None, on_listed=_devices_listed(desk),
-            on_event=_device_event(desk), timeout_seconds=watch_timeout,
+            client=kube, resource=DEVICES, namespace=None,
+            on_listed=_devices_listed(desk, index), on_event=_device_event(desk, index),
+            timeout_seconds=watch_timeout,
             read_timeout=read_timeout,
         ),
         ResourceWatcher(
@@ -146,14 +150,23 @@ def start_enrollment(
     return desk
 
 
-def _devices_listed(desk: pykka.ActorRef[Any]) -> Any:
-    return lambda _scope, objects: desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
+def _devices_listed(desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None) -> Any:
+    def listed(_scope: str | None, objects: list[KubeObject]) -> None:
+        desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
+        if index is not None:
+            found = (approval(o) for o in objects)
+            index.tell(LabelsApproved(approvals=tuple(a for a in found if a), listed=True))
+
+    return listed
 
 
-def _device_event(desk: pykka.ActorRef[Any]) -> Any:
+def _device_event(desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None) -> Any:
     def event(kind: str, obj: KubeObject) -> None:
         if kind == "DELETED":
             desk.tell(DeviceDeleted(name=obj.name, public_key=_spec(obj).public_key))
+        seen = approval(obj, deleted=kind == "DELETED")
+        if index is not None and seen is not None:
+            index.tell(LabelsApproved(approvals=(seen,)))
 
     return event
 
