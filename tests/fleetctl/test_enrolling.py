@@ -46,6 +46,20 @@ def test_enroll_list_approve_deny(ctl: Callable[..., Result], kube: KubeCluster)
     assert [(r["device"], r["decision"]) for r in rows] == [("d1", "Approved"), ("d2", "Denied")]
 
 
+def test_a_token_approval_shows_no_decision_of_a_person(
+    ctl: Callable[..., Result], kube: KubeCluster
+) -> None:
+    request(kube, "d3", decision="")
+    kube.custom.patch_cluster_custom_object_status(
+        GROUP, VERSION, "enrollmentrequests", "d3",
+        {"status": {"phase": "Approved", "approvedBy": "token abc123"}},
+    )  # fmt: skip
+    request(kube, "d4", decision="")
+    rows = {r["device"]: r for r in ctl("enroll", "list", "-o", "json").json()}
+    assert (rows["d3"]["decision"], rows["d3"]["phase"]) == ("-", "Approved")
+    assert (rows["d4"]["decision"], rows["d4"]["phase"]) == ("Pending", "Pending")
+
+
 def test_approving_a_device_that_never_asked_fails(ctl: Callable[..., Result]) -> None:
     result = ctl("enroll", "approve", "ghost")
     assert result.code == 1

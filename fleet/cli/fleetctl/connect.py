@@ -70,8 +70,12 @@ class Buckets:
             loop.run(bus.wait_connected(timeout=self.timeout), timeout=self.timeout + 5)
         except (BusUnavailable, TimeoutError) as exc:
             self.close()
+            refused = "refused" in str(exc)
             raise Unreachable(
-                f"cannot reach NATS at {', '.join(self.urls)} within {self.timeout:g} s "
+                f"NATS at {', '.join(self.urls)} refused fleetctl's credentials: {exc} "
+                "(check --nats-credentials or $FLEET_NATS_CREDENTIALS)"
+                if refused
+                else f"cannot reach NATS at {', '.join(self.urls)} within {self.timeout:g} s "
                 "(set --nats-url or $FLEET_NATS_URL)"
             ) from exc
         return self

@@ -169,7 +169,7 @@ def request_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:
         spec, status = item.get("spec") or {}, item.get("status") or {}
         conflict = [c for c in status.get("conditions") or [] if c.get("type") == "KeyConflict"]
         rows.append({
-            "device": spec.get("deviceId"), "decision": spec.get("decision") or "Pending",
+            "device": spec.get("deviceId"), "decision": _decision(spec, status),
             "phase": status.get("phase") or "Pending", "approved_by": status.get("approvedBy"),
             "reason": status.get("reason") or (conflict[0].get("message") if conflict else ""),
             "labels": spec.get("labels") or {}, "key": spec.get("publicKey"),
@@ -177,6 +177,13 @@ def request_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:
                 "creationTimestamp"),
         })  # fmt: skip
     return sorted(rows, key=lambda r: str(r["device"]))
+
+
+def _decision(spec: dict[str, Any], status: dict[str, Any]) -> str:
+    """A person's decision; ``-`` when none was needed (a token approved it)."""
+    if spec.get("decision"):
+        return str(spec["decision"])
+    return "-" if str(status.get("approvedBy") or "").startswith("token ") else "Pending"
 
 
 def token_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:

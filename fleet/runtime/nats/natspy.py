@@ -71,6 +71,10 @@ class _Subscription(Subscription):
             logger.debug("unsubscribe from %s: %r", self._subject, exc)
 
 
+# What nats-server answers a client it will not let in (an -ERR on connect).
+_REFUSALS = ("authorization violation", "authentication expired", "authentication timeout")
+
+
 class NatsPyTransport(Transport):
     """One nats-py connection: :meth:`start` it, use it as a ``Transport``, :meth:`close` it."""
 
@@ -95,6 +99,7 @@ class NatsPyTransport(Transport):
             raise ValueError("a NATS connection needs at least one url")
         self._credentials_path = None if credentials is None else str(credentials)
         self._tls = None if tls_ca is None else ssl.create_default_context(cafile=str(tls_ca))
+        self._refusal: str | None = None  # why the server last refused to let it in
         self._inbox_prefix = inbox_prefix
         self._urls = list(urls)
         self._name = name
@@ -209,6 +214,7 @@ class NatsPyTransport(Transport):
 
     def _set_connected(self, up: bool) -> None:
         if up:
+            self._refusal = None
             self._connected.set()
         else:
             self._connected.clear()
@@ -245,8 +251,15 @@ class NatsPyTransport(Transport):
         self._set_connected(False)
 
     async def _error(self, exc: Exception) -> None:
-        if "permissions violation" in str(exc).lower():  # what the credentials do not allow
+        text = str(exc)
+        if "permissions violation" in text.lower():  # what the credentials do not allow
             logger.warning("NATS refused %s: %s", self._name, exc)
+            return
+        if any(word in text.lower() for word in _REFUSALS):  # who it is: not let in
+            if self._refusal != text:
+                logger.warning("NATS at %s refused to let %s in: %s (its credentials wrong, "
+                               "expired or revoked?)", self._urls, self._name, text)  # fmt: skip
+            self._refusal = text
             return
         logger.debug("NATS client error: %r", exc)
 
@@ -260,7 +273,10 @@ class NatsPyTransport(Transport):
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError as exc:
-            raise BusUnavailable(f"NATS at {self._urls} not reachable within {timeout}s") from exc
+            why = f": the server refused it ({self._refusal})" if self._refusal else ""
+            raise BusUnavailable(
+                f"NATS at {self._urls} not reachable within {timeout}s{why}"
+            ) from exc
 
     def add_reconnect_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._reconnect_listeners.append(listener)
