@@ -85,6 +85,8 @@ class FinalizerRequests:
         if not self.want(obj, present=present) or self._api is None or self._replies is None:
             return
         namespace, name = self._key
+        if not present:  # said before it is sent: the answer may never come back
+            logger.info("deployment %s/%s: entries deleted, releasing the finalizer", *self._key)
         self._replies.when_done(
             self._api.set_deployment_finalizer(namespace=namespace, name=name, present=present),
             on_result=lambda _ok: FinalizerDone(present=present, error=None),
@@ -101,7 +103,7 @@ class FinalizerRequests:
             self.failed()
             return True
         if not outcome.present:
-            logger.info("deployment %s/%s: entries deleted, finalizer released", *self._key)
+            logger.info("deployment %s/%s: finalizer released", *self._key)
         return False
 
     def want(self, obj: KubeObject | None, *, present: bool) -> bool:

@@ -25,7 +25,6 @@ from kmock._internal import enums
 from fleet.contracts import BUCKET_DESIRED_STATE, FINALIZER
 from fleet.devtools.kube_emulator import FleetKubeEmulator
 from fleet.runtime.nats.kv import KvEntry
-from tests.budgets import budget
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.nats import NatsServer
 
@@ -149,12 +148,11 @@ def test_finalizer_is_released_only_after_sync_and_every_entry_gone(
 
     with operator_process(nats_server.url, kube.url, second_log):
         eventually(lambda: kube.deployment("ns", "web") is None, timeout=60)
-        # the log line may trail the deletion on a loaded machine: 10 s was missed in CI
-        released = second_log.read_text
-        eventually(lambda: "finalizer released" in released(), timeout=budget(30))
     assert spy.releases == [0], f"released with entries left in the bucket: {spy.releases}"
     assert spy.web_entries() == 0
+    # Logged before the release is sent (its answer may time out on a loaded machine,
+    # and the Deployment is then gone before "finalizer released" could be said).
     text = second_log.read_text()
     synced_at = text.find("initial sync done")
-    released_at = text.find("finalizer released")
+    released_at = text.find("releasing the finalizer")
     assert 0 <= synced_at < released_at, text
