@@ -48,9 +48,12 @@ from fleet.contracts import (
 )
 from fleet.devtools.simprofile import SIMULATED_INVENTORY
 from fleet.devtools.simrollout import rollout_of
+from fleet.devtools.tls import make_local_ca
 from fleet.runtime.nats.bus import Bus
+from fleet.runtime.nats.identity import Authority
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import KvPublisher
+from fleet.runtime.nats.permissions import operator_permissions
 from fleet.runtime.nats.server import LocalNatsServer
 
 # FLEET_BENCH_OPERATOR="path/to/wrapper.py" runs the operator under a profiler wrapper.
@@ -91,8 +94,27 @@ class Result(TypedDict):
 async def run(args: argparse.Namespace) -> Result:
     n, d = args.devices, args.deployments
     store = tempfile.mkdtemp(prefix="bench-nats-")
-    nats = LocalNatsServer(store_dir=Path(store))
+    # --auth: JWT auth and TLS on nats-server, the operator on its own credential and TLS;
+    # the simulated devices share one connection (with the operator's permissions, which
+    # cover every device's keys), so that what is measured is the control plane's cost.
+    authority = Authority.create() if args.auth else None
+    ca = make_local_ca(Path(store) / "tls") if args.auth and not args.no_tls else None
+    nats = LocalNatsServer(
+        store_dir=Path(store) / "js",
+        auth=authority.server_auth() if authority is not None else None,
+        tls=ca.server if ca is not None else None,
+    )
     nats.start()
+    creds: list[str] = []
+    secure: dict[str, Any] = {}
+    if authority is not None:
+        path = authority.issue(operator_permissions(), expires_in=None).write(
+            Path(store) / "operator.creds"
+        )
+        tls = ["--nats-ca", str(ca.ca_cert)] if ca is not None else []
+        creds = ["--nats-credentials", str(path), *tls]
+        secure = {"credentials": path, "tls_ca": ca.ca_cert if ca is not None else None,
+                  "inbox_prefix": operator_permissions().inbox_prefix}  # fmt: skip
     assert nats._proc is not None  # its pid, for /proc figures
     nats_pid = nats._proc.pid
     emulator = subprocess.Popen(
@@ -102,7 +124,7 @@ async def run(args: argparse.Namespace) -> Result:
     assert emulator.stdout is not None
     port = int(emulator.stdout.readline().split()[1])
     kube_url = f"http://127.0.0.1:{port}"
-    bus = Bus(urls=[nats.url], name="bench-devices")
+    bus = Bus(urls=[nats.url], name="bench-devices", **secure)
     await bus.start()
     await bus.wait_connected(timeout=10)
     await bus.ensure_buckets()
@@ -124,7 +146,7 @@ async def run(args: argparse.Namespace) -> Result:
     operator = subprocess.Popen(
         [sys.executable, *OPERATOR, "--nats-url", nats.url,
          "--kube-url", kube_url, "--liveness-timeout", "600", "--log-level", args.log_level,
-         "--device-qps", str(args.device_qps)],
+         "--device-qps", str(args.device_qps), *creds],
         cwd=ROOT,
     )  # fmt: skip
     # Devices react to their desired entries like agents: report Running for each revision.
@@ -256,6 +278,11 @@ def main() -> int:
         help="report Pending, Pulling, Starting, Running (4 writes) per entry, as agents do",
     )
     parser.add_argument("--device-qps", type=float, default=50.0)
+    parser.add_argument(
+        "--auth", action="store_true",
+        help="JWT auth and TLS on nats-server and the operator's connection (issue 12)",
+    )  # fmt: skip
+    parser.add_argument("--no-tls", action="store_true", help="with --auth: no TLS")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to let it sync")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--log-level", default="WARNING", help="the operator's log level")

@@ -286,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if auth is None
         else EnrollmentSetup(
             authority=auth[0], auth_dir=args.auth_dir, system_credentials=auth[2],
+            enrollment_credentials=auth[3],
             nats_urls=tuple(args.nats_url), tls_ca=args.nats_ca,
             credential_ttl=args.device_credential_ttl, max_pending=args.max_pending_enrollments,
             pending_retry=args.pending_retry,
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     return supervisor.run_until_signal()
 
 
-def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path] | None:
+def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path, Path] | None:
     """The authority in ``--auth-dir`` (created if absent) with the operator's and the
     system user's credentials issued now; None without ``--auth-dir``."""
     from fleet.runtime.nats.authority_files import load_or_create, service_credentials
@@ -307,11 +308,11 @@ def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path] | None:
     if args.auth_dir is None:
         return None
     authority = load_or_create(args.auth_dir, keys=args.auth_keys)
-    operator, system = service_credentials(args.auth_dir, authority)
+    operator, system, enrollment = service_credentials(args.auth_dir, authority)
     if args.init_auth:
         for path in sorted(args.auth_dir.iterdir()):
             print(path)
-    return authority, operator, system
+    return authority, operator, system, enrollment
 
 
 def _rotate(args: argparse.Namespace) -> int:

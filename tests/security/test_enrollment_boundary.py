@@ -16,7 +16,11 @@ import pytest
 
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats import subjects
-from fleet.runtime.nats.permissions import bootstrap_permissions, operator_permissions
+from fleet.runtime.nats.permissions import (
+    bootstrap_permissions,
+    enrollment_permissions,
+    operator_permissions,
+)
 from tests.security.conftest import (
     DEVICE_A,
     DEVICE_B,
@@ -55,12 +59,18 @@ def test_the_bootstrap_lists_allow_asking_only() -> None:
         assert not any(matches(p, subject) for p in allowed.pub.allow), subject
 
 
-def test_the_operator_hears_requests_and_may_answer_each_once() -> None:
-    allowed = operator_permissions()
+def test_the_enrollment_desk_hears_requests_and_may_answer_each_once() -> None:
+    allowed = enrollment_permissions()
     assert subjects.ENROLL in allowed.sub.allow
     assert subjects.renew_all() in allowed.sub.allow
     assert allowed.responses == 1
-    assert not any(matches(p, "_INBOX_bootstrap.x.y") for p in allowed.pub.allow)
+    assert allowed.pub.allow == ()  # nothing but the answers
+    # the operator's main connection hears none and has no response permission
+    main = operator_permissions()
+    assert main.responses == 0
+    assert not any(matches(p, subjects.ENROLL) for p in main.sub.allow)
+    for who in (allowed, main):
+        assert not any(matches(p, "_INBOX_bootstrap.x.y") for p in who.pub.allow)
 
 
 def test_a_bootstrap_credential_can_only_ask(
@@ -105,7 +115,7 @@ def test_a_device_can_renew_itself_only(
     event_loop_thread.run(attack(), timeout=30)
 
 
-def test_the_operator_answers_a_request_once_and_nowhere_else(
+def test_the_enrollment_desk_answers_a_request_once_and_nowhere_else(
     secure_fleet: SecureFleet, event_loop_thread: EventLoopThread
 ) -> None:
     """The response permission: one answer to the asker's inbox, not a second one."""
@@ -113,8 +123,8 @@ def test_the_operator_answers_a_request_once_and_nowhere_else(
 
     async def run() -> None:
         operator = await Intruder.connect(
-            secure_fleet, secure_fleet.issue(operator_permissions()),
-            inbox_prefix=operator_permissions().inbox_prefix,
+            secure_fleet, secure_fleet.issue(enrollment_permissions()),
+            inbox_prefix=enrollment_permissions().inbox_prefix,
         )  # fmt: skip
         asker = await Intruder.connect(
             secure_fleet, asker_creds, inbox_prefix=subjects.BOOTSTRAP_INBOX_PREFIX

@@ -175,7 +175,7 @@ class Operator:
             self._watchers.append(watcher)
         if self._enrollment is not None:
             self.desk = start_enrollment(
-                setup=self._enrollment, supervisor=sup, transport=self._bus.transport, loop=loop,
+                setup=self._enrollment, supervisor=sup, loop=loop,
                 kube=self._kube, watch_timeout=config.watch_timeout,
                 read_timeout=config.watch_read_timeout, index=index,
             )  # fmt: skip

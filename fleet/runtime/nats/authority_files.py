@@ -18,7 +18,8 @@ the next renewal). ``fleet-operator --auth-dir DIR`` keeps here:
   configuration says where its resolver keeps accounts (the official NATS Helm chart's
   ``config.resolver``: deploy/nats/values.yaml);
 * ``bootstrap.creds`` (what devices hold before they are enrolled: it can only ask),
-  ``fleetctl.creds``, and, at each start, ``operator.creds`` and ``system.creds``.
+  ``fleetctl.creds``, and, at each start, ``operator.creds``, ``enrollment.creds`` (the
+  connection that answers enrollment) and ``system.creds``.
 
 The directory is created 0700. The keys may instead come from a directory of their own
 (``--auth-keys``: a mounted Kubernetes Secret, read-only): they are then read there, never
@@ -43,6 +44,7 @@ from fleet.runtime.nats.claims import new_seed
 from fleet.runtime.nats.identity import Authority, UserCredentials, write_credentials
 from fleet.runtime.nats.permissions import (
     bootstrap_permissions,
+    enrollment_permissions,
     fleetctl_permissions,
     operator_permissions,
 )
@@ -183,11 +185,12 @@ def save_revocations(directory: Path, revocations: Mapping[str, int]) -> None:
     _write_private(directory / REVOCATIONS, msgspec.json.encode(dict(sorted(revocations.items()))))
 
 
-def service_credentials(directory: Path, authority: Authority) -> tuple[Path, Path]:
-    """The operator's own ``.creds`` and the system user's, issued now (no expiry: they
-    are replaced at every start; rotate the keys to void old ones)."""
-    operator = directory / "operator.creds"
+def service_credentials(directory: Path, authority: Authority) -> tuple[Path, Path, Path]:
+    """The operator's own ``.creds``, its enrollment desk's and the system user's, issued
+    now (no expiry: they are replaced at every start; rotate the keys to void old ones)."""
+    operator, enrollment = directory / "operator.creds", directory / "enrollment.creds"
     authority.issue(operator_permissions(), expires_in=None).write(operator)
+    authority.issue(enrollment_permissions(), expires_in=None).write(enrollment)
     system: UserCredentials = authority.issue_system_user(name="fleet-system", expires_in=None)
     write_credentials(directory / "system.creds", jwt=system.jwt, seed=system.seed)
-    return operator, directory / "system.creds"
+    return operator, directory / "system.creds", enrollment

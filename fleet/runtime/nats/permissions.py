@@ -8,8 +8,9 @@ reads, its info, state and heartbeat puts, its own heartbeat (the duplicate-agen
 watch) and its inbox, and its renewal request. Every subject below carries the device's
 id, so no allowed subject names another device's key. A *bootstrap* credential (what a
 device holds before it is enrolled) may only ask to join and hear the answer. The
-operator may do everything in the fleet's account and answers enrollment and renewal
-requests; ``fleetctl`` reads.
+operator may do everything in the fleet's account; its enrollment desk, on a connection
+of its own, hears enrollment and renewal requests and answers each once; ``fleetctl``
+reads.
 
 Every subject is spelled by :mod:`fleet.runtime.nats.subjects` and every key comes from
 :mod:`fleet.contracts`; this module only chooses.
@@ -37,6 +38,7 @@ from fleet.runtime.nats import subjects
 from fleet.runtime.nats.buckets import BUCKETS
 
 OPERATOR = "operator"
+ENROLLMENT = "enrollment"
 FLEETCTL = "fleetctl"
 BOOTSTRAP = "bootstrap"
 #: How long after a request the operator may answer it (nats-server's response
@@ -128,13 +130,29 @@ def bootstrap_permissions() -> Permissions:
 def operator_permissions() -> Permissions:
     """The operator: every bucket operation and JetStream request in the fleet's account
     (it creates and bounds the buckets, writes desired state, forgets devices), flow
-    control answers for its watches, its own inboxes, and the enrollment and renewal
-    requests, each of which it may answer once (a response permission: it publishes to
-    no inbox it was not asked from)."""
+    control answers for its watches, and its own inboxes.
+
+    No response permission: nats-server would track one for every message delivered to
+    it with a reply subject (each watched entry), which at 100,000 devices x 3 cost the
+    server 7.5 CPU-seconds and 200 MB (docs/benchmarks.md); the requests it answers
+    come to :func:`enrollment_permissions`' connection."""
     inbox = subjects.inbox_prefix(OPERATOR, device=False)
     return Permissions(
         name=OPERATOR,
         pub=Permission(allow=(subjects.api_all(), subjects.kv_all(), subjects.flow_control_all())),
+        sub=Permission(allow=(subjects.inboxes(inbox),)),
+        inbox_prefix=inbox,
+    )
+
+
+def enrollment_permissions() -> Permissions:
+    """The operator's enrollment desk: it hears enrollment and renewal requests and may
+    answer each once (a response permission: it publishes to no inbox it was not asked
+    from), and nothing else."""
+    inbox = subjects.inbox_prefix(ENROLLMENT, device=False)
+    return Permissions(
+        name=ENROLLMENT,
+        pub=Permission(),
         sub=Permission(allow=(subjects.inboxes(inbox), subjects.ENROLL, subjects.renew_all())),
         inbox_prefix=inbox,
         responses=1,

@@ -129,7 +129,7 @@ class World:
 
     def start_operator(self, **setup: Any) -> Operator:
         authority = load_or_create(self.auth_dir)  # as a restarted operator reads it
-        operator_creds, system_creds = service_credentials(self.auth_dir, authority)
+        operator_creds, system_creds, desk_creds = service_credentials(self.auth_dir, authority)
         bus = Bus(
             urls=[self.server.url], name="operator", credentials=operator_creds,
             tls_ca=self.ca.ca_cert, inbox_prefix=operator_permissions().inbox_prefix,
@@ -148,6 +148,7 @@ class World:
                                   watch_read_timeout=3.0),
             enrollment=EnrollmentSetup(
                 authority=authority, auth_dir=self.auth_dir, system_credentials=system_creds,
+                enrollment_credentials=desk_creds,
                 nats_urls=(self.server.url,), tls_ca=self.ca.ca_cert, **setup,
             ),
         )  # fmt: skip

@@ -4,7 +4,10 @@ Why it exists: with ``--auth-dir`` the operator answers enrollment and renewal r
 and revokes keys (docs/security.md); :func:`start_enrollment` adds those parts to the
 operator's supervisor, in order: a system-account connection (account updates), the
 revocations rebuilt from Kubernetes and pushed (before any request is answered), the
-desk, the subscriptions on ``fleet.enroll`` and ``fleet.renew.*``, and the watches of
+desk, its own connection (the enrollment identity: it hears requests and answers each
+once; the operator's main connection has no response permission, which nats-server
+would pay for on every delivery) with the subscriptions on ``fleet.enroll`` and
+``fleet.renew.*``, and the watches of
 Device resources (a deletion revokes) and EnrollmentRequests (``decision: Revoked``).
 Without ``--auth-dir`` none of it runs, and the operator is what it always was.
 
@@ -33,6 +36,7 @@ from fleet.runtime.kube.watch import ResourceWatcher
 from fleet.runtime.nats import subjects
 from fleet.runtime.nats.identity import Authority
 from fleet.runtime.nats.natspy import NatsPyTransport
+from fleet.runtime.nats.permissions import enrollment_permissions
 from fleet.runtime.nats.signer import DeviceSigner
 from fleet.runtime.nats.transport import Message, Transport
 
@@ -52,6 +56,7 @@ class EnrollmentSetup:
     authority: Authority
     auth_dir: Path | None  # where revocations are kept
     system_credentials: Path  # a system-account user's .creds (pushes account updates)
+    enrollment_credentials: Path  # the desk's own .creds (hears requests, answers them)
     nats_urls: tuple[str, ...]
     tls_ca: Path | None = None
     credential_ttl: float = DAY
@@ -76,26 +81,35 @@ def start_enrollment(
     *,
     setup: EnrollmentSetup,
     supervisor: Supervisor,
-    transport: Transport,
     loop: EventLoopThread,
     kube: KubeClient,
     watch_timeout: int = 60,
     read_timeout: float = 75.0,
     index: pykka.ActorRef[Any] | None = None,
 ) -> pykka.ActorRef[Any]:
-    """Start it (see the module docstring) on ``transport`` (the operator's connection);
-    returns the desk."""
+    """Start it (see the module docstring); returns the desk."""
     system = NatsPyTransport(
         urls=setup.nats_urls, name="fleet-operator-system", credentials=setup.system_credentials,
         tls_ca=setup.tls_ca, inbox_prefix="_INBOX_system",
     )  # fmt: skip
+    transport = NatsPyTransport(
+        urls=setup.nats_urls, name="fleet-operator-enrollment",
+        credentials=setup.enrollment_credentials, tls_ca=setup.tls_ca,
+        inbox_prefix=enrollment_permissions().inbox_prefix,
+    )  # fmt: skip
 
     async def connect() -> None:
-        await system.start()
-        await system.wait_connected(timeout=30)
+        for connection in (system, transport):
+            await connection.start()
+            await connection.wait_connected(timeout=30)
 
-    loop.run(connect(), timeout=40)
-    supervisor.add_cleanup("system connection", lambda: loop.run(system.close(), timeout=10))
+    try:
+        loop.run(connect(), timeout=70)
+    finally:  # registered even if connecting failed: the supervisor's stop closes them
+        supervisor.add_cleanup("system connection", lambda: loop.run(system.close(), timeout=10))
+        supervisor.add_cleanup(
+            "enrollment connection", lambda: loop.run(transport.close(), timeout=10)
+        )
     store = KubeEnrollmentStore(kube)
     signer = DeviceSigner(authority=setup.authority, directory=setup.auth_dir, system=system,
                           loop=loop)  # fmt: skip
