@@ -24,7 +24,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from fleet.runtime.nats.server import free_port, nats_server_binary
 from tests.budgets import budget
 from tests.deploy.conftest import CHART, DEPLOY, NAMESPACE, RELEASE, by_kind_name
 from tests.deploy.helm import helm, render_chart
+from tests.e2e_identity.conftest import wait_for
 from tests.fixtures.kube import KubeCluster
 from tests.operator.enrollment.world import SimDevice
 
@@ -54,17 +54,6 @@ pytestmark = pytest.mark.timeout(180)
 
 SEEDS = ("operator.seed", "system.seed", "account.seed", "signing.seed")
 NATS_VALUES = yaml.safe_load((DEPLOY / "nats" / "values.yaml").read_text())
-
-
-def wait_for(check: Any, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + budget(timeout)
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {budget(timeout):g}s (last: {last!r})")
-        time.sleep(0.1)
 
 
 def fleet_nats_config(*, conf_dir: Path, ca: LocalCa, port: int, store: Path) -> Path:
