@@ -24,6 +24,7 @@ from fleet.actors.agent.app import AgentApp
 from fleet.actors.agent.config import AgentConfig, load_config
 from fleet.errors import ConfigError
 from fleet.runtime.actorkit import failfast
+from fleet.runtime.aiokit.loop import hush_tls_eof_warning
 
 logger = logging.getLogger("fleet.agent")
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    hush_tls_eof_warning()
     try:
         path = _config_path(argv)
         config = load_config(path)

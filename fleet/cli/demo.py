@@ -39,6 +39,7 @@ from fleet.cli.fleetctl.connect import Buckets
 from fleet.devtools.demo_manifests import demo_deployments
 from fleet.devtools.local_fleet import DEVICES, DemoDevice, LocalFleet, _port
 from fleet.errors import ConfigError
+from fleet.runtime.aiokit.loop import hush_tls_eof_warning
 from fleet.runtime.kube.client import ENROLLMENT_REQUESTS, KubeClient
 
 logger = logging.getLogger("fleet.demo")
@@ -202,8 +203,7 @@ def _say(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # asyncio says this of nats-py's protocol on every TLS connection it closes: harmless
-    logging.getLogger("asyncio").addFilter(lambda r: "eof_received" not in r.getMessage())
+    hush_tls_eof_warning()
     if args.no_auth:
         logger.warning(
             "--no-auth: NATS runs WITHOUT authentication and WITHOUT TLS, and devices join "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleet.errors import ConfigError
+from fleet.runtime.aiokit.loop import hush_tls_eof_warning
 
 if TYPE_CHECKING:
     from fleet.runtime.nats.identity import Authority
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    hush_tls_eof_warning()
     import uvloop
 
     # The loop thread gives up the GIL at every poll and then waits for it up to the

@@ -182,3 +182,14 @@ def tell_when_done(
             logger.debug("reply to dead actor %s dropped", ref)
 
     future.add_done_callback(done)
+
+
+def _not_tls_eof(record: logging.LogRecord) -> bool:
+    return "eof_received" not in record.getMessage()
+
+
+def hush_tls_eof_warning() -> None:
+    """Drop asyncio's (and uvloop's) "returning true from eof_received() has no effect
+    when using ssl": said each time a TLS connection of nats-py's ends, harmless (nats-py
+    reconnects or closes either way), and it drowned the warnings that matter."""
+    logging.getLogger("asyncio").addFilter(_not_tls_eof)

@@ -1,9 +1,11 @@
-"""``cancel_and_wait``: a stopped task ends even when it swallowed a cancellation."""
+"""Stopping and quieting the loop's tasks: `cancel_and_wait` ends a task that swallowed a
+cancellation; the TLS end-of-file warning is hushed, nothing else."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
@@ -42,3 +44,14 @@ def test_ended_failed_and_absent_tasks_are_fine() -> None:
         assert isinstance(failed.exception(), RuntimeError)
 
     asyncio.run(run())
+
+
+def test_the_tls_eof_warning_is_hushed_and_nothing_else(caplog: pytest.LogCaptureFixture) -> None:
+    from fleet.runtime.aiokit.loop import hush_tls_eof_warning
+
+    hush_tls_eof_warning()
+    noisy = logging.getLogger("asyncio")
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        noisy.warning("returning true from eof_received() has no effect when using ssl")
+        noisy.warning("Task was destroyed but it is pending!")
+    assert [r.getMessage() for r in caplog.records] == ["Task was destroyed but it is pending!"]
