@@ -291,6 +291,9 @@ class FleetIndex(SupervisedActor):
         if self.synced or not self._required <= self._synced_sources:
             return
         self.synced = True
+        # said before any actor hears of it: what they do next comes after, in the log too
+        logger.info("initial sync done: %d deployments, %d devices",
+                    len(self._ownership), len(self._targeting))  # fmt: skip
         for record in self._ownership.owners():
             self._activate(record)
         for ref in self._refs.values():
@@ -299,8 +302,6 @@ class FleetIndex(SupervisedActor):
             if self._ownership.owner(name) is None:
                 self._unclaimed.delete_orphans(name)
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
-        logger.info("initial sync done: %d deployments, %d devices",
-                    len(self._ownership), len(self._targeting))  # fmt: skip
 
     def _on_query(self, _msg: Query) -> dict[str, Any]:
         return {
