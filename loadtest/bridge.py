@@ -63,6 +63,7 @@ class AsyncioBridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hub_loop: Any = None
         self._stopped: AsyncResult | None = None
+        self._keepalive: Any = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -79,6 +80,12 @@ class AsyncioBridge:
         if self._loop is not None:
             raise RuntimeError(f"bridge {self._name!r} already started")
         self._hub_loop = gevent.get_hub().loop
+        # A live watcher for as long as the loop thread runs: outcomes come back through
+        # run_callback_threadsafe, which gevent does not count as something to wait for,
+        # so a greenlet alone waiting for one could get LoopExit ("would block forever",
+        # seen under load; gevent #2124).
+        self._keepalive = self._hub_loop.async_()
+        self._keepalive.start(_nothing)
         ready: AsyncResult = AsyncResult()
         stopped: AsyncResult = AsyncResult()
         self._stopped = stopped
@@ -106,7 +113,13 @@ class AsyncioBridge:
             self.call(_cancel_all, timeout=timeout)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._stopped.get(timeout=timeout)
+            try:
+                self._stopped.get(timeout=timeout)
+            finally:
+                if self._keepalive is not None:
+                    self._keepalive.stop()
+                    self._keepalive.close()
+                    self._keepalive = None
 
     # -- greenlet -> loop -------------------------------------------------------------
 
@@ -150,6 +163,10 @@ class AsyncioBridge:
     def to_gevent(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn(*args)`` on the gevent hub's thread (callable from the loop thread)."""
         self._hub_loop.run_callback_threadsafe(fn, *args)
+
+
+def _nothing() -> None:
+    """The keep-alive watcher's callback: it is never sent."""
 
 
 async def _cancel_all() -> None:

@@ -52,3 +52,33 @@ def test_errors_reach_the_waiting_greenlet_and_callbacks_run_on_the_hub(
     assert out["error"] == "boom from the loop"
     assert out["to_gevent_thread"] == out["main"]
     assert out["running_after_stop"] is False
+
+
+LONE_WAITER = """
+import asyncio
+from gevent import monkey
+monkey.patch_all()
+from loadtest.bridge import AsyncioBridge
+
+async def slow():
+    await asyncio.sleep(0.3)  # the outcome comes back while nothing else runs on the hub
+    return 42
+
+bridge = AsyncioBridge(name="lone")
+bridge.start()
+try:
+    print(bridge.submit(slow).get(), bridge.call(slow, timeout=5))
+finally:
+    bridge.stop()
+"""
+
+
+def test_a_lone_greenlet_waits_for_a_slow_outcome_instead_of_loop_exit() -> None:
+    """Without a live watcher on the hub, gevent raised LoopExit ("would block forever")
+    for a greenlet alone waiting on an outcome sent back with run_callback_threadsafe."""
+    done = subprocess.run(
+        [sys.executable, "-c", LONE_WAITER], capture_output=True, text=True, timeout=60,
+        cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["42", "42"]
