@@ -108,3 +108,29 @@ def test_device_revoke_marks_the_decision_and_deletes_the_device(
     assert result.code == 0, result
     assert get(kube, "enrollmentrequests", "d3")["spec"]["decision"] == "Revoked"
     assert "d3" not in kube.devices()
+
+
+def test_device_label_changes_the_approved_labels_and_only_those(
+    ctl: Callable[..., Result], kube: KubeCluster
+) -> None:
+    kube.custom.create_cluster_custom_object(
+        GROUP, VERSION, "devices",
+        {"apiVersion": API_VERSION, "kind": "Device", "metadata": {"name": "d5"},
+         "spec": {"deviceId": "d5", "publicKey": "U" + "A" * 55,
+                  "labels": {"site": "paris", "tier": "edge"}}},
+    )  # fmt: skip
+    result = ctl("device", "label", "d5", "site=rome", "tier-", "zone=a")
+    assert result.code == 0, result.err
+    assert "site=rome" in result.out
+    spec = get(kube, "devices", "d5")["spec"]
+    assert spec["labels"] == {"site": "rome", "zone": "a"}
+    assert spec["publicKey"] == "U" + "A" * 55  # nothing else touched
+
+    bad = ctl("device", "label", "d5", "-bad key-=x")
+    assert bad.code == 2
+    assert "-bad key-" in bad.err
+    assert get(kube, "devices", "d5")["spec"]["labels"] == {"site": "rome", "zone": "a"}
+
+    missing = ctl("device", "label", "ghost", "site=x")
+    assert missing.code == 1
+    assert "not found" in missing.err

@@ -1,5 +1,5 @@
-"""``fleetctl enroll``, ``fleetctl token`` and ``fleetctl device revoke``: a person's part
-in enrollment (docs/security.md).
+"""``fleetctl enroll``, ``fleetctl token`` and ``fleetctl device revoke|label``: a person's
+part in enrollment (docs/security.md).
 
 Why it exists: a device that asks to join shows up as an ``EnrollmentRequest``; a person
 approves or denies it here (``spec.decision``; the operator answers the device at its
@@ -7,6 +7,8 @@ next ask), or creates a ``BootstrapToken`` that approves devices by itself. ``to
 create`` prints ``<id>.<secret>`` once: only the secret's SHA-256 is stored.
 ``device revoke`` sets ``decision: Revoked`` (kept, so a revocation is never lost) and
 deletes the Device resource: the operator revokes the key within seconds.
+``device label`` changes the Device's ``spec.labels``: the approved labels the operator
+targets an enrolled device by.
 
 What it must never do: print or store a token's secret anywhere but the one line
 ``token create`` prints, or write a bucket.
@@ -61,10 +63,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("--label", action="append", default=[], metavar="K=V",
                    help="a label a device may ask for; repeatable (none: no labels)")  # fmt: skip
     actions.add_parser("list", parents=[common], help="tokens: expiry, uses left, labels")
-    p = sub.add_parser("device", parents=[common], help="one device: revoke")
+    p = sub.add_parser("device", parents=[common], help="one device: revoke, label")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = actions.add_parser("revoke", parents=[common], help="revoke a device's credential")
     a.add_argument("device", metavar="DEVICE", help="the device id")
+    a = actions.add_parser(
+        "label", parents=[common],
+        help="change the labels an enrolled device is targeted by (its Device's spec.labels)",
+    )  # fmt: skip
+    a.add_argument("device", metavar="DEVICE", help="the device id")
+    a.add_argument("changes", nargs="+", metavar="K=V|K-", help="set K to V, or remove K")
 
 
 # -- the commands (Ctl delegates) ---------------------------------------------------
@@ -99,8 +107,12 @@ def token(kube: KubeClient, a: argparse.Namespace, say: Callable[[str], None]) -
 
 
 def device(kube: KubeClient, a: argparse.Namespace, say: Callable[[str], None]) -> int:
-    """``fleetctl device revoke``."""
+    """``fleetctl device revoke|label``."""
     with kube_errors(kube):
+        if a.action == "label":
+            labels = relabel(kube, a.device, a.changes)
+            say(f"device {a.device} is targeted by {render.labels(labels) or '(no labels)'}")
+            return 0
         revoke(kube, a.device)
     say(f"device {a.device} revoked (its connections close within seconds)")
     return 0
@@ -161,6 +173,31 @@ def revoke(client: KubeClient, device: str) -> None:
     """``decision: Revoked``, then the Device resource deleted: the operator revokes."""
     decide(client, device, "Revoked")
     client.delete(DEVICES, namespace=None, name=device_resource_name(device))
+
+
+def relabel(client: KubeClient, device: str, changes: list[str]) -> dict[str, str]:
+    """Apply ``K=V`` and ``K-`` to the Device's ``spec.labels`` (the approved labels the
+    operator targets it by); the labels it has now. A bad change is a ``ConfigError`` and
+    nothing is written; ``KubeNotFound`` if there is no such Device."""
+    name = device_resource_name(device)
+    spec = client.get(DEVICES, namespace=None, name=name).get("spec") or {}
+    current = spec.get("labels")
+    labels = dict(current) if isinstance(current, dict) else {}
+    removed = []
+    for change in changes:
+        if change.endswith("-") and "=" not in change:
+            removed.append(change[:-1])
+            labels.pop(change[:-1], None)
+        else:
+            labels.update(parse_labels([change]))
+    try:
+        check_labels(labels)
+    except ValueError as exc:
+        raise ConfigError(f"the labels would be invalid: {exc}") from exc
+    patch: dict[str, str | None] = {k: None for k in removed if k not in labels}
+    patch.update(labels)
+    client.patch(DEVICES, namespace=None, name=name, body={"spec": {"labels": patch}})
+    return labels
 
 
 def request_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """``fleetctl``: devices, deployments, status, apply, delete; enrollment (``enroll``,
-``token``, ``device revoke``); tables or JSON; ``--watch``.
+``token``, ``device revoke|label``); tables or JSON; ``--watch``.
 
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
 usage, a bad manifest or no Kubernetes configuration; 3 NATS or the Kubernetes API could
