@@ -42,6 +42,10 @@ class BusUnavailable(TemporaryError):
     """NATS is unreachable, or a request to it timed out."""
 
 
+class BusRefused(BusUnavailable):
+    """NATS answers but will not let these credentials in (wrong, expired, revoked)."""
+
+
 class RevisionMismatch(TemporaryError):
     """A compare-and-swap write lost: the key's revision was not the one expected."""
 

@@ -21,9 +21,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import kubernetes
 import nats
 import nats.errors
 import pytest
@@ -45,7 +44,7 @@ from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.permissions import device_permissions, fleetctl_permissions
 from fleet.runtime.nats.server import LocalNatsServer
 from tests.budgets import budget
-from tests.fixtures.kube import GROUP, VERSION, KubeCluster
+from tests.fixtures.kube import KubeCluster
 from tests.fixtures.podman import PodmanEnv
 from tests.operator.enrollment.world import SimDevice
 
@@ -220,17 +219,7 @@ class IdentityWorld:
     # -- what people see ----------------------------------------------------------------
 
     def cluster_object(self, plural: str, name: str) -> dict[str, Any] | None:
-        try:
-            # the client types a custom object as ``object``: it is the JSON dict
-            obj = cast(
-                "dict[str, Any]",
-                self.kube.custom.get_cluster_custom_object(GROUP, VERSION, plural, name),
-            )
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj
+        return self.kube.cluster_object(plural, name)
 
     def enrollment_request(self, device: str) -> dict[str, Any]:
         return self.cluster_object("enrollmentrequests", device) or {}

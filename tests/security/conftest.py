@@ -41,6 +41,7 @@ from fleet.runtime.nats.permissions import (
 )
 from fleet.runtime.nats.server import LocalNatsServer
 from tests.budgets import budget
+from tests.fixtures.nats import create_buckets
 
 DEVICE_A = DeviceId("dev-a")
 DEVICE_B = DeviceId("dev-a_b")  # starts with A's id on purpose
@@ -109,18 +110,10 @@ def _set_up(fleet: SecureFleet) -> SecureFleet:
         fleet.creds["operator"], operator_permissions(), name="operator", create_buckets=True
     )
 
-    async def create_buckets() -> None:
-        await operator.start()
-        try:
-            await operator.wait_connected(timeout=10)
-            await operator.ensure_buckets(enforce_limits=True)
-        finally:
-            await operator.close()
-
     loop = EventLoopThread(name="secure-setup", loop_factory=uvloop.new_event_loop)
     loop.start()
     try:
-        loop.run(create_buckets(), timeout=30)
+        loop.run(create_buckets(operator), timeout=30)
     finally:
         loop.stop()
     return fleet

@@ -57,7 +57,8 @@ class LabelApprovals:
         self._warned: dict[DeviceId, Labels | str] = {}
 
     def targeted_by(self, device: DeviceId) -> Labels | None:
-        """The labels ``device`` is targeted by; None: it is not targeted."""
+        """The labels ``device`` is targeted by; None: it is not targeted. Enforced only:
+        otherwise :meth:`report` answers alone and nothing is kept."""
         reported = self._reported.get(device)
         if reported is None or not self.enforced:
             return reported
@@ -80,6 +81,8 @@ class LabelApprovals:
     def report(self, device: DeviceId, labels: Labels | None) -> Labels | None:
         """The device's own labels (None: its info is gone, or it was forgotten); the
         labels it is now targeted by."""
+        if not self.enforced:  # they are the targeting labels: nothing to keep here
+            return labels
         if labels is None:
             self._reported.pop(device, None)
             self._warned.pop(device, None)

@@ -21,7 +21,7 @@ from fleet.contracts import (
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
 )
-from fleet.errors import BusUnavailable, FleetError
+from fleet.errors import BusRefused, BusUnavailable, FleetError
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.kube.client import KubeClient, KubeNotFound, KubeUnavailable
 from fleet.runtime.kube.config import make_api_client
@@ -70,11 +70,10 @@ class Buckets:
             loop.run(bus.wait_connected(timeout=self.timeout), timeout=self.timeout + 5)
         except (BusUnavailable, TimeoutError) as exc:
             self.close()
-            refused = "refused" in str(exc)
             raise Unreachable(
                 f"NATS at {', '.join(self.urls)} refused fleetctl's credentials: {exc} "
                 "(check --nats-credentials or $FLEET_NATS_CREDENTIALS)"
-                if refused
+                if isinstance(exc, BusRefused)
                 else f"cannot reach NATS at {', '.join(self.urls)} within {self.timeout:g} s "
                 "(set --nats-url or $FLEET_NATS_URL)"
             ) from exc

@@ -33,7 +33,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 from nats.nuid import NUID
 
-from fleet.errors import BusUnavailable, FleetError
+from fleet.errors import BusRefused, BusUnavailable, FleetError
 from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats.errors import UNAVAILABLE, translate
 from fleet.runtime.nats.transport import Message, MessageHandler, Subscription, Transport
@@ -273,10 +273,11 @@ class NatsPyTransport(Transport):
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError as exc:
-            why = f": the server refused it ({self._refusal})" if self._refusal else ""
-            raise BusUnavailable(
-                f"NATS at {self._urls} not reachable within {timeout}s{why}"
-            ) from exc
+            if self._refusal:
+                raise BusRefused(
+                    f"NATS at {self._urls} refused to let {self._name} in: {self._refusal}"
+                ) from exc
+            raise BusUnavailable(f"NATS at {self._urls} not reachable within {timeout}s") from exc
 
     def add_reconnect_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._reconnect_listeners.append(listener)

@@ -66,6 +66,7 @@ from fleet.runtime.nats.permissions import (
 )
 from fleet.runtime.nats.server import LocalNatsServer
 from tests.agent.conftest import wait_for
+from tests.fixtures.nats import create_buckets
 
 __all__ = ["wait_for"]  # the agent tests' own, re-exported to the tests here
 
@@ -173,15 +174,7 @@ def enroll_fleet(
         )  # fmt: skip
         operator = fleet.operator_bus()
 
-        async def create_buckets() -> None:
-            await operator.start()
-            try:
-                await operator.wait_connected(timeout=10)
-                await operator.ensure_buckets(enforce_limits=True)
-            finally:
-                await operator.close()
-
-        event_loop_thread.run(create_buckets(), timeout=30)
+        event_loop_thread.run(create_buckets(operator), timeout=30)
         yield fleet
     finally:
         server.stop()

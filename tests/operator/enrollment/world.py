@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import kubernetes
 import nats
 import nats.errors
 from nats.aio.client import Client
@@ -219,15 +218,7 @@ class World:
     # -- Kubernetes ---------------------------------------------------------------------
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                "dict[str, Any]",
-                self.kube.custom.get_cluster_custom_object(GROUP, VERSION, plural, name),
-            )
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.kube.cluster_object(plural, name)
 
     def request(self, name: str) -> dict[str, Any]:
         obj = self.get("enrollmentrequests", name)
