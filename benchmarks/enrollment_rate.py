@@ -33,12 +33,12 @@ from fleet.cli.fleetctl.enrolling import create_token
 from fleet.contracts import (
     DeviceId,
     EnrollmentRequest,
-    Inventory,
     decode_enrollment_reply,
     encode_enrollment,
     signed_bytes,
 )
 from fleet.devtools.kube_emulator import KubeEmulator
+from fleet.devtools.simprofile import SIMULATED_INVENTORY
 from fleet.devtools.tls import make_local_ca
 from fleet.runtime.kube.client import KubeClient
 from fleet.runtime.kube.config import make_api_client
@@ -47,10 +47,7 @@ from fleet.runtime.nats.authority_files import load_or_create
 from fleet.runtime.nats.claims import new_seed, public_key, sign
 from fleet.runtime.nats.server import LocalNatsServer
 
-INVENTORY = Inventory(
-    hostname="bench", arch="x86_64", os="linux", kernel="6.1", cpus=2, memory_bytes=1 << 30,
-    runtime_name="podman", runtime_version="5.0",
-)  # fmt: skip
+INVENTORY = SIMULATED_INVENTORY  # the simulated devices' own (fleet.devtools.simprofile)
 
 
 def cpu_of(pid: int) -> float:

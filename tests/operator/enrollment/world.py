@@ -36,7 +36,7 @@ from fleet.contracts import (
     encode_enrollment,
     signed_bytes,
 )
-from fleet.contracts.info import Inventory
+from fleet.devtools.simprofile import SIMULATED_INVENTORY
 from fleet.devtools.tls import LocalCa
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.kube.client import KubeClient
@@ -50,10 +50,7 @@ from fleet.runtime.nats.permissions import device_permissions, operator_permissi
 from fleet.runtime.nats.server import LocalNatsServer
 from tests.fixtures.kube import GROUP, VERSION, KubeCluster
 
-INVENTORY = Inventory(
-    hostname="h", arch="x86_64", os="linux", kernel="6.1", cpus=2, memory_bytes=1 << 30,
-    runtime_name="podman", runtime_version="5.0",
-)  # fmt: skip
+INVENTORY = SIMULATED_INVENTORY  # the simulated devices' own (fleet.devtools.simprofile)
 
 
 def now() -> datetime.datetime:
