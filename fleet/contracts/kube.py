@@ -36,3 +36,18 @@ SINGULAR_BOOTSTRAP_TOKEN: Final = "bootstraptoken"
 PLURAL_BOOTSTRAP_TOKENS: Final = "bootstraptokens"
 SHORT_NAME_BOOTSTRAP_TOKEN: Final = "fleettoken"
 CRD_NAME_BOOTSTRAP_TOKEN: Final = f"{PLURAL_BOOTSTRAP_TOKENS}.{CRD_GROUP}"
+
+KIND_DEPLOYMENT_REVISION: Final = "DeploymentRevision"
+SINGULAR_DEPLOYMENT_REVISION: Final = "deploymentrevision"
+PLURAL_DEPLOYMENT_REVISIONS: Final = "deploymentrevisions"
+SHORT_NAME_DEPLOYMENT_REVISION: Final = "fleetrev"
+CRD_NAME_DEPLOYMENT_REVISION: Final = f"{PLURAL_DEPLOYMENT_REVISIONS}.{CRD_GROUP}"
+LABEL_REVISION_OF: Final = "fleet.nationtech.io/deployment"
+"""On a DeploymentRevision: the name of the Deployment resource it is a revision of."""
+
+ANNOTATION_ROLLOUT_PAUSED: Final = "fleet.nationtech.io/rollout-paused"
+"""On a Deployment, ``"true"``: its rollout admits and advances nothing (``fleetctl rollout
+pause``); removed, it goes on (``resume``)."""
+ANNOTATION_ROLLOUT_APPROVED: Final = "fleet.nationtech.io/rollout-approved"
+"""On a Deployment, ``"<revision>/<batch>"``: a person let batch ``<batch>`` (counted from
+1) of revision ``<revision>`` start (``fleetctl rollout approve``)."""

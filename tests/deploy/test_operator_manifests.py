@@ -35,6 +35,7 @@ KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 EXPECTED = {
     ("Namespace", NAMESPACE),
     ("CustomResourceDefinition", "deployments.fleet.nationtech.io"),
+    ("CustomResourceDefinition", "deploymentrevisions.fleet.nationtech.io"),
     ("CustomResourceDefinition", "devices.fleet.nationtech.io"),
     ("CustomResourceDefinition", "enrollmentrequests.fleet.nationtech.io"),
     ("CustomResourceDefinition", "bootstraptokens.fleet.nationtech.io"),

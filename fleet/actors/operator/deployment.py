@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +40,7 @@ from .desired import DesiredBook
 from .finalizer import FinalizerRequests, is_deleting, may_release, needs_finalizer
 from .ports import DeploymentApiPort, KvWriterPort, TellReplies
 from .registrations import Registrations
+from .revisions import RevisionKeeper
 from .spec import DeploymentSpec
 from .status import Aggregate, deployment_status
 from .throttle import StatusPatches
@@ -93,6 +95,10 @@ class DeploymentActor(SupervisedActor):
             delay=status_delay, interval=status_interval,
         )  # fmt: skip
         self._retry_armed = False
+        self._revisions = RevisionKeeper(
+            key, api=api, replies=self._replies, timers=timers, owner=self.actor_ref,
+            retry_delay=retry_delay,
+        )  # fmt: skip
 
     def on_receive(self, message: Any) -> Any:
         if self._retired:
@@ -115,9 +121,12 @@ class DeploymentActor(SupervisedActor):
         self._obj, self._spec, self._error = msg.obj, msg.spec, msg.error
         self._name = msg.spec.name if msg.spec is not None else msg.name
         self._conflict_with = msg.conflict_with
+        touched = self._revisions.spec(msg.obj, msg.spec)
         if msg.spec is not None and msg.spec.desired != old:
-            self._book.touch(self._targets)
-            self._expect(self._targets.registered(self._targets))
+            touched = list(self._targets)
+        self._touch(touched)
+        if self._revisions.engine is not None and self._active:
+            self._step()  # the pause and approval annotations may have changed
         if is_deleting(msg.obj):
             self._book.touch_all()
         elif needs_finalizer(msg.obj):
@@ -134,7 +143,9 @@ class DeploymentActor(SupervisedActor):
             self._book.observe(entry)
         self._book.touch_all()
         self._agg.clear()
+        self._revisions.targets(msg.labels)
         self._add(msg.targets, first=True)
+        self._step()
         self._reconcile()  # the writes first, then the device actors
         self._register_idle()
 
@@ -152,15 +163,22 @@ class DeploymentActor(SupervisedActor):
         self._read(self._book.suspect(reported))
 
     def _on_targets(self, msg: m.TargetChanges) -> None:
+        self._revisions.targets(msg.labels, removed=msg.removed)
         self._add(msg.added, first=False)
         self._remove(msg.removed)
+        self._book.touch(msg.relabelled)
+        self._step()
         self._reconcile()
         self._register_idle()
 
     def _on_retarget(self, msg: m.Retarget) -> None:
         new = dict(msg.targets)
-        self._remove([d for d in self._targets if d not in new])
+        gone = [d for d in self._targets if d not in new]
+        self._revisions.targets(msg.labels, removed=gone)
+        self._remove(gone)
         self._add(msg.targets, first=False)
+        self._book.touch(new)
+        self._step()
         self._reconcile()
         self._register_idle()
 
@@ -195,14 +213,58 @@ class DeploymentActor(SupervisedActor):
 
     def _expect(self, devices: Iterable[DeviceId]) -> None:
         name, desired, current = self._name, self._desired, self._book.current
-        if name is not None:
-            self._targets.expect(devices, deployment=name, reply=self._classes,
-                                 revision=lambda device: current(device, desired))  # fmt: skip
+        if name is None:
+            return
+        want, value = self._revisions.want, self._book.value
+        if want is None:
+            revision = lambda device: current(device, desired)  # noqa: E731
+        else:
+            revision = lambda device: current(device, want(device, value(device)))  # noqa: E731
+        self._targets.expect(devices, deployment=name, reply=self._classes, revision=revision)
+
+    def _touch(self, devices: list[DeviceId]) -> None:
+        """Their desired value may have changed: plan them again, and tell their device
+        actors what to expect."""
+        if devices:
+            self._book.touch(devices)
+            self._expect(self._targets.registered(devices))
+
+    def _step(self) -> None:
+        """Let the rollout (if any) admit, advance, halt or complete."""
+        engine = self._revisions.engine
+        new = engine.new if engine is not None else b""
+        holds = self._book.holds
+        self._touch(self._revisions.step(
+            class_of=self._agg.get, updated=lambda device: holds(device, new),
+            now=time.monotonic(),
+        ))  # fmt: skip
 
     def _on_classes(self, _msg: m.ClassesQueued) -> None:
         reported = self._targets.answers(self._classes.take(), self._agg)
         if reported:
             self._read(self._book.suspect(reported))
+        if self._revisions.engine is not None:
+            self._step()
+            self._reconcile()
+
+    def _on_revisions(self, msg: m.RevisionsLoaded) -> None:
+        self._touch(self._revisions.loaded(msg))
+        self._step()
+        self._reconcile()
+
+    def _on_revision_created(self, msg: m.RevisionCreated) -> None:
+        self._touch(self._revisions.created(msg))
+        self._step()
+        self._reconcile()
+
+    def _on_outcome(self, msg: m.OutcomeRecorded) -> None:
+        self._touch(self._revisions.recorded(msg))
+        self._step()
+        self._reconcile()
+
+    def _on_rollout_tick(self, _msg: m.RolloutTick) -> None:
+        self._step()
+        self._reconcile()
 
     def _reconcile(self) -> None:
         obj = self._obj
@@ -215,12 +277,19 @@ class DeploymentActor(SupervisedActor):
         name = self._name
         if (self._spec is None and not deleting) or name is None:
             return  # invalid spec: frozen, nothing written or deleted
-        desired = self._desired or b""
-        plan = self._book.plan(targets=self._targets.targets, desired=desired, deleting=deleting)
-        if plan.puts:
-            self._writes.put(name, plan.puts, desired)
-        if plan.deletes:
-            self._writes.delete(name, plan.deletes)
+        desired, want, targets = self._desired or b"", self._revisions.want, self._targets.targets
+        if want is not None and not deleting:
+            each = self._book.plan_each(targets=targets, want=want)
+            for value, devices in each.puts.items():
+                self._writes.put(name, devices, value)
+            deletes = each.deletes
+        else:
+            plan = self._book.plan(targets=targets, desired=desired, deleting=deleting)
+            if plan.puts:
+                self._writes.put(name, plan.puts, desired)
+            deletes = plan.deletes
+        if deletes:
+            self._writes.delete(name, deletes)
         book = self._book
         if may_release(obj, synced=True, owner=True, entries=len(book), writing=book.writing):
             self._finalizer.request(self._obj, present=False)
@@ -236,6 +305,8 @@ class DeploymentActor(SupervisedActor):
         self._expect(d for d, _, _ in msg.puts)  # written (or failed: then with none yet)
         done = [d for d, _, _ in msg.puts] + [d for d, _ in msg.deletes]
         self._read(self._book.settled(done))  # reports that came meanwhile
+        if self._revisions.engine is not None:
+            self._step()
         self._reconcile()
 
     def _read(self, devices: list[DeviceId]) -> None:
@@ -275,14 +346,28 @@ class DeploymentActor(SupervisedActor):
         obj = self._obj
         if obj is None:
             return
+        engine = self._revisions.engine
+        new = engine.new if engine is not None else b""
+        holds = self._book.holds
+        rollout = self._revisions.status(
+            class_of=self._agg.get, updated=lambda device: holds(device, new)
+        )
         self._status.flush(
             lambda previous: deployment_status(
                 generation=obj.generation, aggregate=self._agg, error=self._error,
                 conflict_with=self._conflict_with, name=obj.name, active=self._active,
                 deleting=is_deleting(obj), entries=len(self._book), writing=self._book.writing,
-                previous=previous,
+                previous=previous, rollout=rollout,
+                previous_progressing=self._previous_condition("Progressing"),
             )
         )  # fmt: skip
+
+    def _previous_condition(self, kind: str) -> dict[str, Any] | None:
+        last = self._status.throttle.last
+        for condition in last.get("conditions", ()) if last is not None else ():
+            if condition.get("type") == kind:
+                return dict(condition)
+        return None
 
     def _on_patch_done(self, msg: m.PatchDone) -> None:
         retry = not is_deleting(self._obj) or len(self._book) > 0
@@ -305,5 +390,9 @@ _HANDLERS: dict[type, Any] = {
     m.Retry: DeploymentActor._on_retry,
     m.FinalizerDone: DeploymentActor._on_finalizer_done,
     m.Flush: DeploymentActor._on_flush,
+    m.RevisionsLoaded: DeploymentActor._on_revisions,
+    m.RevisionCreated: DeploymentActor._on_revision_created,
+    m.OutcomeRecorded: DeploymentActor._on_outcome,
+    m.RolloutTick: DeploymentActor._on_rollout_tick,
     m.PatchDone: DeploymentActor._on_patch_done,
 }

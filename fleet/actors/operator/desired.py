@@ -21,7 +21,7 @@ forget an entry it has not seen deleted, or let an older revision replace a newe
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import NamedTuple
 
 from fleet.contracts import DeploymentName, DeviceId
@@ -31,8 +31,20 @@ from .messages import DesiredEntry
 logger = logging.getLogger(__name__)
 
 
+Want = Callable[[DeviceId, bytes | None], bytes | None]
+"""A device's desired value given the entry it has (None: it should have no entry): a
+rollout's rule (:meth:`fleet.actors.operator.rollout.Rollout.want`)."""
+
+
 class Plan(NamedTuple):
     puts: list[DeviceId]
+    deletes: list[DeviceId]
+
+
+class PlanEach(NamedTuple):
+    """A :class:`Plan` whose puts differ by device: grouped by value."""
+
+    puts: dict[bytes, list[DeviceId]]
     deletes: list[DeviceId]
 
 
@@ -67,6 +79,16 @@ class DesiredBook:
         entry = self._entries.get(device)
         return entry[0] if entry is not None and entry[1] == desired else None
 
+    def value(self, device: DeviceId) -> bytes | None:
+        """The value of ``device``'s entry (None: it has none)."""
+        entry = self._entries.get(device)
+        return entry[1] if entry is not None else None
+
+    def holds(self, device: DeviceId, value: bytes) -> bool:
+        """Its entry is written and holds ``value``."""
+        entry = self._entries.get(device)
+        return entry is not None and entry[1] == value
+
     def observe(self, entry: DesiredEntry) -> bool:
         """An entry read from the bucket; False if this book knows a newer one."""
         current = self._entries.get(entry.device)
@@ -100,6 +122,26 @@ class DesiredBook:
             elif entry is not None:
                 plan.deletes.append(device)
         self._inflight.update(plan.puts)
+        self._inflight.update(plan.deletes)
+        return plan
+
+    def plan_each(self, *, targets: Container[DeviceId], want: Want) -> PlanEach:
+        """:meth:`plan` with each target's value from ``want`` (a rollout's)."""
+        plan = PlanEach({}, [])
+        for device in list(self._dirty):
+            if device in self._inflight or device in self._verifying:
+                continue
+            self._dirty.discard(device)
+            entry = self._entries.get(device)
+            value = (
+                want(device, entry[1] if entry is not None else None) if device in targets else None
+            )
+            if value is None:
+                if entry is not None:
+                    plan.deletes.append(device)
+            elif entry is None or entry[1] != value:
+                plan.puts.setdefault(value, []).append(device)
+                self._inflight.add(device)
         self._inflight.update(plan.deletes)
         return plan
 

@@ -182,17 +182,25 @@ class FleetIndex(SupervisedActor):
         selector = record.spec.selector if record.spec is not None else None
         targets = self._targeting.target(record.key, selector)
         record.active = True
-        activate = m.Activate(desired=self._unclaimed.take(name), targets=self._refs_of(targets))
+        activate = m.Activate(desired=self._unclaimed.take(name), targets=self._refs_of(targets),
+                              labels=self._labels_of(targets))  # fmt: skip
         self._refs[record.key].tell(activate)
 
     def _retarget(self, record: Record) -> None:
         assert record.spec is not None
         targets = self._targeting.target(record.key, record.spec.selector)
-        self._refs[record.key].tell(m.Retarget(targets=self._refs_of(targets)))
+        self._refs[record.key].tell(
+            m.Retarget(targets=self._refs_of(targets), labels=self._labels_of(targets))
+        )
 
     def _refs_of(self, devices: Iterable[DeviceId]) -> tuple[tuple[DeviceId, Any], ...]:
         get = self.roster.actors.get
         return tuple((d, ref) for d in devices if (ref := get(d)) is not None)
+
+    def _labels_of(self, devices: Iterable[DeviceId]) -> dict[DeviceId, Any]:
+        """The devices' labels (immutable mappings, shared, never copied)."""
+        get = self._targeting.labels
+        return {d: labels for d in devices if (labels := get(d)) is not None}
 
     def _on_released(self, msg: m.Released) -> None:
         self._unclaimed.returned(msg.name, msg.entries)
@@ -258,9 +266,22 @@ class FleetIndex(SupervisedActor):
             self._retarget_devices(changed)
 
     def _retarget_devices(self, devices: list[DeviceId]) -> None:
-        for key, changes in self._targeting.retarget(devices, self._ownership.selectors()).items():
+        selectors = self._ownership.selectors()
+        changed = self._targeting.retarget(devices, selectors)
+        for key in selectors:
+            changes, targeted = changed.get(key), self._targeting.targeted(key)
+            added = changes.added if changes is not None else []
+            # kept with other labels: a rollout's batch selectors may see them otherwise
+            relabelled = [d for d in devices if d in targeted and d not in added]
+            if changes is None and not relabelled:
+                continue
             self._refs[key].tell(
-                m.TargetChanges(added=self._refs_of(changes.added), removed=tuple(changes.removed))
+                m.TargetChanges(
+                    added=self._refs_of(added),
+                    removed=tuple(changes.removed) if changes is not None else (),
+                    labels=self._labels_of([*added, *relabelled]),
+                    relabelled=tuple(relabelled),
+                )
             )
 
     def _on_approved(self, msg: m.LabelsApproved) -> None:

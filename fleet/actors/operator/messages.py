@@ -150,15 +150,21 @@ class Activate(Msg, frozen=True, kw_only=True):
 
     desired: tuple[DesiredEntry, ...]
     targets: tuple[tuple[DeviceId, DeviceRef], ...]
+    labels: dict[DeviceId, Any] = msgspec.field(default_factory=dict)  # of the targets
 
 
 class TargetChanges(Msg, frozen=True, kw_only=True):
     added: tuple[tuple[DeviceId, DeviceRef], ...]
     removed: tuple[DeviceId, ...]
+    # the labels of the added devices, and of targets kept whose labels changed
+    # (``relabelled``): a rollout's batch selectors match them
+    labels: dict[DeviceId, Any] = msgspec.field(default_factory=dict)
+    relabelled: tuple[DeviceId, ...] = ()
 
 
 class Retarget(Msg, frozen=True, kw_only=True):
     targets: tuple[tuple[DeviceId, DeviceRef], ...]
+    labels: dict[DeviceId, Any] = msgspec.field(default_factory=dict)  # of the targets
 
 
 class Retire(Msg, frozen=True, kw_only=True):
@@ -200,6 +206,33 @@ class Flush(Msg, frozen=True, kw_only=True):
 
 class Retry(Msg, frozen=True, kw_only=True):
     pass
+
+
+class RevisionsLoaded(Msg, frozen=True, kw_only=True):
+    """A Deployment's DeploymentRevisions, read (``records`` by number), or why not."""
+
+    records: tuple[Any, ...]  # fleet.runtime.kube.revisions.RevisionRecord
+    problems: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class RevisionCreated(Msg, frozen=True, kw_only=True):
+    record: Any  # the RevisionRecord asked for
+    error: str | None = None
+    conflict: bool = False  # it exists already (another writer): read them again
+
+
+class OutcomeRecorded(Msg, frozen=True, kw_only=True):
+    """A rollout's outcome was journaled on its revision (or not: ``error``)."""
+
+    number: int
+    outcome: str
+    reason: str
+    error: str | None = None
+
+
+class RolloutTick(Msg, frozen=True, kw_only=True):
+    """Look at the rollout again (a pause between batches ended, or a retry is due)."""
 
 
 class PatchDone(Msg, frozen=True, kw_only=True):

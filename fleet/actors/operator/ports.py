@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import pykka
 
 from fleet.runtime.aiokit.loop import tell_when_done
+from fleet.runtime.kube.revisions import Listed
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import WriteResult
 
@@ -84,6 +85,23 @@ class DeploymentApiPort(Protocol):
     def set_deployment_finalizer(
         self, *, namespace: str, name: str, present: bool
     ) -> concurrent.futures.Future[bool]: ...
+
+    # A Deployment's revisions (DeploymentRevision resources; fleet.runtime.kube.revisions)
+
+    def list_revisions(
+        self, *, namespace: str, deployment: str
+    ) -> concurrent.futures.Future[Listed]: ...
+
+    def create_revision(
+        self, *, namespace: str, deployment: str, uid: str, number: int, desired: bytes,
+        outcome: str | None,
+    ) -> concurrent.futures.Future[None]: ...  # fmt: skip
+
+    def record_outcome(
+        self, *, namespace: str, name: str, outcome: str, reason: str
+    ) -> concurrent.futures.Future[None]: ...
+
+    def delete_revision(self, *, namespace: str, name: str) -> concurrent.futures.Future[None]: ...
 
 
 class DeviceApiPort(Protocol):

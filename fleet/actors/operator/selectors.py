@@ -78,35 +78,36 @@ def _check_value(value: object, where: str) -> str:
     return value
 
 
-def parse_selector(raw: Any) -> LabelSelector:
-    """Parse ``spec.selector``; :class:`SpecError` names the bad field and value."""
+def parse_selector(raw: Any, where: str = "spec.selector") -> LabelSelector:
+    """Parse a selector (``spec.selector``, or the one at ``where``); :class:`SpecError`
+    names the bad field and value."""
     if raw is None:
-        raise SpecError("spec.selector is missing (use {} to select every device)")
+        raise SpecError(f"{where} is missing (use {{}} to select every device)")
     if not isinstance(raw, dict):
-        raise SpecError(f"spec.selector must be an object, got {shown(raw)}")
+        raise SpecError(f"{where} must be an object, got {shown(raw)}")
     unknown = set(raw) - {"matchLabels", "matchExpressions"}
     if unknown:
-        raise SpecError(f"spec.selector has unknown fields {shown(sorted(unknown))}")
+        raise SpecError(f"{where} has unknown fields {shown(sorted(unknown))}")
     requirements: list[Requirement] = []
     match_labels = raw.get("matchLabels") or {}
     if not isinstance(match_labels, dict):
-        raise SpecError(f"spec.selector.matchLabels must be an object, got {shown(match_labels)}")
+        raise SpecError(f"{where}.matchLabels must be an object, got {shown(match_labels)}")
     expressions = raw.get("matchExpressions") or []
     if not isinstance(expressions, list):
-        raise SpecError(f"spec.selector.matchExpressions must be a list, got {shown(expressions)}")
+        raise SpecError(f"{where}.matchExpressions must be a list, got {shown(expressions)}")
     terms = len(match_labels) + len(expressions)
     if terms > MAX_REQUIREMENTS:
         raise SpecError(
-            f"spec.selector has {terms} requirements (matchLabels and matchExpressions), "
+            f"{where} has {terms} requirements (matchLabels and matchExpressions), "
             f"at most {MAX_REQUIREMENTS} allowed"
         )
     for key, value in match_labels.items():
-        where = f"spec.selector.matchLabels[{shown(key)}]"
+        at = f"{where}.matchLabels[{shown(key)}]"
         requirements.append(
-            Requirement(_check_key(key, where), "In", frozenset({_check_value(value, where)}))
+            Requirement(_check_key(key, at), "In", frozenset({_check_value(value, at)}))
         )
     for i, expr in enumerate(expressions):
-        requirements.append(_parse_expression(expr, f"spec.selector.matchExpressions[{i}]"))
+        requirements.append(_parse_expression(expr, f"{where}.matchExpressions[{i}]"))
     return LabelSelector(tuple(requirements))
 
 

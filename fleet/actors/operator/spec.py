@@ -25,6 +25,7 @@ from fleet.contracts import DeploymentName, convert_score, encode_score
 from fleet.contracts.limits import check_json_bounds
 from fleet.errors import ContractError, SpecError
 
+from .rollout_spec import HISTORY_DEFAULT, RolloutPolicy, parse_history_limit, parse_rollout
 from .selectors import LabelSelector, parse_selector, shown
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ MAX_SPEC_BYTES: Final = 256 * 1024
 class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: DeploymentName
     selector: LabelSelector
-    desired: bytes  # the desired-state value every targeted device gets
+    desired: bytes  # the desired-state value every targeted device gets (once rolled out)
+    rollout: RolloutPolicy | None = None  # None: every target at once
+    history_limit: int = HISTORY_DEFAULT  # revisions kept (spec.revisionHistoryLimit)
 
 
 def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
@@ -62,7 +65,13 @@ def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
         score = convert_score(spec["score"])
     except ContractError as exc:
         raise SpecError(f"spec.score: {exc}") from exc
-    return DeploymentSpec(name=deployment, selector=selector, desired=encode_score(score))
+    return DeploymentSpec(
+        name=deployment,
+        selector=selector,
+        desired=encode_score(score),
+        rollout=parse_rollout(spec.get("rollout")),
+        history_limit=parse_history_limit(spec.get("revisionHistoryLimit")),
+    )
 
 
 class SpecReading(msgspec.Struct, frozen=True, kw_only=True):

@@ -117,14 +117,21 @@ def now_rfc3339() -> str:
 
 
 def ready_condition(
-    *, status: str, reason: str, message: str, generation: int, previous: Mapping[str, Any] | None
+    *,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Any] | None,
+    type: str = "Ready",  # the condition's field
 ) -> dict[str, Any]:
-    """The ``Ready`` condition; ``lastTransitionTime`` moves only when ``status`` does."""
+    """A condition (``Ready`` unless ``type`` says otherwise); ``lastTransitionTime``
+    moves only when ``status`` does."""
     since = now_rfc3339()
     if previous is not None and previous.get("status") == status:
         since = str(previous.get("lastTransitionTime") or since)
     return {
-        "type": "Ready",
+        "type": type,
         "status": status,
         "reason": reason,
         "message": message
@@ -163,8 +170,13 @@ def deployment_status(
     entries: int,
     writing: int,
     previous: Mapping[str, Any] | None,
+    rollout: Mapping[str, Any] | None = None,
+    previous_progressing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``.status`` of a Deployment: ``previous`` is the Ready condition last patched."""
+    """The ``.status`` of a Deployment: ``previous`` is the Ready condition last patched
+    (``previous_progressing`` the Progressing one); ``rollout`` its ``.status.rollout``
+    (:meth:`fleet.actors.operator.rollout.Rollout.status`), with its Progressing
+    condition."""
     counts = aggregate.counts()
     if error is not None:
         cond = ("False", "InvalidSpec", error)
@@ -184,17 +196,28 @@ def deployment_status(
     else:
         cond = progress_condition(counts, writing=writing)
     status, reason, text = cond
-    return {
+    conditions = [
+        ready_condition(
+            status=status, reason=reason, message=text, generation=generation, previous=previous
+        )
+    ]
+    out: dict[str, Any] = {
         "observedGeneration": generation,
         "aggregate": counts,
         "failingDevices": aggregate.failing() if conflict_with is None else [],
-        "conditions": [
-            ready_condition(
-                status=status,
-                reason=reason,
-                message=text,
-                generation=generation,
-                previous=previous,
-            )
-        ],
+        "conditions": conditions,
     }
+    if rollout is not None and error is None and conflict_with is None:
+        out["rollout"] = dict(rollout)
+        phase = str(rollout.get("phase", ""))
+        conditions.append(
+            ready_condition(
+                type="Progressing",
+                status="False" if phase in ("Halted", "RolledBack") else "True",
+                reason=phase or "Unknown",
+                message=str(rollout.get("reason") or phase),
+                generation=generation,
+                previous=previous_progressing,
+            )
+        )
+    return out

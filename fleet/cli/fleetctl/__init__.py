@@ -5,7 +5,9 @@ JSON, applies and deletes Deployments, and watches one until it converges. Modul
 ``connect`` (reaching NATS and the API, and saying clearly when it cannot), ``snapshots``
 (bucket entries decoded, the bad ones skipped, as the operator and the load checker skip
 them), ``view`` (rows from what was read: pure), ``render`` (tables and JSON),
-``manifests`` (apply and delete), ``main`` (arguments and commands).
+``manifests`` (apply and delete), ``rollout`` and ``rollout_view`` (``fleetctl rollout``:
+its actions, and ``.status.rollout`` read bounded and shown), ``main`` (arguments and
+commands).
 
 It must never write to the buckets: the operator owns desired state, the devices own
 their reports.

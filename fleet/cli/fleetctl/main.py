@@ -1,5 +1,6 @@
 """``fleetctl``: devices, deployments, status, apply, delete; enrollment (``enroll``,
-``token``, ``device revoke|label``); tables or JSON; ``--watch``.
+``token``, ``device revoke|label``); ``rollout status|pause|resume|approve|undo|history``;
+tables or JSON; ``--watch``.
 
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
 usage, a bad manifest or no Kubernetes configuration; 3 NATS or the Kubernetes API could
@@ -27,7 +28,7 @@ from fleet.runtime.kube.client import (
     KubeNotFound,
 )
 
-from . import enrolling, manifests, render, view
+from . import enrolling, manifests, render, rollout, view
 from .connect import Buckets, Unreachable, kube_client, kube_errors
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -139,6 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 help="show progress until the Deployment converges (all running)",
             )
     enrolling.add_parsers(sub, common)
+    rollout.add_parser(sub, common)
     args = parser.parse_args(argv)
     for key, value in COMMON_DEFAULTS.items():
         if not hasattr(args, key):
@@ -294,6 +296,9 @@ class Ctl:
 
     def device(self) -> int:
         return enrolling.device(self.kube, self.args, self.print)
+
+    def rollout(self) -> int:
+        return rollout.run(self.kube, self.args, self.out)
 
     def delete(self) -> int:
         ns, name = self.args.namespace, self.args.deployment

@@ -43,6 +43,7 @@ from fleet.runtime.kube.errors import (
 __all__ = [
     "BOOTSTRAP_TOKENS",
     "DEPLOYMENTS",
+    "DEPLOYMENT_REVISIONS",
     "DEVICES",
     "ENROLLMENT_REQUESTS",
     "KubeClient",
@@ -71,6 +72,7 @@ class Resource(msgspec.Struct, frozen=True):
 
 DEPLOYMENTS = Resource("deployments", namespaced=True)
 DEVICES = Resource("devices", namespaced=False)
+DEPLOYMENT_REVISIONS = Resource("deploymentrevisions", namespaced=True)
 ENROLLMENT_REQUESTS = Resource("enrollmentrequests", namespaced=False)
 BOOTSTRAP_TOKENS = Resource("bootstraptokens", namespaced=False)
 

@@ -57,6 +57,14 @@ class KubeObject(msgspec.Struct, frozen=True, kw_only=True):
     deletion_timestamp: str | None
     finalizers: tuple[str, ...]
     spec: bytes
+    annotations: tuple[tuple[str, str], ...] = ()  # fleet's own (ANNOTATION_PREFIX), bounded
+    status: bytes = b"null"  # as read (at most STATUS_MAX bytes, else null)
+
+    def annotation(self, key: str) -> str | None:
+        for k, v in self.annotations:
+            if k == key:
+                return v
+        return None
 
     @property
     def key(self) -> tuple[str | None, str]:
@@ -72,11 +80,12 @@ class _Meta(msgspec.Struct, rename="camel"):
     creation_timestamp: str = ""
     deletion_timestamp: str | None = None
     finalizers: list[str] | None = None
+    annotations: dict[str, str] | None = None
 
 
 _META_FIELDS: Final = frozenset(
     ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
-     "deletionTimestamp", "finalizers")
+     "deletionTimestamp", "finalizers", "annotations")
 )  # fmt: skip
 _NULL: Final = msgspec.Raw(b"null")
 
@@ -84,6 +93,7 @@ _NULL: Final = msgspec.Raw(b"null")
 class _Object(msgspec.Struct):
     metadata: _Meta | None = None
     spec: msgspec.Raw = _NULL
+    status: msgspec.Raw = _NULL
 
 
 class _ListMeta(msgspec.Struct, rename="camel"):
@@ -120,7 +130,22 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     problem: str | None = None
 
 
-def _object(meta: _Meta | None, spec: bytes) -> KubeObject:
+ANNOTATION_PREFIX: Final = "fleet.nationtech.io/"
+ANNOTATION_MAX: Final = 256
+STATUS_MAX: Final = 256 * 1024
+
+
+def _annotations(raw: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if not raw:
+        return ()
+    return tuple(
+        (k, v)
+        for k, v in raw.items()
+        if k.startswith(ANNOTATION_PREFIX) and len(v) <= ANNOTATION_MAX
+    )[:16]
+
+
+def _object(meta: _Meta | None, spec: bytes, status: bytes = b"null") -> KubeObject:
     if meta is None or not meta.name:
         raise KubeDecodeError("metadata.name is missing")
     return KubeObject(
@@ -133,6 +158,8 @@ def _object(meta: _Meta | None, spec: bytes) -> KubeObject:
         deletion_timestamp=meta.deletion_timestamp,
         finalizers=tuple(meta.finalizers or ()),
         spec=spec,
+        annotations=_annotations(meta.annotations),
+        status=status if len(status) <= STATUS_MAX else b"null",
     )
 
 
@@ -150,14 +177,18 @@ def decode_object(data: bytes) -> KubeObject:
     """One object (a ``get``, or an item of a list); :class:`KubeDecodeError` if unusable."""
     try:
         fast = msgspec.json.decode(data, type=_Object)
-        return _object(fast.metadata, bytes(fast.spec))
+        return _object(fast.metadata, bytes(fast.spec), bytes(fast.status))
     except (msgspec.MsgspecError, RecursionError):
         pass  # the slow path below says what is wrong, and salvages what it can
     members = scan_members(data)
     meta = members.get("metadata")
     if meta is None:
         raise KubeDecodeError("metadata is missing")
-    return _object(_meta_slow(meta), members.get("spec", b"null") or b"null")
+    return _object(
+        _meta_slow(meta),
+        members.get("spec", b"null") or b"null",
+        members.get("status", b"null") or b"null",
+    )
 
 
 def _named(data: bytes, index: int) -> str:
@@ -182,7 +213,7 @@ def decode_list(data: bytes, *, what: str) -> ObjectList:
         problems = []
         for i, item in enumerate(fast.items or ()):
             try:
-                objects.append(_object(item.metadata, bytes(item.spec)))
+                objects.append(_object(item.metadata, bytes(item.spec), bytes(item.status)))
             except KubeDecodeError as exc:
                 problems.append(f"{what}: item {i}: {exc}")
         return ObjectList(

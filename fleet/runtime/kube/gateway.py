@@ -20,6 +20,7 @@ from typing import Any
 from fleet.contracts import CRD_GROUP, CRD_VERSION
 from fleet.runtime.kube.client import DEPLOYMENTS, DEVICES, KubeClient
 from fleet.runtime.kube.errors import KubeConflict
+from fleet.runtime.kube.revisions import Listed, RevisionStore
 
 __all__ = ["KubeGateway", "namespaces_or_all"]
 
@@ -35,6 +36,7 @@ class KubeGateway:
 
     def __init__(self, client: KubeClient, *, device_workers: int = 4) -> None:
         self.client = client
+        self.revisions = RevisionStore(client)
         self._deployments = concurrent.futures.ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="kube-deployments"
         )
@@ -64,6 +66,33 @@ class KubeGateway:
         return self._deployments.submit(
             self.client.set_finalizer, DEPLOYMENTS, namespace=namespace, name=name, present=present
         )
+
+    def list_revisions(
+        self, *, namespace: str, deployment: str
+    ) -> concurrent.futures.Future[Listed]:
+        return self._deployments.submit(
+            self.revisions.list, namespace=namespace, deployment=deployment
+        )
+
+    def create_revision(
+        self, *, namespace: str, deployment: str, uid: str, number: int, desired: bytes,
+        outcome: str | None,
+    ) -> concurrent.futures.Future[None]:  # fmt: skip
+        return self._deployments.submit(
+            self.revisions.create, namespace=namespace, deployment=deployment, uid=uid,
+            number=number, desired=desired, outcome=outcome,
+        )  # fmt: skip
+
+    def record_outcome(
+        self, *, namespace: str, name: str, outcome: str, reason: str
+    ) -> concurrent.futures.Future[None]:
+        return self._deployments.submit(
+            self.revisions.record_outcome, namespace=namespace, name=name, outcome=outcome,
+            reason=reason,
+        )  # fmt: skip
+
+    def delete_revision(self, *, namespace: str, name: str) -> concurrent.futures.Future[None]:
+        return self._deployments.submit(self.revisions.delete, namespace=namespace, name=name)
 
     def list_device_names(self) -> concurrent.futures.Future[list[str]]:
         def run() -> list[str]:

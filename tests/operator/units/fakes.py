@@ -194,6 +194,7 @@ class Api:
     def __init__(self) -> None:
         self.statuses: list[Mapping[str, Any]] = []
         self.finalizers: list[bool] = []
+        self.revisions: dict[tuple[str, str], Any] = {}
 
     @staticmethod
     def _done(value: Any) -> concurrent.futures.Future[Any]:
@@ -212,6 +213,36 @@ class Api:
     ) -> concurrent.futures.Future[bool]:
         self.finalizers.append(present)
         return self._done(True)
+
+    # revisions: kept in a dict by (namespace, name)
+
+    def list_revisions(self, *, namespace: str, deployment: str) -> concurrent.futures.Future[Any]:
+        from fleet.runtime.kube.revisions import Listed
+
+        records = [r for (ns, _), r in sorted(self.revisions.items()) if ns == namespace
+                   and r.name.rsplit("-r", 1)[0] == deployment]  # fmt: skip
+        return self._done(Listed(sorted(records), []))
+
+    def create_revision(
+        self, *, namespace: str, deployment: str, uid: str, number: int, desired: bytes,
+        outcome: str | None,
+    ) -> concurrent.futures.Future[None]:  # fmt: skip
+        from fleet.runtime.kube.revisions import RevisionRecord, revision_name
+
+        name = revision_name(deployment, number)
+        self.revisions[(namespace, name)] = RevisionRecord(number, desired, outcome, "", name)
+        return self._done(None)
+
+    def record_outcome(
+        self, *, namespace: str, name: str, outcome: str, reason: str
+    ) -> concurrent.futures.Future[None]:
+        record = self.revisions[(namespace, name)]
+        self.revisions[(namespace, name)] = record._replace(outcome=outcome, reason=reason)
+        return self._done(None)
+
+    def delete_revision(self, *, namespace: str, name: str) -> concurrent.futures.Future[None]:
+        self.revisions.pop((namespace, name), None)
+        return self._done(None)
 
 
 class Timers:
