@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
@@ -42,7 +42,7 @@ from .ports import DeploymentApiPort, KvWriterPort, TellReplies
 from .registrations import Registrations
 from .revisions import RevisionKeeper
 from .spec import DeploymentSpec
-from .status import Aggregate, deployment_status
+from .status import SETTLED, Aggregate, deployment_status
 from .throttle import StatusPatches
 from .writes import DesiredWriter
 
@@ -212,15 +212,19 @@ class DeploymentActor(SupervisedActor):
         self.stop()
 
     def _expect(self, devices: Iterable[DeviceId]) -> None:
-        name, desired, current = self._name, self._desired, self._book.current
-        if name is None:
-            return
+        name = self._name
+        if name is not None:
+            self._targets.expect(devices, deployment=name, reply=self._classes,
+                                 revision=self._expected())  # fmt: skip
+
+    def _expected(self) -> Callable[[DeviceId], int | None]:
+        """The revision of the entry each target should report now: its entry's, if it
+        holds the value the target should have (the spec's, or the rollout's for it)."""
+        desired, current = self._desired, self._book.current
         want, value = self._revisions.want, self._book.value
         if want is None:
-            revision = lambda device: current(device, desired)  # noqa: E731
-        else:
-            revision = lambda device: current(device, want(device, value(device)))  # noqa: E731
-        self._targets.expect(devices, deployment=name, reply=self._classes, revision=revision)
+            return lambda device: current(device, desired)
+        return lambda device: current(device, want(device, value(device)))
 
     def _touch(self, devices: list[DeviceId]) -> None:
         """Their desired value may have changed: plan them again, and tell their device
@@ -231,6 +235,8 @@ class DeploymentActor(SupervisedActor):
 
     def _step(self) -> None:
         """Let the rollout (if any) admit, advance, halt or complete."""
+        if not self._active:
+            return  # its targets are not known yet: an empty fleet would pass every batch
         engine = self._revisions.engine
         new = engine.new if engine is not None else b""
         holds = self._book.holds
@@ -240,10 +246,12 @@ class DeploymentActor(SupervisedActor):
         ))  # fmt: skip
 
     def _on_classes(self, _msg: m.ClassesQueued) -> None:
-        reported = self._targets.answers(self._classes.take(), self._agg)
+        rollout = self._revisions.engine is not None
+        expected = self._expected() if rollout else None
+        reported = self._targets.answers(self._classes.take(), self._agg, expected)
         if reported:
             self._read(self._book.suspect(reported))
-        if self._revisions.engine is not None:
+        if rollout:
             self._step()
             self._reconcile()
 
@@ -296,6 +304,8 @@ class DeploymentActor(SupervisedActor):
 
     def _on_writes_done(self, msg: m.WritesDone) -> None:
         self._targets.progressed()
+        if self._revisions.engine is not None:
+            self._unsettle(d for d, _, revision in msg.puts if revision is not None)
         if self._book.written(msg.puts, msg.deletes):
             logger.warning(
                 "deployment %s/%s: desired-state writes failed (%s); retrying in %.1fs",
@@ -308,6 +318,15 @@ class DeploymentActor(SupervisedActor):
         if self._revisions.engine is not None:
             self._step()
         self._reconcile()
+
+    def _unsettle(self, devices: Iterable[DeviceId]) -> None:
+        """Their entries changed: whatever they ran before, they run nothing of the new
+        one yet. Their device actors' answers to the new ``Expect`` come later; until
+        then a rollout must not count their old class against the new entry."""
+        agg = self._agg
+        for device in devices:
+            if agg.get(device) in SETTLED:
+                agg.set(device, "pending")
 
     def _read(self, devices: list[DeviceId]) -> None:
         name = self._name

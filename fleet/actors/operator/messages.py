@@ -274,6 +274,9 @@ class Classified(Msg, frozen=True, kw_only=True):
     device: DeviceId
     cls: Class
     message: str | None = None
+    # the revision the device actor expected when it decided (a rollout counts a class
+    # only against the entry it has now: one decided for an older entry is stale)
+    revision: int | None = None
 
 
 class Reported(Msg, frozen=True, kw_only=True):

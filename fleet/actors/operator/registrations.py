@@ -33,7 +33,7 @@ from fleet.contracts import DeploymentName, DeviceId
 from fleet.runtime.aiokit.timers import TimerPort
 
 from .messages import Classified, Expect, RegisterLate, Reported, Unexpect
-from .status import Aggregate
+from .status import SETTLED, Aggregate
 
 
 class Registrations:
@@ -146,16 +146,30 @@ class Registrations:
                 pass  # forgotten: it is untargeted next
 
     def answers(
-        self, values: Iterable[Classified | Reported], aggregate: Aggregate
+        self,
+        values: Iterable[Classified | Reported],
+        aggregate: Aggregate,
+        expected: Callable[[DeviceId], int | None] | None = None,
     ) -> list[tuple[DeviceId, int]]:
         """What the device actors sent: classes go to ``aggregate`` (but an answer for a
-        target since removed); the reported revisions to check are returned."""
+        target since removed); the reported revisions to check are returned. Given the
+        revision each target is ``expected`` to report now (a rollout's), a running or
+        failed class decided against another one is stale: it counts as pending (the
+        device actor's answer to the newer ``Expect`` is on its way)."""
         targets, reported = self._targets, []
         for value in values:
             if isinstance(value, Reported):
                 reported.append((value.device, value.revision))
             elif value.device in targets:
-                aggregate.set(value.device, value.cls, value.message)
+                cls = value.cls
+                if (
+                    expected is not None
+                    and cls in SETTLED
+                    and value.revision != expected(value.device)
+                ):
+                    aggregate.set(value.device, "pending")
+                else:
+                    aggregate.set(value.device, cls, value.message)
         return reported
 
     def registered(self, devices: Iterable[DeviceId]) -> list[DeviceId]:

@@ -104,7 +104,8 @@ class DeviceReports:
         out: list[Send] | tuple[()] = ()
         if cls != slot.sent or message != slot.message:
             slot.sent, slot.message = cls, message
-            out = [(slot.ref, Classified(device=self.device, cls=cls, message=message))]
+            out = [(slot.ref, Classified(device=self.device, cls=cls, message=message,
+                                         revision=expected))]  # fmt: skip
         if phase is not None and (expected is None or report.desired_revision > expected):
             reported = Reported(device=self.device, revision=report.desired_revision)
             out = [*out, (slot.ref, reported)]
@@ -162,4 +163,5 @@ class DeviceReports:
         message = report.message if cls == "failed" and report is not None else None
         if cls != slot.sent or message != slot.message:
             slot.sent, slot.message = cls, message
-            out.append((slot.ref, Classified(device=self.device, cls=cls, message=message)))
+            out.append((slot.ref, Classified(device=self.device, cls=cls, message=message,
+                                             revision=slot.revision)))  # fmt: skip

@@ -280,9 +280,10 @@ class RevisionKeeper:
         engine.approved = approved_batch(self._obj, record.number)
         self.engine = engine
         logger.info(
-            "deployment %s/%s: rollout of revision %d (stable: %s) at batch %d of %d, %s",
-            *self._key, record.number, engine.stable_revision, engine.batch + 1,
-            engine.batch_count, engine.phase,
+            "deployment %s/%s: rollout of revision %d (stable: %s) over %d targets, at batch "
+            "%d of %d, %s",
+            *self._key, record.number, engine.stable_revision, len(self._labels),
+            engine.batch + 1, engine.batch_count, engine.phase,
         )  # fmt: skip
         return list(self._labels)
 

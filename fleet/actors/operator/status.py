@@ -25,6 +25,8 @@ from fleet.contracts import DeviceId, Phase
 
 Class = Literal["running", "pending", "failed", "unreachable"]
 CLASSES: Final[tuple[Class, ...]] = ("running", "pending", "failed", "unreachable")
+SETTLED: Final = frozenset(("running", "failed"))
+"""The classes decided against one particular entry (the others hold for any)."""
 FAILING_MAX: Final = 10
 MESSAGE_MAX: Final = 256
 CONDITION_MESSAGE_MAX: Final = 1024  # a reason quoting a hostile spec stays readable

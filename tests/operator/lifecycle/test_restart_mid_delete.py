@@ -9,13 +9,10 @@ arrives, so a release that comes too early is caught however fast the sweep afte
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from fleet.runtime.nats.kv import KvEntry
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.nats import NatsServer
 
+from ..process import operator_process
 from ..sim import SCORE, Fleet, eventually
 
 DEVICES = [f"dev-{i:03d}" for i in range(200)]
@@ -64,26 +62,6 @@ class ReleaseSpy:
             return await original(emulator, request)
 
         return handle
-
-
-@contextlib.contextmanager
-def operator_process(nats_url: str, kube_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleet.cli.operator", "--nats-url", nats_url,
-             "--kube-url", kube_url, "--liveness-timeout", "30"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.wait(timeout=30)
 
 
 def kill_on_first_delete(fleet: Any, proc: subprocess.Popen[bytes]) -> Any:

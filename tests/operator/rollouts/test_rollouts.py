@@ -6,6 +6,7 @@ Simulated devices report what the test says; every write to desired-state is tap
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -85,6 +86,10 @@ def run_all_at_once(
     eventually(lambda: kube.aggregate("ns", "web").get("running") == 10)
     eventually(lambda: revisions(kube)[1].get("status", {}).get("outcome") == "Complete")
     return operator
+
+
+def given_at_least(tap: DesiredTap, count: int) -> bool:
+    return len(tap.devices_given("web", V2)) >= count
 
 
 def report_running(fleet: Fleet, devices: set[str]) -> None:
@@ -242,3 +247,34 @@ def test_unreachable_devices_are_skipped_and_never_stall_a_batch(
     report_running(fleet, set(values(fleet)) & set(online))
     eventually(lambda: rollout(kube).get("phase") == "Complete")
     assert set(offline) <= tap.devices_given("web", V1)  # written: they catch up when back
+
+
+@pytest.mark.parametrize("attempt", range(3))  # a race: each attempt is a fresh chance
+def test_a_batch_is_done_on_its_devices_running_the_new_entry_never_the_old_one(
+    kube: KubeCluster,
+    fleet: Fleet,
+    start_operator: Callable[..., Operator],
+    tap: DesiredTap,
+    attempt: int,
+) -> None:
+    """Found by the real-agent test: the write of a batch's entries completed before the
+    device actors' answers to the new expectation came, and the class they had for the
+    old entry (running) counted against the new one: the next batch started at once."""
+    devices = [f"d{i}" for i in range(11)]
+    fleet.join(devices, {"role": "edge"})
+    start_operator(liveness_timeout=LIVE)
+    kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
+    eventually(lambda: len(tap.devices_given("web", V1)) == 11)
+    fleet.report(devices, "web", Phase.RUNNING)
+    eventually(lambda: kube.aggregate("ns", "web").get("running") == 11)
+    kube.patch_deployment_spec(
+        "ns", "web", {"score": SCORE_V2, "rollout": {"batches": [{"size": 1}] * 10}}
+    )
+    ran: set[str] = set()
+    for k in range(1, 12):
+        eventually(functools.partial(given_at_least, tap, k))
+        given = tap.devices_given("web", V2)
+        assert len(given) == k, f"batch {k}: {sorted(given - ran)} given before {ran} ran"
+        fleet.report(sorted(given - ran), "web", Phase.RUNNING)
+        ran |= given
+    eventually(lambda: rollout(kube).get("phase") == "Complete")

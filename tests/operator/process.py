@@ -1,0 +1,32 @@
+"""A real ``fleet-operator`` process against a test's nats-server and API emulator, for
+the tests that SIGKILL it."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def operator_process(
+    nats_url: str, kube_url: str, log: Path, *, liveness: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli.operator", "--nats-url", nats_url,
+             "--kube-url", kube_url, "--liveness-timeout", str(liveness)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        proc.wait(timeout=30)
