@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # run by path (locust -f loadtest/locustfile.py):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtest.connections import CLIENTS
+from loadtest.control import control_subject
 from loadtest.device import DeviceBehaviour, SimulatedDevice
 from loadtest.plan import MOVED, RING_LABEL, SWARM_LABEL
 from loadtest.swarm import Swarm, SwarmSettings
@@ -84,6 +85,18 @@ def _options(parser: Any) -> None:
     add("--pulling-s", type=float, default=0.3, help="seconds from Pulling to Starting")
     add("--starting-s", type=float, default=0.1, help="seconds from Starting to Running")
     add("--failure-rate", type=float, default=0.0, help="fraction of rollouts that end Failed")
+    add("--failing-image", default="", help="an image a share of the devices fail, every time")
+    add(
+        "--failing-image-rate",
+        type=float,
+        default=0.0,
+        help="the share of devices that fail --failing-image (each by a hash of its id)",
+    )
+    add(
+        "--control",
+        action="store_true",
+        help="power devices off and on when the run says so (loadtest/control.py)",
+    )
     add("--silent-rate", type=float, default=0.0, help="fraction of devices that go silent")
     add("--relabel-rate", type=float, default=0.0, help="fraction of devices that relabel")
     add("--churn-after", type=float, default=10.0, help="seconds after start when churn happens")
@@ -111,6 +124,8 @@ def settings_from(options: Any) -> SwarmSettings:
             pulling_s=options.pulling_s,
             starting_s=options.starting_s,
             failure_rate=options.failure_rate,
+            failing_image=options.failing_image,
+            failing_image_rate=options.failing_image_rate,
             silent_rate=options.silent_rate,
             relabel_rate=options.relabel_rate,
             churn_after_s=options.churn_after,
@@ -119,6 +134,7 @@ def settings_from(options: Any) -> SwarmSettings:
         seed=options.seed,
         auth_file=options.auth_file,
         tls_ca=options.nats_ca,
+        control_subject=control_subject(options.swarm_id) if options.control else "",
     )
 
 

@@ -23,7 +23,14 @@ from gevent import monkey
 
 _real_rlock = monkey.get_original("threading", "RLock")
 
-LOOP_LOGGERS = ("fleet", "nats", "asyncio", "loadtest.device", "loadtest.connections")
+LOOP_LOGGERS = (
+    "fleet",
+    "nats",
+    "asyncio",
+    "loadtest.device",
+    "loadtest.connections",
+    "loadtest.swarm",
+)
 
 
 class LoopLogHandler(logging.Handler):

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.connections import CLIENTS
+from loadtest.rollout_plan import IMAGE_V2
 from loadtest.services import locust_argv
+
+SCENARIOS = ("aggregates", "rollout")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,9 +28,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run fleet-operator against a locust swarm of simulated devices and check "
         "every Deployment's .status.aggregate. Exit 0 only on PASS.",
     )
-    p.add_argument("--devices", type=int, default=20)
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="aggregates",
+        help="aggregates: Deployments applied to the swarm, every aggregate checked (the "
+        "default); rollout: one Deployment's progressive rollout of a second revision with a "
+        "share of the fleet offline, checked from every desired-state write "
+        "(docs/loadtest.md, 'The rollout scenario')",
+    )
+    p.add_argument("--devices", type=int, default=0, help="(0: 20; 1000 with --scenario rollout)")
     p.add_argument("--deployments", type=int, default=3)
-    p.add_argument("--duration", type=float, default=20.0, help="locust --run-time, seconds")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="locust --run-time, seconds (0: 20; with --scenario rollout 600, the longest the "
+        "run may take: it ends once decided)",
+    )
     p.add_argument(
         "--processes",
         type=int,
@@ -66,7 +84,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.0,
         help="operator's and checker's (0: max(30, 3 x heartbeat interval))",
     )
-    p.add_argument("--failure-rate", type=float, default=0.1)
+    p.add_argument(
+        "--failure-rate",
+        type=float,
+        default=None,
+        help="share of rollouts that end Failed, by chance (default 0.1; none with --scenario "
+        "rollout, whose failures are --bad-image's)",
+    )
+    p.add_argument(
+        "--bad-image",
+        action="store_true",
+        help="with --scenario rollout: revision 2's image fails on --bad-image-rate of the "
+        "devices (each by a hash of its id): the rollout must halt and roll back",
+    )
+    p.add_argument("--bad-image-rate", type=float, default=0.1, help="with --bad-image")
+    p.add_argument(
+        "--offline-rate",
+        type=float,
+        default=0.1,
+        help="with --scenario rollout: share of the devices powered off before revision 2 "
+        "and on again once its rollout ended",
+    )
     p.add_argument("--silent-rate", type=float, default=0.0)
     p.add_argument("--relabel-rate", type=float, default=0.0)
     p.add_argument(
@@ -103,6 +141,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --auth: JWT auth without TLS (to tell the two costs apart; never in a fleet)",
     )
     args = p.parse_args(argv)
+    rollout = args.scenario == "rollout"
+    if rollout:
+        _check_rollout_args(p, args)
+    if args.bad_image and not rollout:
+        p.error("--bad-image only goes with --scenario rollout")
+    args.devices = args.devices or (1000 if rollout else 20)
+    args.duration = args.duration or (600.0 if rollout else 20.0)
+    if args.failure_rate is None:
+        args.failure_rate = 0.0 if rollout else 0.1
     if args.no_tls and not args.auth:
         p.error("--no-tls only goes with --auth")
     if args.auth and (args.client != "lite" or args.devices_per_connection > 1):
@@ -124,6 +171,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.liveness_timeout = args.liveness_timeout or max(30.0, 3 * args.heartbeat_interval)
     args.churn_after = args.churn_after or args.duration / 3
     return args
+
+
+def _check_rollout_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The rollout scenario's verdict predicts every failure: no chance, no churn."""
+    for flag, value in (
+        ("--failure-rate", args.failure_rate),
+        ("--silent-rate", args.silent_rate),
+        ("--relabel-rate", args.relabel_rate),
+    ):
+        if value:
+            p.error(f"--scenario rollout: {flag} must be 0 (its failures are --bad-image's)")
+    if args.inject_fault != "none" or args.auth:
+        p.error("--scenario rollout: no --inject-fault, no --auth (its control has no identity)")
+    for flag, rate in (
+        ("--bad-image-rate", args.bad_image_rate),
+        ("--offline-rate", args.offline_rate),
+    ):
+        if not 0.0 <= rate <= 1.0:
+            p.error(f"{flag} must be within [0, 1], got {rate}")
 
 
 def locust_command(
@@ -172,4 +238,10 @@ def locust_command(
     ]
     if args.processes > 1:
         argv += ["--processes", str(args.processes)]
+    if args.scenario == "rollout":
+        argv.append("--control")
+        if args.bad_image:
+            argv += [
+                "--failing-image", IMAGE_V2, "--failing-image-rate", str(args.bad_image_rate)
+            ]  # fmt: skip
     return [*argv, *extra]

@@ -15,6 +15,9 @@ in CI) and the benchmark (``--devices 1000 / 10000 / 100000``). In order it:
    PASS. ``--inject-fault stale-aggregate`` freezes the operator and rewrites one
    Running device's report as Failed first: the check must then FAIL.
 
+``--scenario rollout`` replaces steps 3 and 4 with a progressive rollout and its verdict
+(:mod:`loadtest.rollout_run`).
+
 What it must never do: talk to anything but 127.0.0.1, or leave a process running.
 """
 
@@ -35,6 +38,7 @@ from loadtest.check import check_until, list_deployments
 from loadtest.figures import Figures, locust_rows, write
 from loadtest.options import locust_command, parse_args
 from loadtest.plan import Plane, apply_deployments, inject_stale_aggregate, stream_counts
+from loadtest.rollout_run import Scenario
 from loadtest.services import (
     KubeEmulatorProcess,
     Process,
@@ -58,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleet-load-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    swarm = f"load-{secrets.token_hex(3)}"
+    # The rollout scenario's draw (who is offline, who fails the new image, who is in
+    # which batch) hangs on the device ids: the same --seed and --devices, the same draw.
+    scenario = args.scenario == "rollout"
+    swarm = f"load-s{args.seed}" if scenario else f"load-{secrets.token_hex(3)}"
     figures = Figures(
         devices=args.devices,
         deployments=args.deployments,
@@ -67,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_interval_s=args.heartbeat_interval,
         load_average=[os.getloadavg()[0]],
     )
+    what = "a rollout" if scenario else f"{args.deployments} Deployments"
     print(
-        f"loadtest: {args.devices} devices, {args.deployments} Deployments, "
-        f"{args.duration:g}s, swarm {swarm}, work dir {workdir}",
+        f"loadtest: {args.devices} devices, {what}, at most {args.duration:g}s, swarm {swarm}, "
+        f"work dir {workdir}",
         flush=True,
     )
     with contextlib.ExitStack() as stack:
@@ -105,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             log=workdir / "locust.log",
         )
         stack.callback(locust.stop)
+        if scenario:
+            return Scenario(
+                args, plane=plane, kube_url=kube.url, namespace=NAMESPACE, swarm=swarm,
+                locust=locust, operator=operator, started=started,
+            ).run(workdir)  # fmt: skip
         swarm_usage = TreeUsage(locust.pid)
         problems = rollout(
             args,

@@ -10,6 +10,10 @@ flusher hands the batch to the hub every ``FLUSH_S`` (one wake-up per batch inst
 one per report: at 100,000 devices that is the difference between a few and ~20,000
 cross-thread callbacks per second).
 
+With a control subject (:mod:`loadtest.control`), the swarm also powers its devices off
+and on again when the run says so: an offline device is stopped, and started again
+later under the same id (a new agent run); the locust user keeps its place meanwhile.
+
 What it must never do: fire locust events from the loop thread, or start its thread
 in a process that will fork afterwards (the locust master of ``--processes`` never
 builds one: it has no users).
@@ -27,12 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from fleet.errors import FleetError
 from fleet.runtime.aiokit.tasks import cancel_and_wait
-from loadtest import logbridge
+from fleet.runtime.nats.transport import Message
+from loadtest import control, logbridge
 from loadtest.bridge import AsyncioBridge
 from loadtest.connections import ConnectionPool
 from loadtest.device import DeviceBehaviour, Measurement, SimulatedDevice
 from loadtest.identities import DeviceIssuer
+from loadtest.litebus import LiteBus
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,7 @@ class SwarmSettings:
     seed: int = 0
     auth_file: str = ""  # device identity on: the run's authority seeds (loadtest/identities.py)
     tls_ca: str = ""
+    control_subject: str = ""  # "": the run never powers devices off (loadtest/control.py)
 
 
 class Swarm:
@@ -77,6 +87,11 @@ class Swarm:
         self._starting: asyncio.Semaphore
         self._in_flight: asyncio.Semaphore
         self.devices = 0
+        self._live: dict[str, SimulatedDevice] = {}  # device id -> its running instance
+        self._numbers: dict[str, int] = {}  # device id -> its number in this process
+        self._control: LiteBus | None = None
+        self._commands: asyncio.Queue[control.Command] = asyncio.Queue()
+        self._obeying: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         logbridge.install()
@@ -95,6 +110,8 @@ class Swarm:
             tls_ca=Path(self.settings.tls_ca) if self.settings.tls_ca else None,
         )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+        if self.settings.control_subject:
+            await self._listen(self.settings.control_subject)
 
     def next_device_id(self) -> tuple[int, str]:
         n = next(self._counter)
@@ -120,14 +137,65 @@ class Swarm:
         )
         async with self._starting:
             await device.start()
+        self._live[device_id] = device
+        self._numbers[device_id] = n
         self.devices += 1
         if self.devices % GC_FREEZE_EVERY == 0:
             gc.freeze()
         return device
 
     async def stop_device(self, device: SimulatedDevice) -> None:
-        await device.stop()
+        """Stop the device's running instance (none while it is offline)."""
+        current = self._live.pop(device.device_id, None)
+        if current is None:
+            return
+        await current.stop()
         self.devices -= 1
+
+    # -- powered off and on by the run (loadtest/control.py) ------------------------------
+
+    async def _listen(self, subject: str) -> None:
+        bus = LiteBus(urls=self.settings.nats_urls, name=f"{self.settings.prefix}-control")
+        await bus.start()
+        await bus.wait_connected(timeout=30)
+        await bus.transport.subscribe(subject, self._on_command)
+        await bus.transport.flush(timeout=10)
+        self._control = bus
+        self._obeying = asyncio.get_running_loop().create_task(
+            self._obey_forever(), name=f"control-{self._index}"
+        )
+
+    def _on_command(self, message: Message) -> None:
+        try:
+            self._commands.put_nowait(control.decode(message.data))
+        except msgspec.MsgspecError as exc:
+            logger.warning("control: not a command (%s): %r", exc, message.data[:200])
+
+    async def _obey_forever(self) -> None:
+        """One command at a time, in the order sent; a device that fails to boot is logged."""
+        while True:
+            command = await self._commands.get()
+            ids = [d for d in command.devices if d in self._numbers]
+            if command.action == "offline":
+                devices = [self._live.pop(d) for d in ids if d in self._live]
+                await asyncio.gather(*(d.stop() for d in devices))
+                self.devices -= len(devices)
+                count = len(devices)
+            else:
+                back = [d for d in ids if d not in self._live]
+                outcomes = await asyncio.gather(
+                    *(self.start_device(self._numbers[d], d) for d in back),
+                    return_exceptions=True,
+                )
+                count = 0
+                for device_id, outcome in zip(back, outcomes, strict=True):
+                    if isinstance(outcome, FleetError | TimeoutError):
+                        logger.error("control: %s did not come back: %s", device_id, outcome)
+                    elif isinstance(outcome, BaseException):
+                        raise outcome
+                    else:
+                        count += 1
+            logger.info("control: %s, %d devices of this process", command.action, count)
 
     def close(self) -> None:
         """Flush the last measurements, close connections, stop the loop thread."""
@@ -140,6 +208,10 @@ class Swarm:
     async def _close_on_loop(self) -> None:
         if self._flusher is not None:
             await cancel_and_wait(self._flusher)
+        if self._obeying is not None:
+            await cancel_and_wait(self._obeying)
+        if self._control is not None:
+            await self._control.close()
         self._flush()
         if self._pool is not None:
             await self._pool.close()

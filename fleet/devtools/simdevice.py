@@ -48,7 +48,7 @@ from fleet.runtime.nats.desired_feed import DesiredFeed
 from fleet.runtime.nats.kv import KvEntry
 
 from .simprofile import SIMULATED_AGENT_VERSION, SIMULATED_INVENTORY, Behaviour
-from .simrollout import Rollout, Step, rollout_of, simulated_failure
+from .simrollout import Rollout, Step, rollout_of, simulated_failure, told_to_fail
 from .simwrites import LatestReports, MeasureFn, Measurement, Report, TimedPuts
 
 __all__ = [
@@ -225,10 +225,16 @@ class SimulatedDevice:
             await asyncio.sleep(self._delay(self._delays[n]))
         if rollout.image is None:  # removed, or malformed: nothing runs, nothing is timed
             await self._report(rollout, steps[last])
-        elif self.rng.random() < self.behaviour.failure_rate:
+        elif self._fails_image(rollout.image) or self.rng.random() < self.behaviour.failure_rate:
             await self._report(rollout, simulated_failure(rollout.image), seen=seen)
         else:
             await self._report(rollout, steps[last], seen=seen)
+
+    def _fails_image(self, image: str) -> bool:
+        b = self.behaviour
+        return image == b.failing_image and told_to_fail(
+            self.device_id, image, b.failing_image_rate
+        )
 
     def _delay(self, base: float) -> float:
         j = self.behaviour.jitter

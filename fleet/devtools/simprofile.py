@@ -37,6 +37,10 @@ class Behaviour:
     starting_s: float = 0.1  # Starting -> Running (or Failed)
     jitter: float = 0.5  # each delay is scaled by uniform(1 - jitter, 1 + jitter)
     failure_rate: float = 0.0  # chance that one rollout ends Failed
+    # The share of devices that fail this image, whenever it is rolled out to them, each
+    # decided by a hash of its id and the image (simrollout.told_to_fail); "": none.
+    failing_image: str = ""
+    failing_image_rate: float = 0.0
     resync_interval_s: float = 300.0
     heartbeat_interval_s: float = 5.0  # 0: no heartbeat of its own (call heartbeat())
     report_attempts: int = 5
@@ -44,7 +48,8 @@ class Behaviour:
 
     def __post_init__(self) -> None:
         self.check(
-            rates=("failure_rate", "jitter"), delays=("pending_s", "pulling_s", "starting_s")
+            rates=("failure_rate", "failing_image_rate", "jitter"),
+            delays=("pending_s", "pulling_s", "starting_s"),
         )
 
     def check(self, *, rates: tuple[str, ...], delays: tuple[str, ...]) -> None:

@@ -9,7 +9,10 @@ the agent reads it (its key, then its value as a score) and becomes:
   the offending field (:func:`fleet.actors.agent.reporting.malformed_message`);
 * a score: ``Pending -> Pulling ("pulling <image>", as the agent says) -> Starting ->
   Running``, or, when the device was told to fail it, ``Failed`` naming the image
-  instead of ``Running``.
+  instead of ``Running``. A device is told to fail a rollout by chance (its behaviour's
+  ``failure_rate``), or because it fails a given image (:func:`told_to_fail`: decided by
+  a hash of the device and the image, so that whoever checks a run can tell which
+  devices fail it without asking them).
 
 Every step echoes the entry's revision (``desired_revision``).
 
@@ -20,6 +23,7 @@ report a phase or a message the agent would not.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NamedTuple
 
 from fleet.actors.agent.reporting import malformed_message
@@ -68,6 +72,13 @@ def simulated_failure(image: str) -> Step:
     return Step(
         Phase.FAILED, f"simulated failure: {image} exited with code 1 (loadtest failure rate)"
     )
+
+
+def told_to_fail(device: str, image: str, rate: float) -> bool:
+    """Whether ``device`` fails ``image`` when a share ``rate`` of devices does: the same
+    answer for the same device and image, everywhere, every time."""
+    digest = hashlib.blake2b(f"{image}/{device}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64
 
 
 def rollout_of(entry: KvEntry) -> Rollout | None:

@@ -20,6 +20,7 @@ from fleet.contracts import (
     decode_state,
     encode_score,
 )
+from fleet.devtools.simrollout import told_to_fail
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
@@ -269,3 +270,40 @@ def test_churn_silences_heartbeats_and_relabels(
 def test_rates_outside_zero_to_one_are_refused() -> None:
     with pytest.raises(ValueError, match="failure_rate must be within"):
         DeviceBehaviour(failure_rate=1.5)
+
+
+def test_a_device_told_to_fail_an_image_fails_it_every_time_and_runs_any_other(
+    bus: Bus,
+    event_loop_thread: EventLoopThread,
+    make_device: Callable[..., SimulatedDevice],
+    reports: Reports,
+) -> None:
+    bad = encode_score(
+        convert_score({"type": "podman", "containers": [{"name": "web", "image": "busybox:bad"}]})
+    )
+    fails_bad = DeviceBehaviour(
+        pending_s=0, pulling_s=0, starting_s=0, failing_image="busybox:bad", failing_image_rate=1.0
+    )
+    make_device("sim-9", fails_bad)
+    key = "state.sim-9.web"
+
+    first = put(event_loop_thread, bus, "sim-9.web", bad)
+    reports.wait_for(lambda: ("Failed", first) in reports.phases(key))
+    good = put(event_loop_thread, bus, "sim-9.web", SCORE)
+    reports.wait_for(lambda: ("Running", good) in reports.phases(key))
+    again = put(event_loop_thread, bus, "sim-9.web", bad)
+    reports.wait_for(lambda: ("Failed", again) in reports.phases(key))
+    entry = event_loop_thread.run(bus.get(BUCKET_DEVICE_STATE, key), timeout=5)
+    assert entry is not None
+    assert "busybox:bad" in (decode_state(entry.value).message or "")
+
+
+def test_which_devices_fail_an_image_is_decided_by_their_ids_alone() -> None:
+    ids = [f"dev-{n}" for n in range(2000)]
+    failing = [d for d in ids if told_to_fail(d, "app:2", 0.1)]
+
+    assert failing == [d for d in ids if told_to_fail(d, "app:2", 0.1)]  # same answer, always
+    assert 140 <= len(failing) <= 260  # a tenth, give or take
+    assert not any(told_to_fail(d, "app:2", 0.0) for d in ids)
+    assert all(told_to_fail(d, "app:2", 1.0) for d in ids)
+    assert failing != [d for d in ids if told_to_fail(d, "app:3", 0.1)]  # per image
