@@ -219,7 +219,10 @@ def test_a_batch_whose_selector_matches_nothing_waits_and_says_which(
     eventually(lambda: "matches no targeted device" in rollout(kube).get("reason", ""))
     assert "spec.rollout.batches[0].selector" in rollout(kube)["reason"]
     assert tap.devices_given("web", V2) == set()
-    fleet.join(["rover"], {"role": "edge", "site": "mars"})  # one appears: it goes on
+    # One appears, heartbeat first: a device not heard from yet is unreachable, and a
+    # batch of unreachable devices only (skipped) passes at once.
+    fleet.beat(["rover"])
+    fleet.info(["rover"], {"role": "edge", "site": "mars"})
     eventually(lambda: values(fleet).get("rover") == V2)
     assert tap.devices_given("web", V2) == {"rover"}
 
