@@ -128,12 +128,17 @@ class ChaosWorld:
         )  # fmt: skip
         self.operator.start()
 
+    def labels_of(self, device: str) -> dict[str, str]:
+        """The labels ``device``'s agent announces."""
+        return {"role": "chaos"}
+
     def start_agent(self, device: str) -> None:
         home = self.root / "agents" / device
         home.mkdir(parents=True, exist_ok=True)
         config = home / "agent.toml"
+        labels = "".join(f'{key} = "{value}"\n' for key, value in self.labels_of(device).items())
         config.write_text(
-            f'device_id = "{device}"\n[labels]\nrole = "chaos"\n'
+            f'device_id = "{device}"\n[labels]\n{labels}'
             f'[nats]\nurls = ["{self.nats.url}"]\n[podman]\nsocket = "{self.podman.socket_url}"\n'
             f'[agent]\nheartbeat_interval_s = 1\nstate_dir = "{home / "state"}"\n'
             "resync_interval_s = 2\nstop_timeout_s = 2\n"

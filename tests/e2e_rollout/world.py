@@ -32,7 +32,6 @@ from fleet.contracts import (
     decode_state,
 )
 from fleet.devtools.podman_sandbox import PodmanEnv
-from fleet.devtools.processes import Child
 from fleet.errors import ContractError
 from fleet.runtime.nats.transport import Message
 from tests.chaos.world import GROUP, NAMESPACE, VERSION, ChaosWorld
@@ -51,24 +50,8 @@ class RolloutWorld(ChaosWorld):
         self.devices = list(labels)
         self.labels = {device: {"role": "chaos", **extra} for device, extra in labels.items()}
 
-    def start_agent(self, device: str) -> None:
-        home = self.root / "agents" / device
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "agent.toml"
-        labels = "".join(f'{key} = "{value}"\n' for key, value in self.labels[device].items())
-        config.write_text(
-            f'device_id = "{device}"\n[labels]\n{labels}'
-            f'[nats]\nurls = ["{self.nats.url}"]\n[podman]\nsocket = "{self.podman.socket_url}"\n'
-            f'[agent]\nheartbeat_interval_s = 1\nstate_dir = "{home / "state"}"\n'
-            "resync_interval_s = 2\nstop_timeout_s = 2\n"
-        )
-        agent = Child(
-            name=f"fleet-agent {device}",
-            argv=[sys.executable, "-m", "fleet.cli.agent", "--config", str(config)],
-            log_path=self.root / "logs" / f"agent-{device}.log",
-        )
-        agent.start()
-        self.agents[device] = agent
+    def labels_of(self, device: str) -> dict[str, str]:
+        return dict(self.labels[device])
 
     # -- what a person reads --------------------------------------------------------------
 
