@@ -125,7 +125,7 @@ class DeploymentActor(SupervisedActor):
         if msg.spec is not None and msg.spec.desired != old:
             touched = list(self._targets)
         self._touch(touched)
-        if self._revisions.engine is not None and self._active:
+        if self._revisions.engine is not None:
             self._step()  # the pause and approval annotations may have changed
         if is_deleting(msg.obj):
             self._book.touch_all()

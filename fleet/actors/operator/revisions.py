@@ -71,20 +71,14 @@ def recorded_batch(status: bytes, revision: int) -> int:
     return max(0, min(recorded.currentBatch - 1, 1000))
 
 
-def approved_batch(obj: KubeObject | None, revision: int) -> int:
-    """The highest batch index a person let start for ``revision`` (-1: none)."""
-    if obj is None:
-        return -1
-    value = obj.annotation(ANNOTATION_ROLLOUT_APPROVED)
+def approved_batch(value: str | None, revision: int) -> int | None:
+    """The highest batch index a person let start for ``revision`` (-1: none), from the
+    approval annotation's value; None if the value is not ``<revision>/<batch>``."""
     if not value:
         return -1
     rev, _, batch = value.partition("/")
     if not (rev.isdigit() and batch.isdigit() and len(rev) < 10 and len(batch) < 4):
-        logger.warning(
-            "Deployment %s/%s: annotation %s=%r is not <revision>/<batch>; ignored",
-            obj.namespace, obj.name, ANNOTATION_ROLLOUT_APPROVED, value[:64],
-        )  # fmt: skip
-        return -1
+        return None
     return int(batch) - 1 if int(rev) == revision else -1
 
 
@@ -113,6 +107,7 @@ class RevisionKeeper:
         self.engine: Rollout | None = None
         self._tick_at: float | None = None
         self._failed_journal: tuple[int, str, str] | None = None  # to write again
+        self._bad_approval: str | None = None  # the approval value last warned about
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -125,11 +120,25 @@ class RevisionKeeper:
             self._load()
             return []
         touched = self._ensure()
-        engine = self.engine
-        if engine is not None:
-            engine.paused = obj.annotation(ANNOTATION_ROLLOUT_PAUSED) == "true"
-            engine.approved = approved_batch(obj, engine.revision)
+        if self.engine is not None:
+            self._annotations(self.engine)
         return touched
+
+    def _annotations(self, engine: Rollout) -> None:
+        """A person's pause and approval (``fleetctl rollout``), as the resource has them."""
+        obj = self._obj
+        value = obj.annotation(ANNOTATION_ROLLOUT_APPROVED) if obj is not None else None
+        approved = approved_batch(value, engine.revision)
+        if approved is None:
+            if value != self._bad_approval:  # once per value: every status patch comes back
+                self._bad_approval = value
+                logger.warning(
+                    "deployment %s/%s: annotation %s=%r is not <revision>/<batch>; ignored",
+                    *self._key, ANNOTATION_ROLLOUT_APPROVED, (value or "")[:64],
+                )  # fmt: skip
+            approved = -1
+        engine.approved = approved
+        engine.paused = obj is not None and obj.annotation(ANNOTATION_ROLLOUT_PAUSED) == "true"
 
     def targets(
         self, labels: Mapping[DeviceId, Mapping[str, str]], removed: Iterable[DeviceId] = ()
@@ -274,10 +283,7 @@ class RevisionKeeper:
             resume=Resume(batch=batch, outcome=record.outcome, reason=record.reason),
         )
         engine.add(self._labels.items())
-        engine.paused = self._obj is not None and (
-            self._obj.annotation(ANNOTATION_ROLLOUT_PAUSED) == "true"
-        )
-        engine.approved = approved_batch(self._obj, record.number)
+        self._annotations(engine)
         self.engine = engine
         logger.info(
             "deployment %s/%s: rollout of revision %d (stable: %s) over %d targets, at batch "
@@ -355,6 +361,8 @@ class RevisionKeeper:
         step = engine.step(class_of=class_of, updated=updated, now=now)
         if step.journal is not None:
             self._record(engine.revision, *step.journal)
+        if self._tick_at is not None and now >= self._tick_at:
+            self._tick_at = None  # that tick is due: a wake-up asked again is armed again
         if step.wake_at is not None and self._tick_at != step.wake_at:
             self._tick_at = step.wake_at
             self._timers.tell_later(

@@ -33,15 +33,18 @@ def test_a_registration_is_answered_and_then_only_changes_are_sent() -> None:
     ref = Ref()
     device = DeviceReports(D1, [report(phase=Phase.RUNNING, desired_revision=5)])
     assert classes(device.expect(WEB, ref, None, online=True)) == [(ref, "pending")]
-    assert device.expect(WEB, ref, 5, online=True) == [(ref, Classified(device=D1, cls="running"))]
+    # each class names the revision it was decided against (a rollout checks it)
+    running = Classified(device=D1, cls="running", revision=5)
+    assert device.expect(WEB, ref, 5, online=True) == [(ref, running)]
     assert device.expect(WEB, ref, 5, online=True) == []  # no change
-    assert device.classes(online=False) == [(ref, Classified(device=D1, cls="unreachable"))]
+    offline = Classified(device=D1, cls="unreachable", revision=5)
+    assert device.classes(online=False) == [(ref, offline)]
     failed = device.report(report(phase=Phase.FAILED, desired_revision=5, message="boom"),
                            True)  # fmt: skip
-    assert failed == [(ref, Classified(device=D1, cls="failed", message="boom"))]
+    assert failed == [(ref, Classified(device=D1, cls="failed", message="boom", revision=5))]
     again = device.report(report(phase=Phase.FAILED, desired_revision=5, message="again"),
                           True)  # fmt: skip
-    assert again[0][1] == Classified(device=D1, cls="failed", message="again")
+    assert again[0][1] == Classified(device=D1, cls="failed", message="again", revision=5)
 
 
 def test_a_first_registration_may_leave_out_pending_a_new_owner_is_always_answered() -> None:
@@ -64,7 +67,7 @@ def test_a_revision_newer_than_expected_is_passed_on_to_be_checked() -> None:
     device = DeviceReports(D1)
     device.expect(WEB, ref, 5, online=True, answer=False)
     assert device.report(report(desired_revision=5), True) == [
-        (ref, Classified(device=D1, cls="running"))
+        (ref, Classified(device=D1, cls="running", revision=5))
     ]  # as expected: nothing to check
     newer = device.report(report(desired_revision=9), True)
     assert (ref, Reported(device=D1, revision=9)) in newer
