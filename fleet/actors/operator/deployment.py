@@ -177,7 +177,8 @@ class DeploymentActor(SupervisedActor):
         self._revisions.targets(msg.labels, removed=gone)
         self._remove(gone)
         self._add(msg.targets, first=False)
-        self._book.touch(new)
+        if self._revisions.engine is not None:
+            self._book.touch(new)  # relabelled targets may be in other batches now
         self._step()
         self._reconcile()
         self._register_idle()
