@@ -89,7 +89,7 @@ class DeploymentApiPort(Protocol):
     # A Deployment's revisions (DeploymentRevision resources; fleet.runtime.kube.revisions)
 
     def list_revisions(
-        self, *, namespace: str, deployment: str
+        self, *, namespace: str, deployment: str, uid: str
     ) -> concurrent.futures.Future[Listed]: ...
 
     def create_revision(

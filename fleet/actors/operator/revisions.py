@@ -99,6 +99,7 @@ class RevisionKeeper:
         self._loaded = False
         self._loading = False
         self._creating: int | None = None
+        self._taken = 0  # the highest revision name found taken by another resource
         self._recording: set[tuple[int, str]] = set()
         self._obj: KubeObject | None = None
         self._spec: DeploymentSpec | None = None
@@ -158,8 +159,9 @@ class RevisionKeeper:
             return
         self._loading = True
         namespace, name = self._key
+        uid = self._obj.uid if self._obj is not None else ""
         self._replies.when_done(
-            self._api.list_revisions(namespace=namespace, deployment=name),
+            self._api.list_revisions(namespace=namespace, deployment=name, uid=uid),
             on_result=lambda listed: m.RevisionsLoaded(
                 records=tuple(listed.records), problems=tuple(listed.problems)
             ),
@@ -187,7 +189,9 @@ class RevisionKeeper:
             return []
         newest = self._records[max(self._records)] if self._records else None
         if newest is None or newest.desired != spec.desired:
-            self._create(spec, obj, (newest.number if newest is not None else 0) + 1)
+            self._create(
+                spec, obj, max(newest.number if newest is not None else 0, self._taken) + 1
+            )
             return []
         if spec.rollout is None and newest.outcome is None:
             self._record(newest.number, "Complete", "rolled out at once (no spec.rollout)")
@@ -226,7 +230,8 @@ class RevisionKeeper:
                 *self._key, record.number, msg.error,
                 "reading the revisions again" if msg.conflict else "retrying",
             )  # fmt: skip
-            if msg.conflict:
+            if msg.conflict:  # another writer's, or an earlier Deployment's of this name
+                self._taken = max(self._taken, record.number)
                 self._loaded = False
                 self._load()
             else:

@@ -68,10 +68,10 @@ class KubeGateway:
         )
 
     def list_revisions(
-        self, *, namespace: str, deployment: str
+        self, *, namespace: str, deployment: str, uid: str
     ) -> concurrent.futures.Future[Listed]:
         return self._deployments.submit(
-            self.revisions.list, namespace=namespace, deployment=deployment
+            self.revisions.list, namespace=namespace, deployment=deployment, uid=uid
         )
 
     def create_revision(

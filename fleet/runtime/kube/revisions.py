@@ -50,12 +50,15 @@ def revision_name(deployment: str, number: int) -> str:
     return f"{deployment}-r{number}"
 
 
-def parse_revision(item: Any, *, deployment: str) -> RevisionRecord | str | None:
-    """A listed object as a record of ``deployment`` (None: another's; str: unusable)."""
+def parse_revision(
+    item: Any, *, deployment: str, uid: str | None = None
+) -> RevisionRecord | str | None:
+    """A listed object as a record of ``deployment`` (None: another's, or, given its
+    ``uid``, an earlier Deployment's of the same name; str: unusable)."""
     if not isinstance(item, dict):
         return "not an object"
     meta, spec, status = (_dict(item.get(k)) for k in ("metadata", "spec", "status"))
-    if spec.get("deployment") != deployment:
+    if spec.get("deployment") != deployment or (uid is not None and not _owned(meta, uid)):
         return None
     name = meta.get("name")
     number = spec.get("revision")
@@ -82,6 +85,13 @@ def parse_revision(item: Any, *, deployment: str) -> RevisionRecord | str | None
     )
 
 
+def _owned(meta: dict[str, Any], uid: str) -> bool:
+    refs = meta.get("ownerReferences")
+    return isinstance(refs, list) and any(
+        isinstance(ref, dict) and ref.get("uid") == uid for ref in refs
+    )
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -95,13 +105,15 @@ class RevisionStore:
     def __init__(self, client: KubeClient) -> None:
         self.client = client
 
-    def list(self, *, namespace: str, deployment: str) -> Listed:
+    def list(self, *, namespace: str, deployment: str, uid: str | None = None) -> Listed:
+        """The revisions of ``deployment`` (given its ``uid``: of that very resource, not
+        of an earlier one of the same name whose revisions are not collected yet)."""
         data = self.client.list(DEPLOYMENT_REVISIONS, namespace=namespace)
         items = data.get("items")
         records: dict[int, RevisionRecord] = {}
         problems: list[str] = []
         for item in items if isinstance(items, list) else []:
-            parsed = parse_revision(item, deployment=deployment)
+            parsed = parse_revision(item, deployment=deployment, uid=uid)
             if isinstance(parsed, str):
                 problems.append(parsed)
             elif parsed is not None:

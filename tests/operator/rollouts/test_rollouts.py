@@ -281,3 +281,28 @@ def test_a_batch_is_done_on_its_devices_running_the_new_entry_never_the_old_one(
         fleet.report(sorted(given - ran), "web", Phase.RUNNING)
         ran |= given
     eventually(lambda: rollout(kube).get("phase") == "Complete")
+
+
+def test_a_recreated_deployment_does_not_inherit_its_namesakes_revisions(
+    kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator], tap: DesiredTap
+) -> None:
+    """The old Deployment's revisions may outlive it (garbage collection is not instant;
+    the emulator has none): the new one numbers past them and never rolls back to them."""
+    run_all_at_once(kube, fleet, start_operator)
+    kube.delete_deployment("ns", "web")
+    eventually(lambda: kube.deployment("ns", "web") is None)
+    eventually(lambda: values(fleet) == {})
+    before = len(tap.writes("web"))
+    spec = {"selector": SEL, "score": SCORE_V2, "rollout": CANARY}
+    kube.create_deployment("ns", "web", spec=spec)
+    eventually(lambda: holding(fleet, V2) == set(LAB))
+    uid = (kube.deployment("ns", "web") or {})["metadata"]["uid"]
+    mine = {n: r for n, r in revisions(kube).items()
+            if r["metadata"]["ownerReferences"][0]["uid"] == uid}  # fmt: skip
+    assert sorted(mine) == [2]  # r1 is the old one's name
+    assert "stableRevision" not in rollout(kube)
+
+    fleet.report(["lab1"], "web", Phase.FAILED, message="not found")
+    eventually(lambda: rollout(kube).get("phase") == "RolledBack")
+    eventually(lambda: values(fleet) == {})  # no stable revision of its own: none at all
+    assert all(w.value != V1 for w in tap.writes("web")[before:])

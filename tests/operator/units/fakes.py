@@ -216,7 +216,9 @@ class Api:
 
     # revisions: kept in a dict by (namespace, name)
 
-    def list_revisions(self, *, namespace: str, deployment: str) -> concurrent.futures.Future[Any]:
+    def list_revisions(
+        self, *, namespace: str, deployment: str, uid: str
+    ) -> concurrent.futures.Future[Any]:
         from fleet.runtime.kube.revisions import Listed
 
         records = [r for (ns, _), r in sorted(self.revisions.items()) if ns == namespace
