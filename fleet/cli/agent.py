@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGHUP, reload)
     failfast.install(app.supervisor.fail)  # an actor that dies stops the agent: exit 70
+    app.supervisor.catch_signals()  # its actors work as they start: a SIGTERM then is a stop
     try:
         app.start()
     except Exception:

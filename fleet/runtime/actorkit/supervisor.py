@@ -37,6 +37,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self.failure: str | None = None
+        self._previous: dict[int, Any] | None = None  # signal handlers before catch_signals
 
     def start(self, name: str, factory: Callable[[], pykka.ActorRef[Any]]) -> pykka.ActorRef[Any]:
         """Start one actor and wait until its ``on_start`` has run.
@@ -110,6 +111,19 @@ class Supervisor:
             )
         self._stopping.set()
 
+    def catch_signals(self) -> None:
+        """From now on SIGTERM and SIGINT ask for a stop (:meth:`run_until_signal` carries
+        it out). Called before a start that already does work, a signal during the start
+        is a clean stop once it is done, not the default death (exit -15)."""
+        if self._previous is None:
+            self._previous = {
+                sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+            }
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("%s: received %s, stopping", self.name, signal.Signals(signum).name)
+        self._stopping.set()
+
     def run_until_signal(self, *, timeout: float = 10.0) -> int:
         """Block until SIGTERM/SIGINT, :meth:`request_stop` or :meth:`fail`, then stop.
 
@@ -117,15 +131,12 @@ class Supervisor:
         ``EXIT_ACTOR_DIED`` (70) after :meth:`fail`.
         """
 
-        def handle(signum: int, frame: FrameType | None) -> None:
-            logger.info("%s: received %s, stopping", self.name, signal.Signals(signum).name)
-            self._stopping.set()
-
-        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self.catch_signals()
         try:
             while not self._stopping.wait(0.5):
                 pass
         finally:
+            previous, self._previous = self._previous or {}, None
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         leftovers = self.stop(timeout=timeout)

@@ -77,3 +77,18 @@ def test_sigterm_stops_everything() -> None:
     timer.join()
     assert code == 0
     assert log == ["start a", "stop a"]
+
+
+def test_a_sigterm_during_the_start_is_a_clean_stop_after_it() -> None:
+    """Found by an agent SIGTERMed while its actors were still starting (and already at
+    work): it died of the signal (exit -15) instead of stopping them."""
+    log: list[str] = []
+    sup = Supervisor(name="test")
+    before = signal.getsignal(signal.SIGTERM)
+    sup.catch_signals()
+    os.kill(os.getpid(), signal.SIGTERM)  # handled at once, in this (the main) thread
+    sup.start("a", lambda: Recorded.start("a", log))
+    code: Any = sup.run_until_signal(timeout=5)
+    assert code == 0
+    assert log == ["start a", "stop a"]
+    assert signal.getsignal(signal.SIGTERM) is before  # handed back
