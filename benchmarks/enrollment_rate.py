@@ -119,7 +119,8 @@ def main() -> None:
     kube.start()
     log = (work / "operator.log").open("wb")
     operator = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli.operator", "--nats-url", server.url,
+        [sys.executable, "-m", "fleet.cli.operator", "--metrics-address", "127.0.0.1:0",
+         "--nats-url", server.url,
          "--kube-url", kube.url, "--auth-dir", str(auth_dir), "--nats-ca", str(ca.ca_cert),
          "--log-level", "WARNING"],
         stdout=log, stderr=subprocess.STDOUT,

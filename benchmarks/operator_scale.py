@@ -144,7 +144,7 @@ async def run(args: argparse.Namespace) -> Result:
     print(f"devices published: {n} info + {n} heartbeats in {time.monotonic() - t:.2f}s")
 
     operator = subprocess.Popen(
-        [sys.executable, *OPERATOR, "--nats-url", nats.url,
+        [sys.executable, *OPERATOR, "--metrics-address", "127.0.0.1:0", "--nats-url", nats.url,
          "--kube-url", kube_url, "--liveness-timeout", "600", "--log-level", args.log_level,
          "--device-qps", str(args.device_qps), *creds],
         cwd=ROOT,

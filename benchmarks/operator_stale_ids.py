@@ -75,6 +75,8 @@ def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
         sys.executable,
         "-m",
         "fleet.cli.operator",
+        "--metrics-address",
+        "127.0.0.1:0",
         "--nats-url",
         nats.url,
         "--kube-url",

@@ -442,7 +442,8 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
         devices = Devices(bus, [DeviceId(f"dev-{i:06d}") for i in range(n)], args.timeout)
         await devices.join()
         operator = subprocess.Popen(
-            [sys.executable, *OPERATOR, "--nats-url", nats.url, "--kube-url", kube_url,
+            [sys.executable, *OPERATOR, "--metrics-address", "127.0.0.1:0",
+             "--nats-url", nats.url, "--kube-url", kube_url,
              "--liveness-timeout", "600", "--log-level", args.log_level],
             cwd=ROOT,
         )  # fmt: skip

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             name="fleet-operator",
             argv=[
                 *operator_argv(),
+                "--metrics-address",
+                "127.0.0.1:0",  # one machine, many runs: never 8080 of the host
                 "--nats-url",
                 plane.nats.url,
                 "--kube-url",

@@ -1,9 +1,11 @@
 """Suite-wide guards: a test fails if it leaves live actors (pooled too) or threads behind,
 or if an actor died during it (:mod:`fleet.runtime.actorkit.failfast`) and the test did not say it
-expects that with ``@pytest.mark.actor_death``."""
+expects that with ``@pytest.mark.actor_death``. And operator processes get a metrics port of
+their own (``FLEET_METRICS_ADDRESS``, below)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,11 @@ import pytest
 
 from fleet.runtime.actorkit import failfast
 from fleet.runtime.actorkit.pool import live_pools
+
+# A fleet-operator a test starts as a process serves /metrics on a port the system picks,
+# on 127.0.0.1: its default, 0.0.0.0:8080, is one port for the whole machine, and two
+# operators at once (or anything else there) would collide. Children inherit this.
+os.environ.setdefault("FLEET_METRICS_ADDRESS", "127.0.0.1:0")
 
 
 def live_actors() -> list[pykka.ActorRef[pykka.Actor]]:

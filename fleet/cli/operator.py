@@ -8,6 +8,10 @@ Kubernetes access: ``--kube-url`` (plain HTTP, e.g. a local API emulator), else
 ``--kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``, else the in-cluster service
 account. uvloop is chosen here, at the entry point, and nowhere else.
 
+Metrics and probes: one HTTP port (``--metrics-address``, default 0.0.0.0:8080) serves
+``/metrics``, ``/healthz`` and ``/readyz`` (docs/operator.md, "Metrics and health"); it
+answers from the start, while the operator still waits for NATS.
+
 What it must never do: hold behaviour of its own: it parses, wires and waits.
 """
 
@@ -23,8 +27,15 @@ from typing import TYPE_CHECKING
 
 from fleet.errors import ConfigError
 from fleet.runtime.aiokit.loop import hush_tls_eof_warning
+from fleet.runtime.prometheus.address import parse_address
 
 if TYPE_CHECKING:
+    from fleet.actors.operator.app import OperatorConfig
+    from fleet.actors.operator.ports import MetricsPort
+    from fleet.runtime.actorkit.supervisor import Supervisor
+    from fleet.runtime.aiokit.loop import EventLoopThread
+    from fleet.runtime.kube.health import ApiHealth
+    from fleet.runtime.nats.bus import Bus
     from fleet.runtime.nats.identity import Authority
 
 logger = logging.getLogger("fleet.operator")
@@ -155,6 +166,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "hears an approval that late at most (1..300, default: 30)",
     )
     parser.add_argument(
+        "--metrics-address",
+        default=os.environ.get("FLEET_METRICS_ADDRESS", "0.0.0.0:8080"),
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz on this address ([::]:PORT "
+        "for IPv6, port 0: any free port); '' or off: no HTTP port "
+        "(default: $FLEET_METRICS_ADDRESS or 0.0.0.0:8080)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING... (default: $FLEET_LOG_LEVEL or INFO)",
@@ -174,6 +193,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.pending_retry <= 300:
         parser.error(f"--pending-retry must be 1..300, got {args.pending_retry:g}")
     _check_auth_args(parser, args)
+    try:
+        args.metrics_address = parse_address(args.metrics_address)
+    except ValueError as exc:
+        parser.error(f"--metrics-address: {exc}")
     if args.nats_credentials is None and os.environ.get("FLEET_NATS_CREDENTIALS"):
         args.nats_credentials = Path(os.environ["FLEET_NATS_CREDENTIALS"])
     if args.nats_ca is None and os.environ.get("FLEET_NATS_CA"):
@@ -205,18 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     hush_tls_eof_warning()
+    _tune_interpreter()
     import uvloop
-
-    # The loop thread gives up the GIL at every poll and then waits for it up to the
-    # switch interval (5 ms) while actor threads decode: at fleet scale that convoy halved
-    # its write rate (docs/benchmarks.md, "Operator"). 0.5 ms gives it back sooner.
-    sys.setswitchinterval(0.0005)
-    # The operator holds millions of long-lived objects (a pooled actor and the fleet's
-    # picture per device). With the default thresholds (700, 10, 10) its collector ran
-    # 5,678 times and held the GIL for 10.8 s of a 100,000-device rollout; at these,
-    # 53-78 times for 1.6-1.7 s (docs/benchmarks.md, "Operator"). Cyclic garbage is
-    # still collected, later: the young generation holds up to 50,000 objects first.
-    gc.set_threshold(*GC_THRESHOLDS)
 
     try:
         if args.rotate_signing_key:
@@ -248,41 +261,41 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(name="fleet-operator")
     failfast.install(supervisor.fail)  # an actor that dies stops the operator: exit 70
     loop_thread = EventLoopThread(name="operator-loop", loop_factory=uvloop.new_event_loop)
-    loop_thread.start()
-    supervisor.add_cleanup("event-loop", loop_thread.stop)
     credentials = args.nats_credentials or (auth[1] if auth is not None else None)
     bus = Bus(
         urls=args.nats_url, name="fleet-operator", credentials=credentials, tls_ca=args.nats_ca,
         inbox_prefix=operator_permissions().inbox_prefix if credentials else "_INBOX",
     )  # fmt: skip
+    config = OperatorConfig(
+        liveness_timeout=args.liveness_timeout, device_retention=args.device_retention,
+        namespaces=tuple(args.namespace), device_qps=args.device_qps,
+    )  # fmt: skip
+    try:  # first: it answers while the operator waits for NATS, and stops last
+        metrics, health = _serve_http(
+            args.metrics_address, supervisor=supervisor, loop_thread=loop_thread, bus=bus,
+            config=config,
+        )  # fmt: skip
+    except ConfigError as exc:
+        print(f"fleet-operator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    loop_thread.start()
+    supervisor.add_cleanup("event-loop", loop_thread.stop)
 
     async def connect() -> None:
         await bus.start()
         await bus.wait_connected(timeout=None)
         await bus.ensure_buckets(enforce_limits=True)
 
-    if credentials is None:
-        logger.warning(
-            "connecting to NATS WITHOUT credentials (no --auth-dir, no --nats-credentials): "
-            "this only works against a server that lets anyone in, where any device may "
-            "read and rewrite every device's desired state. For development only "
-            "(docs/security.md)."
-        )
-    elif args.nats_ca is None and not all(u.startswith("tls://") for u in args.nats_url):
-        logger.warning("connecting to NATS without TLS (no --nats-ca): the bus is readable")
+    _warn_about_nats(args, credentials=credentials)
     logger.info("connecting to NATS at %s", ", ".join(args.nats_url))
     loop_thread.run(connect(), timeout=3600)
     supervisor.add_cleanup("nats", lambda: loop_thread.run(bus.close(), timeout=10))
     operator = Operator(
         bus=bus,
         loop_thread=loop_thread,
-        kube=KubeClient(api_client),
-        config=OperatorConfig(
-            liveness_timeout=args.liveness_timeout,
-            device_retention=args.device_retention,
-            namespaces=tuple(args.namespace),
-            device_qps=args.device_qps,
-        ),
+        kube=KubeClient(api_client, health=health),
+        config=config,
+        metrics=metrics,
         supervisor=supervisor,  # its parts start after the loop and NATS, and stop before
         enrollment=None
         if auth is None
@@ -300,6 +313,75 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.stop()
         raise
     return supervisor.run_until_signal()
+
+
+def _tune_interpreter() -> None:
+    # The loop thread gives up the GIL at every poll and then waits for it up to the
+    # switch interval (5 ms) while actor threads decode: at fleet scale that convoy halved
+    # its write rate (docs/benchmarks.md, "Operator"). 0.5 ms gives it back sooner.
+    sys.setswitchinterval(0.0005)
+    # The operator holds millions of long-lived objects (a pooled actor and the fleet's
+    # picture per device). With the default thresholds (700, 10, 10) its collector ran
+    # 5,678 times and held the GIL for 10.8 s of a 100,000-device rollout; at these,
+    # 53-78 times for 1.6-1.7 s (docs/benchmarks.md, "Operator"). Cyclic garbage is
+    # still collected, later: the young generation holds up to 50,000 objects first.
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _warn_about_nats(args: argparse.Namespace, *, credentials: Path | None) -> None:
+    if credentials is None:
+        logger.warning(
+            "connecting to NATS WITHOUT credentials (no --auth-dir, no --nats-credentials): "
+            "this only works against a server that lets anyone in, where any device may "
+            "read and rewrite every device's desired state. For development only "
+            "(docs/security.md)."
+        )
+    elif args.nats_ca is None and not all(u.startswith("tls://") for u in args.nats_url):
+        logger.warning("connecting to NATS without TLS (no --nats-ca): the bus is readable")
+
+
+def _serve_http(
+    address: tuple[str, int] | None,
+    *,
+    supervisor: Supervisor,
+    loop_thread: EventLoopThread,
+    bus: Bus,
+    config: OperatorConfig,
+) -> tuple[MetricsPort, ApiHealth]:
+    """Start the HTTP port (``--metrics-address``; None: none); the metrics the
+    operator's parts publish to, and the Kubernetes API health its client reports to."""
+    from typing import get_args
+
+    from fleet.actors.operator.ports import NO_METRICS
+    from fleet.actors.operator.probes import Probes
+    from fleet.actors.operator.rollout import RolloutPhase
+    from fleet.runtime.kube.health import ApiHealth
+    from fleet.runtime.prometheus.endpoint import HttpEndpoint
+    from fleet.runtime.prometheus.operator_metrics import OperatorMetrics
+
+    if address is None:
+        return NO_METRICS, ApiHealth()
+
+    metrics = OperatorMetrics(rollout_phases=get_args(RolloutPhase))
+    health = ApiHealth(on_error=metrics.kube_error)
+    probes = Probes(
+        supervisor=supervisor, loop_running=lambda: loop_thread.running,
+        nats_connected=lambda: bus.connected, synced=lambda: metrics.is_synced, kube=health,
+        # a healthy operator opens a watch again at least this often
+        kube_within=2 * (config.watch_timeout + config.watch_read_timeout),
+    )  # fmt: skip
+    host, port = address
+    endpoint = HttpEndpoint(
+        host=host, port=port, registry=metrics.registry, alive=probes.alive, ready=probes.ready
+    )
+    try:
+        endpoint.start()
+    except OSError as exc:
+        raise ConfigError(f"--metrics-address {host}:{port}: {exc.strerror or exc}") from exc
+    supervisor.add_cleanup("http endpoint", endpoint.stop)
+    shown, bound = (f"[{host}]" if ":" in host else host), endpoint.address[1]
+    logger.info("serving /metrics, /healthz and /readyz on http://%s:%d", shown, bound)
+    return metrics, health
 
 
 def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path, Path] | None:

@@ -227,9 +227,11 @@ class LocalFleet:
         self._say(f"nats-server (JetStream)      {self.nats.url}, {mode}, buckets created")
 
     def _start_operator(self, logs: Path) -> None:
+        metrics = _port(9090)  # 127.0.0.1 only; not 8080: the demo serves hello-web there
         argv = [
             sys.executable, "-m", "fleet.cli.operator", "--nats-url", self.nats.url,
             "--kube-url", self.kube.url, "--liveness-timeout", str(self.liveness_timeout),
+            "--metrics-address", f"127.0.0.1:{metrics}",
         ]  # fmt: skip
         if self.auth is not None:
             argv += [
@@ -244,6 +246,8 @@ class LocalFleet:
         self._stack.callback(self.operator.stop)
         enrolls = ", answers enrollment (--auth-dir)" if self.auth is not None else ""
         self._say(f"fleet-operator               pid {self.operator.pid}{enrolls}")
+        self._say(f"operator metrics             http://127.0.0.1:{metrics}/metrics "
+                  "(and /healthz, /readyz)")  # fmt: skip
 
     def _make_tokens(self) -> None:
         """One bootstrap token per device (a token grants one value per label key)."""

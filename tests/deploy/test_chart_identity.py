@@ -106,6 +106,8 @@ def chart_operator_argv(local: dict[str, Path], *, url: str) -> list[str]:
         flag, _, value = arg.partition("=")
         if flag == "--nats-url":
             value = url
+        elif flag == "--metrics-address":
+            value = "127.0.0.1:0"  # the pod's port is its own; here it shares the machine's
         for mount, volume in mounts.items():
             if value.startswith(mount + "/") or value == mount:
                 value = str(local[volume]) + value[len(mount) :]

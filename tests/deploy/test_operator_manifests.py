@@ -8,9 +8,6 @@ arguments it accepts.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +25,6 @@ from tests.deploy.conftest import (
     by_kind_name,
 )
 from tests.deploy.helm import helm, render_chart
-from tests.fixtures.nats import NatsServer
 
 # The oldest Kubernetes release still commonly run, and the newest the package ships.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
@@ -216,31 +212,32 @@ def test_operator_pod_is_unprivileged_with_requests_and_probes(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
-    assert container["readinessProbe"]["exec"]["command"]
-    assert container["livenessProbe"]["exec"]["command"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
-def _probe(command: list[str], port: int) -> subprocess.CompletedProcess[str]:
-    assert command[0] == "python"
-    return subprocess.run(
-        [sys.executable, *command[1:]],
-        env={"FLEET_NATS_PORT": str(port)},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+def _metrics_port(container: dict[str, Any]) -> int | None:
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", ())}
+    return ports.get("metrics")
 
 
-def test_probes_pass_only_while_connected_to_nats(
-    chart_objects: list[dict[str, Any]], nats_server: NatsServer
+def test_probes_ask_the_port_the_operator_serves_them_on(
+    chart_objects: list[dict[str, Any]],
 ) -> None:
     container = _operator_container(chart_objects)
-    for probe in ("readinessProbe", "livenessProbe"):
-        command = container[probe]["exec"]["command"]
-        before = _probe(command, nats_server.port)
-        assert before.returncode != 0
-        assert f"no established connection to NATS port {nats_server.port}" in before.stderr
-        with socket.create_connection(("127.0.0.1", nats_server.port), timeout=5):
-            during = _probe(command, nats_server.port)
-        assert during.returncode == 0, during.stderr
+    args = parse_args(container["args"])
+    assert args.metrics_address == ("0.0.0.0", 8080)  # every interface: the kubelet's too
+    assert _metrics_port(container) == 8080
+    moved = _operator_container(render_chart(
+        CHART, release=RELEASE, namespace=NAMESPACE, values={"metrics": {"port": 9100}},
+    ))  # fmt: skip
+    assert parse_args(moved["args"]).metrics_address == ("0.0.0.0", 9100)
+    assert _metrics_port(moved) == 9100
+    assert moved["readinessProbe"]["httpGet"]["port"] == "metrics"
+    off = _operator_container(render_chart(
+        CHART, release=RELEASE, namespace=NAMESPACE, values={"metrics": {"enabled": False}},
+    ))  # fmt: skip
+    assert parse_args(off["args"]).metrics_address is None
+    assert "ports" not in off
+    assert "readinessProbe" not in off
+    assert "livenessProbe" not in off

@@ -40,6 +40,7 @@ from . import messages as m
 from .enrollment.service import EnrollmentSetup, start_enrollment
 from .fleet import FleetIndex, Query
 from .mirror import DeviceMirror
+from .ports import NO_METRICS, MetricsPort
 from .retention import WEEK
 from .sources import KubeSource, KvSource
 
@@ -94,9 +95,13 @@ class Operator:
         config: OperatorConfig,
         supervisor: Supervisor | None = None,
         enrollment: EnrollmentSetup | None = None,
+        metrics: MetricsPort = NO_METRICS,
     ) -> None:
         """``enrollment``: answer enrollment and renewal requests and revoke keys
-        (``--auth-dir``; docs/security.md); None: none of it, as before."""
+        (``--auth-dir``; docs/security.md); None: none of it, as before. ``metrics``:
+        where the actors, the batch writer and the bus publish their figures
+        (``/metrics``; docs/operator.md)."""
+        self._metrics = metrics
         self._bus = bus
         self._enrollment = enrollment
         self._loop_thread = loop_thread
@@ -111,11 +116,14 @@ class Operator:
         self.desk: pykka.ActorRef[Any] | None = None
 
     def start(self) -> None:
-        config, sup, loop = self.config, self.supervisor, self._loop_thread
+        config, sup, loop, metrics = self.config, self.supervisor, self._loop_thread, self._metrics
         timers = LoopTimers(loop)
+        counting = self._bus.add_reconnect_listener(metrics.nats_reconnected)
+        sup.add_cleanup("nats reconnect count", counting)  # calling it removes the listener
         gateway = KubeGateway(self._kube, device_workers=config.device_workers)
         sup.add_cleanup("kubernetes gateway", gateway.shutdown)
-        writer = KvBatchWriter(kv=self._bus.kv, loop_thread=loop, in_flight=config.write_in_flight)
+        writer = KvBatchWriter(kv=self._bus.kv, loop_thread=loop, in_flight=config.write_in_flight,
+                               observe=metrics.desired_written)  # fmt: skip
         sup.add_cleanup("desired-state writer", lambda: _close(writer))
         pool = ActorPool(workers=config.pool_workers, name="operator-devices")
         sup.add_cleanup("device actor pool", lambda: _shut_down(pool))
@@ -138,7 +146,7 @@ class Operator:
                 sources=sources, liveness_timeout=config.liveness_timeout,
                 tick=config.tick, status_delay=config.status_delay,
                 status_interval=config.status_interval, retention=config.device_retention,
-                deleter=writer, enforce_approved_labels=enrolling,
+                deleter=writer, enforce_approved_labels=enrolling, metrics=metrics,
             ),
         )  # fmt: skip
         kube_source = sup.start(

@@ -38,7 +38,7 @@ from fleet.runtime.kube.client import KubeObject
 from . import messages as m
 from .desired import DesiredBook
 from .finalizer import FinalizerRequests, is_deleting, may_release, needs_finalizer
-from .ports import DeploymentApiPort, KvWriterPort, TellReplies
+from .ports import NO_METRICS, DeploymentApiPort, KvWriterPort, MetricsPort, TellReplies
 from .registrations import Registrations
 from .revisions import RevisionKeeper
 from .spec import DeploymentSpec
@@ -63,9 +63,11 @@ class DeploymentActor(SupervisedActor):
         register_delay: float = 1.0,
         index: pykka.ActorRef[Any] | None = None,
         synced: bool = False,
+        metrics: MetricsPort = NO_METRICS,
     ) -> None:
         super().__init__()
         self.key = key
+        self._metrics = metrics
         # The fleet index has read every source (the Deployment list, the four buckets):
         # only then is it known which record owns the name and which entries exist.
         self._synced = synced
@@ -99,6 +101,9 @@ class DeploymentActor(SupervisedActor):
             key, api=api, replies=self._replies, timers=timers, owner=self.actor_ref,
             retry_delay=retry_delay,
         )  # fmt: skip
+
+    def on_stop(self) -> None:
+        self._metrics.deployment_gone(self.key, owner=self.actor_urn)
 
     def on_receive(self, message: Any) -> Any:
         if self._retired:
@@ -373,14 +378,24 @@ class DeploymentActor(SupervisedActor):
             class_of=self._agg.get, updated=lambda device: holds(device, new)
         )
         self._status.flush(
-            lambda previous: deployment_status(
+            lambda previous: self._published(deployment_status(
                 generation=obj.generation, aggregate=self._agg, error=self._error,
                 conflict_with=self._conflict_with, name=obj.name, active=self._active,
                 deleting=is_deleting(obj), entries=len(self._book), writing=self._book.writing,
                 previous=previous, rollout=rollout,
                 previous_progressing=self._previous_condition("Progressing"),
-            )
+            ))
         )  # fmt: skip
+
+    def _published(self, status: dict[str, Any]) -> dict[str, Any]:
+        """``status``, once its figures are published: those of ``/metrics`` are always
+        those of the status last built (at most one per status interval)."""
+        rollout = status.get("rollout")
+        self._metrics.deployment(
+            self.key, owner=self.actor_urn, counts=status["aggregate"],
+            rollout=None if rollout is None else (str(rollout["phase"]), int(rollout["revision"])),
+        )  # fmt: skip
+        return status
 
     def _previous_condition(self, kind: str) -> dict[str, Any] | None:
         last = self._status.throttle.last

@@ -36,6 +36,7 @@ from fleet.runtime.aiokit.timers import TimerPort
 from . import messages as m
 from .liveness import Liveness
 from .picture import DevicePicture
+from .ports import NO_METRICS, MetricsPort
 from .reports import DeviceReports, Send
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ class DeviceActor(PooledActor):
         beat: m.Beat | None = None,
         reports: Iterable[m.Report] = (),
         duplicate: tuple[str, ...] | None = None,
+        metrics: MetricsPort = NO_METRICS,
     ) -> None:
         super().__init__(pool=pool)
+        self._metrics = metrics
         self.device = device
         self._mirror = mirror
         self._timers = timers
@@ -68,6 +71,10 @@ class DeviceActor(PooledActor):
             self._beat(beat)
         if duplicate is not None:
             self._picture.set_duplicate(duplicate)
+
+    def on_stop(self) -> None:
+        if self._liveness.online:  # forgotten (or the operator stops): it counts no more
+            self._metrics.device_online(False)
 
     def on_receive(self, message: Any) -> Any:
         handler = _HANDLERS.get(type(message))
@@ -107,13 +114,16 @@ class DeviceActor(PooledActor):
     def _beat(self, beat: m.Beat) -> None:
         now = time.time()
         if self._liveness.beat(beat.at, beat.when, now=now):
-            self._send(self._reports.classes(online=self._liveness.online))
+            online = self._liveness.online
+            self._metrics.device_online(online)  # a change of state: rare, not per beat
+            self._send(self._reports.classes(online=online))
         self._arm(now)
 
     def _on_check(self, _msg: m.LivenessCheck) -> bool:
         now = time.time()
         changed = self._liveness.check(now=now)
         if changed:
+            self._metrics.device_online(False)
             self._send(self._reports.classes(online=False))
         self._arm(now)
         return changed

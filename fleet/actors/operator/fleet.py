@@ -47,7 +47,14 @@ from .deployment import DeploymentActor
 from .device import DeviceActor
 from .forgetting import KeysDeleted
 from .ownership import Ownership, Record, age, key_of
-from .ports import DeploymentApiPort, KeyDeleterPort, KvWriterPort, TellReplies
+from .ports import (
+    NO_METRICS,
+    DeploymentApiPort,
+    KeyDeleterPort,
+    KvWriterPort,
+    MetricsPort,
+    TellReplies,
+)
 from .roster import DeviceRoster
 from .spec import read_spec
 from .targeting import Targeting
@@ -74,8 +81,10 @@ class FleetIndex(SupervisedActor):
         retention: float = 0.0,
         deleter: KeyDeleterPort | None = None,
         enforce_approved_labels: bool = False,
+        metrics: MetricsPort = NO_METRICS,
     ) -> None:
         super().__init__()
+        self._metrics = metrics
         self._labels = LabelApprovals(enforced=enforce_approved_labels)
         self._timers = timers
         self._required = set(sources)
@@ -86,12 +95,12 @@ class FleetIndex(SupervisedActor):
             DeploymentActor.start, writer=writer, api=api, timers=timers,
             status_delay=status_delay, status_interval=status_interval,
             register_delay=liveness_timeout,
-            index=self.actor_ref,
+            index=self.actor_ref, metrics=metrics,
         )  # fmt: skip
         replies, clock = TellReplies(self.actor_ref), CoarseTimers()
         start_device = functools.partial(
             DeviceActor.start, pool=pool, mirror=mirror, timers=clock,
-            liveness_timeout=liveness_timeout,
+            liveness_timeout=liveness_timeout, metrics=metrics,
         )  # fmt: skip
         self._ownership = Ownership()
         self._refs: dict[m.DeploymentKey, pykka.ActorRef[Any]] = {}
@@ -298,6 +307,7 @@ class FleetIndex(SupervisedActor):
     def _on_tick(self, _msg: m.Tick) -> None:
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
         forgotten = self.roster.tick(now=time.time())
+        self._metrics.devices_known(len(self.roster.actors))
         for old in forgotten:
             self._targeting.set_labels(old.device, self._labels.report(old.device, None))
         if forgotten:
@@ -323,6 +333,8 @@ class FleetIndex(SupervisedActor):
             if self._ownership.owner(name) is None:
                 self._unclaimed.delete_orphans(name)
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
+        self._metrics.devices_known(len(self.roster.actors))
+        self._metrics.synced()
 
     def _on_query(self, _msg: Query) -> dict[str, Any]:
         return {

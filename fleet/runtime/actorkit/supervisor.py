@@ -93,6 +93,11 @@ class Supervisor:
             logger.error("%s: actor left running (a bug): %s", self.name, ref)
         return leftovers
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for (a signal, :meth:`request_stop`, :meth:`fail`) or began."""
+        return self._stopping.is_set()
+
     def request_stop(self) -> None:
         """Ask :meth:`run_until_signal` to return (from any thread)."""
         self._stopping.set()

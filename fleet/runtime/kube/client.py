@@ -11,7 +11,9 @@ thread, patch anything but merge patches (custom resources take no strategic mer
 let the client parse what the operator reads (``json.loads`` dies on a spec nested 1,000
 deep): reads go through :mod:`fleet.runtime.kube.decode`, write responses are not parsed.
 Errors are fleet's: ``KubeUnavailable`` (retry later), ``KubeConflict`` (lost a race on
-``resourceVersion``), ``KubeNotFound``; others become ``KubeError``.
+``resourceVersion``), ``KubeNotFound``; others become ``KubeError``. Every call's outcome
+is told to the client's :class:`~fleet.runtime.kube.health.ApiHealth` (``/readyz``, and
+the error counts of ``/metrics``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from fleet.runtime.kube.errors import (
     KubeUnavailable,
     translate,
 )
+from fleet.runtime.kube.health import ApiHealth
 
 __all__ = [
     "BOOTSTRAP_TOKENS",
@@ -80,16 +83,27 @@ BOOTSTRAP_TOKENS = Resource("bootstraptokens", namespaced=False)
 class KubeClient:
     """Blocking calls on custom objects; every method may block: never on the loop."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        *,
+        timeout: float = 10.0,
+        health: ApiHealth | None = None,
+    ) -> None:
         self.api_client = api_client
         self.api = kubernetes.client.CustomObjectsApi(api_client)
         self.timeout = timeout
+        self.health = health if health is not None else ApiHealth()
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, _request_timeout=self.timeout, **kwargs)
+            result = fn(*args, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:
-            raise translate(exc, what=what) from exc
+            error = translate(exc, what=what)
+            self.health.failed(what.split(" ", 1)[0], error)  # the verb: list, get, patch...
+            raise error from exc
+        self.health.answered()
+        return result
 
     def _raw(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
         """The response body, unparsed (errors still raise, translated)."""

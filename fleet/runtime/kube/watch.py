@@ -144,18 +144,25 @@ class ResourceWatcher:
         if version:
             kwargs["resource_version"] = version
         what = f"watch {self._resource.plural} in {self.scope}"
+        health = self._client.health
         try:
             if self._namespace is None:
-                return api.list_cluster_custom_object(
+                resp = api.list_cluster_custom_object(
                     CRD_GROUP, CRD_VERSION, self._resource.plural, **kwargs
                 )
-            return api.list_namespaced_custom_object(
-                CRD_GROUP, CRD_VERSION, self._namespace, self._resource.plural, **kwargs
-            )
+            else:
+                resp = api.list_namespaced_custom_object(
+                    CRD_GROUP, CRD_VERSION, self._namespace, self._resource.plural, **kwargs
+                )
         except Exception as exc:
             if isinstance(exc, kubernetes.client.ApiException) and exc.status == 410:
+                health.answered()
                 raise _Gone from exc
-            raise translate(exc, what=what) from exc
+            error = translate(exc, what=what)
+            health.failed("watch", error)
+            raise error from exc
+        health.answered()
+        return resp
 
     def _watch_once(self, version: str) -> str:
         """One bounded watch from ``version``; returns the last version seen."""
@@ -192,7 +199,9 @@ class ResourceWatcher:
         if event.type == "ERROR":
             if event.code == 410:
                 raise _Gone(event.message)
-            raise KubeError(f"watch {self._resource.plural}: {event.code} {event.message}")
+            error = KubeError(f"watch {self._resource.plural}: {event.code} {event.message}")
+            self._client.health.failed("watch", error)
+            raise error
         if event.type == "BOOKMARK":
             return event.resource_version or version
         obj = event.obj

@@ -9,6 +9,9 @@ writes unacknowledged), and its results come back as one future.
 The operator's other writes are few and rare: the keys of devices silent for longer
 than the retention, each deleted only if unchanged (:meth:`KvBatchWriter.delete_unchanged`).
 
+Each batch of puts or deletes is measured once, when it ends (``observe``: its operation,
+the keys written and not, its duration): the operator's metrics, at no cost per key.
+
 What it must never do: block the loop, or reorder the results of a batch.
 """
 
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from fleet.errors import FleetError, RevisionMismatch
 from fleet.runtime.aiokit.loop import EventLoopThread
@@ -24,7 +28,10 @@ from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import KvPublisher, WriteResult
 from fleet.runtime.nats.kvstore import KvStore
 
-__all__ = ["KvBatchWriter", "WriteResult"]
+__all__ = ["KvBatchWriter", "ObserveBatch", "WriteResult"]
+
+ObserveBatch = Callable[[str, int, int, float], None]
+"""(op: put or delete, keys written, keys not, seconds), called on the loop."""
 
 
 class KvBatchWriter:
@@ -36,8 +43,10 @@ class KvBatchWriter:
     """
 
     def __init__(
-        self, *, loop_thread: EventLoopThread, kv: KvStore, in_flight: int = 256, groups: int = 64
-    ) -> None:
+        self, *, loop_thread: EventLoopThread, kv: KvStore, in_flight: int = 256, groups: int = 64,
+        observe: ObserveBatch | None = None,
+    ) -> None:  # fmt: skip
+        self._observe = observe
         self._kv = kv
         self._loop_thread = loop_thread
         self._publisher = KvPublisher(kv, in_flight=in_flight)
@@ -46,7 +55,9 @@ class KvBatchWriter:
     def put_many(
         self, bucket: str, items: Sequence[tuple[str, bytes]]
     ) -> concurrent.futures.Future[list[WriteResult]]:
-        return self._loop_thread.submit(self._publisher.write_many(bucket, items))
+        return self._loop_thread.submit(
+            self._measured("put", len(items), self._publisher.write_many(bucket, items))
+        )
 
     def delete_many(
         self, bucket: str, keys: Sequence[str], *, last: Sequence[int] | None = None
@@ -57,7 +68,27 @@ class KvBatchWriter:
         and its result is a ``RevisionMismatch`` (a compare-and-swap per key).
         """
         items = [(k, None) for k in keys]
-        return self._loop_thread.submit(self._publisher.write_many(bucket, items, last=last))
+        return self._loop_thread.submit(
+            self._measured(
+                "delete", len(items), self._publisher.write_many(bucket, items, last=last)
+            )
+        )
+
+    async def _measured(
+        self, op: str, count: int, writes: Awaitable[list[WriteResult]]
+    ) -> list[WriteResult]:
+        observe = self._observe
+        if observe is None:
+            return await writes
+        start = time.monotonic()
+        try:
+            results = await writes
+        except Exception:
+            observe(op, 0, count, time.monotonic() - start)
+            raise
+        failed = sum(1 for r in results if isinstance(r, BaseException))
+        observe(op, len(results) - failed, failed, time.monotonic() - start)
+        return results
 
     def delete_unchanged(
         self, groups: Sequence[Sequence[tuple[str, str, int]]]
