@@ -269,7 +269,11 @@ class Command:
     # -- revisions --------------------------------------------------------------------
 
     def revisions(self) -> Listed:
-        listed = RevisionStore(self.kube).list(namespace=self.ns, deployment=self.name)
+        """The revisions of this very Deployment (not a deleted namesake's leftovers)."""
+        uid = (self.get().get("metadata") or {}).get("uid")
+        listed = RevisionStore(self.kube).list(
+            namespace=self.ns, deployment=self.name, uid=uid if isinstance(uid, str) else None
+        )
         for problem in listed.problems:
             _warn(f"{self.where}: a revision is left out: {problem}")
         return listed

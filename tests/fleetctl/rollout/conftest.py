@@ -3,6 +3,7 @@ DeploymentRevisions written through the real client, as the operator would write
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -11,7 +12,7 @@ import pytest
 
 from fleet.cli.fleetctl.main import main
 from fleet.contracts import API_VERSION, KIND_DEPLOYMENT, KIND_DEPLOYMENT_REVISION
-from fleet.runtime.kube.client import DEPLOYMENT_REVISIONS, DEPLOYMENTS, KubeClient
+from fleet.runtime.kube.client import DEPLOYMENT_REVISIONS, DEPLOYMENTS, KubeClient, KubeNotFound
 from tests.fixtures.kube import KubeCluster
 
 NS = "default"
@@ -107,6 +108,11 @@ class Objects:
         }  # fmt: skip
         if outcome is not None:
             body["status"] = {"outcome": outcome, "reason": f"it ended {outcome}"}
+        with contextlib.suppress(KubeNotFound):  # owned, as the operator writes it
+            uid = self.get(name)["metadata"]["uid"]
+            body["metadata"]["ownerReferences"] = [
+                {"apiVersion": API_VERSION, "kind": KIND_DEPLOYMENT, "name": name, "uid": uid}
+            ]
         self.client.create(DEPLOYMENT_REVISIONS, body=body)
 
     def get(self, name: str = "web") -> dict[str, Any]:

@@ -73,3 +73,17 @@ def test_no_revisions_kept(ctl: Run, objects: Objects) -> None:
     objects.deployment()
     result = ctl("rollout", "history", "web")
     assert (result.code, result.out.strip()) == (0, "No revisions kept for deployment default/web.")
+
+
+def test_a_deleted_namesakes_leftover_revisions_are_not_this_deployments(
+    ctl: Run, objects: Objects
+) -> None:
+    objects.revision(1, outcome="Complete")  # before the Deployment: owned by none of it
+    objects.deployment(status={"rollout": rollout("Complete", revision=2)})
+    objects.revision(2, outcome="Complete")
+    result = ctl("rollout", "history", "web")
+    assert result.code == 0, result.err
+    assert [line.split()[0] for line in result.out.splitlines()[1:]] == ["2"]
+    gone = ctl("rollout", "undo", "web", "--to-revision", "1")
+    assert gone.code == 2
+    assert "revision 1 is not kept; kept: 2" in gone.err
