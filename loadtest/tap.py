@@ -49,12 +49,17 @@ class DesiredTap:
         return self
 
     def _seen(self, msg: Message) -> None:
+        self._record(msg)
+
+    def _record(self, msg: Message) -> Write:
+        """Keep the write ``msg`` is, and return it (a subclass may see it too)."""
         key = msg.subject.removeprefix(f"$KV.{BUCKET_DESIRED_STATE}.")
         device, _, deployment = key.partition(".")
         op = (msg.headers or {}).get("KV-Operation")
         write = Write(time.monotonic(), device, deployment, None if op else bytes(msg.data))
         with self._lock:
             self._writes.append(write)
+        return write
 
     def writes(self, deployment: str | None = None) -> list[Write]:
         """The writes so far (of ``deployment`` only, if given), in the order seen."""

@@ -34,6 +34,7 @@ from fleet.contracts import (
 from fleet.devtools.podman_sandbox import PodmanEnv
 from fleet.errors import ContractError
 from fleet.runtime.nats.transport import Message
+from loadtest.tap import Write
 from tests.chaos.world import GROUP, NAMESPACE, VERSION, ChaosWorld
 from tests.operator.rollouts.tap import DesiredTap
 
@@ -125,12 +126,12 @@ class Timeline(DesiredTap):
         if self._reports is not None:
             self._loop.run(self._reports.unsubscribe(), timeout=10)
 
-    def _seen(self, msg: Message) -> None:
+    def _record(self, msg: Message) -> Write:
         # under the events lock: a write and the report after it keep their order
         with self._events_lock:
-            super()._seen(msg)
-            write = self.writes()[-1]
+            write = super()._record(msg)
             self.events.append(("write", f"{write.device}.{write.deployment}", write.value))
+        return write
 
     async def _reported(self, msg: Any) -> None:
         if (msg.headers or {}).get("KV-Operation"):

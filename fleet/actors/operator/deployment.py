@@ -243,13 +243,15 @@ class DeploymentActor(SupervisedActor):
         """Let the rollout (if any) admit, advance, halt or complete."""
         if not self._active:
             return  # its targets are not known yet: an empty fleet would pass every batch
-        engine = self._revisions.engine
-        new = engine.new if engine is not None else b""
-        holds = self._book.holds
         self._touch(self._revisions.step(
-            class_of=self._agg.get, updated=lambda device: holds(device, new),
-            now=time.monotonic(),
+            class_of=self._agg.get, updated=self._updated(), now=time.monotonic()
         ))  # fmt: skip
+
+    def _updated(self) -> Callable[[DeviceId], bool]:
+        """Whether a device's entry is written and holds the rollout's new score."""
+        engine, holds = self._revisions.engine, self._book.holds
+        new = engine.new if engine is not None else b""
+        return lambda device: holds(device, new)
 
     def _on_classes(self, _msg: m.ClassesQueued) -> None:
         rollout = self._revisions.engine is not None
@@ -371,18 +373,14 @@ class DeploymentActor(SupervisedActor):
         obj = self._obj
         if obj is None:
             return
-        engine = self._revisions.engine
-        new = engine.new if engine is not None else b""
-        holds = self._book.holds
-        rollout = self._revisions.status(
-            class_of=self._agg.get, updated=lambda device: holds(device, new)
-        )
+        # built only when a patch is due: the rollout's counts cost a pass over its batches
         self._status.flush(
             lambda previous: self._published(deployment_status(
                 generation=obj.generation, aggregate=self._agg, error=self._error,
                 conflict_with=self._conflict_with, name=obj.name, active=self._active,
                 deleting=is_deleting(obj), entries=len(self._book), writing=self._book.writing,
-                previous=previous, rollout=rollout,
+                previous=previous,
+                rollout=self._revisions.status(class_of=self._agg.get, updated=self._updated()),
                 previous_progressing=self._previous_condition("Progressing"),
             ))
         )  # fmt: skip

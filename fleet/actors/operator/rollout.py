@@ -271,10 +271,10 @@ class Rollout:
             if cls == "unreachable":
                 counts["unreachable"] += 1
                 continue
-            is_new = device in admitted or updated(device)
-            if not is_new:
+            written = updated(device)
+            if not written and device not in admitted:
                 continue
-            if updated(device):
+            if written:
                 counts["updated"] += 1
                 if cls == "running":
                     counts["running"] += 1
