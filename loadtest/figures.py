@@ -44,6 +44,7 @@ class Figures:
     load_average: list[float] = field(default_factory=list)  # at start, end (1-minute)
     locust: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdict: str = "FAIL"
+    metrics_samples: int | None = None  # samples in the operator's /metrics, checked
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -78,6 +79,12 @@ class Figures:
                 else "n/a"
             ),
             "  load average (1 min)         " + " -> ".join(f"{x:.1f}" for x in self.load_average),
+            "  operator /metrics            "
+            + (
+                f"agrees with the checker ({self.metrics_samples} samples parsed)"
+                if self.metrics_samples is not None
+                else "not checked"
+            ),
         ]
         for name, row in sorted(self.locust.items()):
             lines.append(

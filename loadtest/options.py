@@ -127,6 +127,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(figures runs without churn; --duration is then the longest the run may take)",
     )
     p.add_argument("--inject-fault", choices=["none", "stale-aggregate"], default="none")
+    p.add_argument(
+        "--operator-metrics",
+        choices=["on", "off"],
+        default="on",
+        help="the operator's HTTP port (/metrics, probes), checked against the checker's "
+        "counts after the run (on, the default); off: --metrics-address off (to measure "
+        "what the metrics cost: benchmarks/metrics_overhead.py)",
+    )
     p.add_argument("--workdir", type=Path, help="logs, CSV and figures.json (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

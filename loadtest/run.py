@@ -36,6 +36,7 @@ from typing import Any
 
 from loadtest.check import check_until, list_deployments
 from loadtest.figures import Figures, locust_rows, write
+from loadtest.metrics_check import metrics_problems, metrics_url
 from loadtest.options import locust_command, parse_args
 from loadtest.plan import Plane, apply_deployments, inject_stale_aggregate, stream_counts
 from loadtest.rollout_run import Scenario
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             argv=[
                 *operator_argv(),
                 "--metrics-address",
-                "127.0.0.1:0",  # one machine, many runs: never 8080 of the host
+                # one machine, many runs: never 8080 of the host
+                "127.0.0.1:0" if args.operator_metrics == "on" else "off",
                 "--nats-url",
                 plane.nats.url,
                 "--kube-url",
@@ -167,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
             settle=args.settle,
         )
         problems += sanity(args, figures, verdict.counts)
+        metrics_on = args.operator_metrics == "on" and args.inject_fault != "stale-aggregate"
+        if verdict.ok and operator.alive() and metrics_on:
+            differ, samples = metrics_problems(
+                base=metrics_url(operator.log), loop=plane.loop, bus=plane.bus,
+                kube_url=kube.url, namespace=NAMESPACE, liveness_timeout=args.liveness_timeout,
+            )  # fmt: skip
+            problems += differ
+            figures.metrics_samples = None if differ else samples
         verdict.lines[:0] = problems
         verdict.ok = verdict.ok and not problems
         measure_costs(figures, operator=operator, nats_pid=plane.nats_pid)

@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
 
     runtime = PodmanRuntime(url=config.podman_socket)
     app = AgentApp(config, runtime=runtime, loop_factory=uvloop.new_event_loop)
+    if config.metrics_address is not None:
+        try:
+            _serve_metrics(app, config.metrics_address)
+        except ConfigError as exc:
+            print(f"fleet-agent: config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
 
     def reload(signum: int, frame: FrameType | None) -> None:
         try:
@@ -85,6 +91,33 @@ def main(argv: list[str] | None = None) -> int:
     code = app.supervisor.run_until_signal()
     runtime.close()
     return code
+
+
+def _serve_metrics(app: AgentApp, address: tuple[str, int]) -> None:
+    """``[metrics] address``: the agent's /metrics, /healthz and /readyz (ready: connected
+    to NATS; the agent runs its workloads either way)."""
+    from fleet.runtime.prometheus.agent_metrics import AgentMetrics
+    from fleet.runtime.prometheus.endpoint import HttpEndpoint
+
+    def connected() -> bool:
+        return app.bus is not None and app.bus.connected
+
+    metrics = AgentMetrics(health=app.tally.health, connected=connected)
+    app.tally.observe(metrics)
+    host, port = address
+    endpoint = HttpEndpoint(
+        host=host, port=port, registry=metrics.registry, alive=lambda: None,
+        ready=lambda: None if connected() else "not connected to NATS",
+    )  # fmt: skip
+    try:
+        endpoint.start()
+    except OSError as exc:
+        raise ConfigError(f"metrics.address {host}:{port}: {exc.strerror or exc}") from exc
+    app.supervisor.add_cleanup("http endpoint", endpoint.stop)
+    shown = f"[{host}]" if ":" in host else host
+    logger.info(
+        "serving /metrics, /healthz and /readyz on http://%s:%d", shown, endpoint.address[1]
+    )
 
 
 if __name__ == "__main__":

@@ -352,17 +352,22 @@ def _serve_http(
     operator's parts publish to, and the Kubernetes API health its client reports to."""
     from typing import get_args
 
+    import pykka
+
     from fleet.actors.operator.ports import NO_METRICS
     from fleet.actors.operator.probes import Probes
     from fleet.actors.operator.rollout import RolloutPhase
+    from fleet.runtime.actorkit.pool import live_pools
     from fleet.runtime.kube.health import ApiHealth
     from fleet.runtime.prometheus.endpoint import HttpEndpoint
+    from fleet.runtime.prometheus.mailboxes import MailboxDepths
     from fleet.runtime.prometheus.operator_metrics import OperatorMetrics
 
     if address is None:
         return NO_METRICS, ApiHealth()
 
     metrics = OperatorMetrics(rollout_phases=get_args(RolloutPhase))
+    metrics.registry.register(MailboxDepths(actors=pykka.ActorRegistry.get_all, pools=live_pools))
     health = ApiHealth(on_error=metrics.kube_error)
     probes = Probes(
         supervisor=supervisor, loop_running=lambda: loop_thread.running,

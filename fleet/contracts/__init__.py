@@ -46,7 +46,7 @@ from .entries import (
     info_entry,
     report_entry,
 )
-from .heartbeat import HeartbeatPayload
+from .heartbeat import AGENT_HEALTH_COUNTERS, AgentHealth, HeartbeatPayload
 from .info import DeviceInfo, Inventory
 from .keys import (
     ALL_BUCKETS,
@@ -101,6 +101,21 @@ from .kube import (
 )
 from .labels import is_label_key, is_label_value
 from .names import DeploymentName, DeviceId
+from .ondemand import (
+    DescribeRequest,
+    DeviceDescription,
+    LogsChunk,
+    LogsRequest,
+    OnDemandError,
+    decode_describe_request,
+    decode_description,
+    decode_logs_chunk,
+    decode_logs_request,
+    device_request_key,
+    encode_answer,
+    encode_request,
+    parse_device_request_key,
+)
 from .score import (
     PODMAN_SCORE_TYPE,
     ContainerSpec,
@@ -113,6 +128,7 @@ from .score import (
 from .state import DeploymentState, Phase
 
 __all__ = [
+    "AGENT_HEALTH_COUNTERS",
     "ALL_BUCKETS",
     "ANNOTATION_ROLLOUT_APPROVED",
     "ANNOTATION_ROLLOUT_PAUSED",
@@ -152,10 +168,13 @@ __all__ = [
     "SINGULAR_DEPLOYMENT_REVISION",
     "SINGULAR_DEVICE",
     "SINGULAR_ENROLLMENT_REQUEST",
+    "AgentHealth",
     "ContainerSpec",
     "DeploymentName",
     "DeploymentState",
+    "DescribeRequest",
     "DesiredEntry",
+    "DeviceDescription",
     "DeviceId",
     "DeviceInfo",
     "EnrollmentReply",
@@ -165,6 +184,9 @@ __all__ = [
     "HeartbeatPayload",
     "InfoEntry",
     "Inventory",
+    "LogsChunk",
+    "LogsRequest",
+    "OnDemandError",
     "Phase",
     "PodmanScore",
     "PortMapping",
@@ -174,6 +196,8 @@ __all__ = [
     "ReportEntry",
     "RestartPolicy",
     "convert_score",
+    "decode_describe_request",
+    "decode_description",
     "decode_desired_entry",
     "decode_enrollment_reply",
     "decode_enrollment_request",
@@ -181,6 +205,8 @@ __all__ = [
     "decode_heartbeat_entry",
     "decode_info",
     "decode_info_entry",
+    "decode_logs_chunk",
+    "decode_logs_request",
     "decode_renewal_request",
     "decode_report_entry",
     "decode_score",
@@ -190,11 +216,14 @@ __all__ = [
     "desired_state_key_filter",
     "device_heartbeat_key",
     "device_info_key",
+    "device_request_key",
     "device_state_key",
     "device_state_key_filter",
+    "encode_answer",
     "encode_enrollment",
     "encode_heartbeat",
     "encode_info",
+    "encode_request",
     "encode_score",
     "encode_state",
     "heartbeat_entry",
@@ -204,6 +233,7 @@ __all__ = [
     "parse_desired_state_key",
     "parse_device_heartbeat_key",
     "parse_device_info_key",
+    "parse_device_request_key",
     "parse_device_state_key",
     "report_entry",
     "score_hash",

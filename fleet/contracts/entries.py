@@ -34,7 +34,7 @@ from .codec import (
     encode_score,
     encode_state,
 )
-from .heartbeat import HeartbeatPayload
+from .heartbeat import AgentHealth, HeartbeatPayload
 from .info import DeviceInfo, Inventory
 from .keys import (
     desired_state_key,
@@ -173,10 +173,17 @@ def info_entry(
 
 
 def heartbeat_entry(
-    *, device: DeviceId, at: dt.datetime, seq: int, instance_id: str | None = None
+    *,
+    device: DeviceId,
+    at: dt.datetime,
+    seq: int,
+    instance_id: str | None = None,
+    health: AgentHealth | None = None,
 ) -> tuple[str, bytes]:
     """``(key, value)`` of a device's ``seq``-th heartbeat of agent run ``instance_id``."""
-    beat = HeartbeatPayload(device_id=device, at=at, seq=seq, instance_id=instance_id)
+    beat = HeartbeatPayload(
+        device_id=device, at=at, seq=seq, instance_id=instance_id, health=health
+    )
     return device_heartbeat_key(device), encode_heartbeat(beat)
 
 

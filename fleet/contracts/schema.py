@@ -3,7 +3,8 @@
 ``python -m fleet.contracts.schema`` prints it; the output is committed as
 ``docs/wire-schema.json`` and a test fails when it is stale. Besides ``$defs`` (one
 per wire type) the document carries a non-standard ``buckets`` map: each bucket's key
-format and the type of its values. Apart from printing in :func:`main`, this module
+format and the type of its values, and a ``requests`` map: each device request subject
+and the types of its request and answer. Apart from printing in :func:`main`, this module
 must never do I/O.
 """
 
@@ -35,6 +36,14 @@ from .names import (
     DeploymentName,
     DeviceId,
 )
+from .ondemand import (
+    DESCRIBE,
+    LOGS,
+    DescribeRequest,
+    DeviceDescription,
+    LogsChunk,
+    LogsRequest,
+)
 from .score import SCORE_TAG_FIELD, SCORE_TYPES
 from .state import DeploymentState
 
@@ -46,6 +55,10 @@ WIRE_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (
     EnrollmentRequest,  # on fleet.enroll (not a bucket: request and reply)
     RenewalRequest,  # on fleet.renew.<device>
     EnrollmentReply,  # the operator's answer to both
+    LogsRequest,  # on fleet.device.<device>.logs (request and reply, as below)
+    LogsChunk,  # the device's answer: one or more chunks
+    DescribeRequest,  # on fleet.device.<device>.describe
+    DeviceDescription,  # the device's answer
 )
 _REF: Final = "#/$defs/{name}"
 
@@ -108,6 +121,16 @@ def wire_schema() -> dict[str, Any]:
         "buckets": {
             bucket: {"key": key, "value": {"$ref": _REF.format(name=name)}}
             for bucket, (key, name) in buckets.items()
+        },
+        "requests": {
+            f"fleet.device.<device>.{kind}": {
+                "request": {"$ref": _REF.format(name=request.__name__)},
+                "answer": {"$ref": _REF.format(name=answer.__name__)},
+            }
+            for kind, request, answer in (
+                (LOGS, LogsRequest, LogsChunk),
+                (DESCRIBE, DescribeRequest, DeviceDescription),
+            )
         },
         "$defs": dict(sorted(defs.items())),
     }

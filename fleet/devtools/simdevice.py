@@ -37,6 +37,7 @@ from fleet.contracts import (
     BUCKET_DEVICE_HEARTBEAT,
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
+    AgentHealth,
     DeviceId,
     Inventory,
     Phase,
@@ -114,6 +115,9 @@ class SimulatedDevice:
         self.silent = False
         #: deployment -> (phase, desired_revision) of the last report written
         self.reported: dict[str, tuple[Phase, int]] = {}
+        # what a real agent's heartbeat counts (AgentHealth): passes, failed passes, pulls,
+        # failed pulls; a simulated device never drifts nor re-reads
+        self.counted = [0, 0, 0, 0]
         self.synced = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -180,7 +184,12 @@ class SimulatedDevice:
         """Write one heartbeat; False (nothing written) once the device is silent."""
         if self.silent:
             return False
-        await self.puts.once("heartbeat", BUCKET_DEVICE_HEARTBEAT, *self.entries.heartbeat())
+        passes, failed, pulls, failed_pulls = self.counted
+        health = AgentHealth(
+            reconciles=passes, reconcile_failures=failed, pulls=pulls, pull_failures=failed_pulls
+        )
+        entry = self.entries.heartbeat(health=health)
+        await self.puts.once("heartbeat", BUCKET_DEVICE_HEARTBEAT, *entry)
         return True
 
     async def run_heartbeats(self, interval: float) -> None:
@@ -223,11 +232,15 @@ class SimulatedDevice:
         for n in range(last):  # a delay after each step but the last
             await self._report(rollout, steps[n])
             await asyncio.sleep(self._delay(self._delays[n]))
+        counted = self.counted
+        counted[0] += 1
         if rollout.image is None:  # removed, or malformed: nothing runs, nothing is timed
             await self._report(rollout, steps[last])
         elif self._fails_image(rollout.image) or self.rng.random() < self.behaviour.failure_rate:
+            counted[1:] = [counted[1] + 1, counted[2] + 1, counted[3] + 1]
             await self._report(rollout, simulated_failure(rollout.image), seen=seen)
         else:
+            counted[2] += 1
             await self._report(rollout, steps[last], seen=seen)
 
     def _fails_image(self, image: str) -> bool:

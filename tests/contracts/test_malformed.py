@@ -112,6 +112,10 @@ HEARTBEAT_CASES = [
     (_with(BEAT, "seq", -1), "seq", "got -1"),
     (_with(BEAT, "seq", None), "seq", "`int`"),
     (_with(BEAT, "at", ...), "at", "missing required field `at`"),
+    (_with(BEAT, "health", {"pulls": -1}), "health.pulls", ">= 0"),
+    (_with(BEAT, "health", {"drift_repairs": "3"}), "health.drift_repairs", "`int`"),
+    (_with(BEAT, "health", {"reconciles": 2**64}), "health.reconciles", "<= "),
+    (_with(BEAT, "health", [1, 2]), "health", "`object | null`"),
 ]
 NOT_JSON = [b"", b"{", b"not json", b"\xff\xfe", b'{"a": 1,}', b"null"]
 CASES = (

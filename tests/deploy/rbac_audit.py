@@ -17,8 +17,10 @@ more, and there is no API server here to audit real requests. So this reads the 
 
 It over-approximates on purpose (a verb reachable by any branch counts), so "granted but
 never used" findings are real, and "used but not granted" findings are worth reading.
-Any other ``kubernetes`` API method (events, leases, core resources) is reported as
-unknown, so new kinds of calls cannot slip past the Role unseen. Never used by ``fleet``.
+Core/v1 Events (``create_namespaced_event``, ``patch_namespaced_event``...) are
+``events`` of the core group. Any other ``kubernetes`` API method (leases, other core
+resources) is reported as unknown, so new kinds of calls cannot slip past the Role
+unseen. Never used by ``fleet``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ from pathlib import Path
 CUSTOM = re.compile(
     r"^(list|read|get|create|patch|replace|delete|delete_collection)_"
     r"(namespaced|cluster)_custom_object(_status)?$"
+)
+# core/v1 Events (the operator's Kubernetes Events): the one core resource it may touch
+CORE_EVENTS = re.compile(
+    r"^(list|read|create|patch|replace|delete|delete_collection)_"
+    r"(namespaced_event|event_for_all_namespaces)$"
 )
 OTHER_API = re.compile(
     r"^(list|read|create|patch|replace|delete|delete_collection)_(namespaced_)?[a-z_]+$"
@@ -177,8 +184,9 @@ def _resource_constants(tree: ast.Module) -> dict[str, str]:
 
 
 def _read_function(
-    fn: ast.FunctionDef, *, owner: str | None, path: Path, kube: bool, unknown: set[str]
-) -> _Function:
+    fn: ast.FunctionDef, *, owner: str | None, path: Path, kube: bool, unknown: set[str],
+    core: set[Use],
+) -> _Function:  # fmt: skip
     params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
     info = _Function(fn.name, owner, str(path), params, fn)
     watch = _wants_watch(fn)
@@ -191,6 +199,8 @@ def _read_function(
             if verb == "list" and watch:
                 verb = "watch"
             info.direct.add((verb, "status" if match.group(3) else None))
+        elif kube and (event := CORE_EVENTS.match(node.attr)):
+            core.add(("events", VERB[event.group(1)], None))
         elif kube and OTHER_API.match(node.attr) and _api_like(node):
             unknown.add(f"{path.name}: {node.attr}")
     return info
@@ -212,12 +222,13 @@ def audit(root: Path) -> Audit:
     functions: list[_Function] = []
     classes: dict[str, list[_Function]] = {}
     unknown: set[str] = set()
+    core: set[Use] = set()
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path))
         kube = _uses_kubernetes(tree)
         constants.update(_resource_constants(tree))
         for owner, fn in _functions(tree):
-            info = _read_function(fn, owner=owner, path=path, kube=kube, unknown=unknown)
+            info = _read_function(fn, owner=owner, path=path, kube=kube, unknown=unknown, core=core)
             functions.append(info)
             if owner:
                 classes.setdefault(owner, []).append(info)
@@ -236,7 +247,7 @@ def audit(root: Path) -> Audit:
 
     verbs = _propagate(functions, edges, constants)
 
-    by_resource: set[Use] = set()
+    by_resource: set[Use] = set(core)  # core Events: named by the method itself
     for _caller, callees, call, skip in edges:
         has, plural = _resource_arg(call, max(skip, 0), constants)
         if not has or plural is None:

@@ -39,6 +39,7 @@ EXPECTED = {
     ("ClusterRole", RELEASE),
     ("ClusterRoleBinding", RELEASE),
     ("Deployment", RELEASE),
+    ("Service", f"{RELEASE}-metrics"),
     ("PersistentVolumeClaim", f"{RELEASE}-authority"),
 }
 

@@ -21,7 +21,10 @@ def grants(objects: list[dict[str, Any]]) -> set[Grant]:
     role = by_kind_name(objects)[("ClusterRole", RELEASE)]
     out: set[Grant] = set()
     for rule in role["rules"]:
-        assert rule["apiGroups"] == [CRD_GROUP], f"the operator needs no other API group: {rule}"
+        if rule["apiGroups"] == [""]:  # the core group: its Kubernetes Events, nothing else
+            assert rule["resources"] == ["events"], f"of the core group, events only: {rule}"
+        else:
+            assert rule["apiGroups"] == [CRD_GROUP], f"no other API group is needed: {rule}"
         assert "resourceNames" not in rule
         for resource in rule["resources"]:
             plural, _, sub = resource.partition("/")
@@ -95,6 +98,8 @@ class Gateway:
         self.client.get(WIDGETS, name="b").get("spec")
         Watcher(client=self.client, resource=WIDGETS)
         self.core.create_namespaced_event("ns", {})
+        self.core.patch_namespaced_event("n", "ns", {})
+        self.core.create_namespaced_config_map("ns", {})
 """
 
 
@@ -105,5 +110,17 @@ def test_the_audit_reads_verbs_resources_and_subresources(tmp_path: Path) -> Non
         ("things", "update", "status"),
         ("widgets", "get", None),
         ("widgets", "watch", None),
+        ("events", "create", None),
+        ("events", "patch", None),
     }
-    assert found.unknown_api == {"sample.py: create_namespaced_event"}
+    assert found.unknown_api == {"sample.py: create_namespaced_config_map"}
+
+
+def test_the_operator_may_create_and_patch_events_and_nothing_else_of_the_core_group(
+    chart_objects: list[dict[str, Any]],
+) -> None:
+    role = by_kind_name(chart_objects)[("ClusterRole", RELEASE)]
+    core = [rule for rule in role["rules"] if rule["apiGroups"] == [""]]
+    assert core == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]
+    used = {use for use in audit(REPO / "fleet").by_resource if use[0] == "events"}
+    assert used == {("events", "create", None), ("events", "patch", None)}

@@ -200,11 +200,14 @@ class Intruder:
         """Wait until the server refused ``what`` (``publish``/``subscription``) to ``subject``
         (the refusal comes back asynchronously: under a loaded suite it took over 5 s)."""
         wanted = f'permissions violation for {what} to "{subject.lower()}"'
-        await wait_until(
-            lambda: any(wanted in r for r in self.refusals),
-            timeout=budget(timeout),
-            what=f"the server to refuse {what} to {subject}",
-        )
+        try:
+            await wait_until(
+                lambda: any(wanted in r for r in self.refusals),
+                timeout=budget(timeout),
+                what=f"the server to refuse {what} to {subject}",
+            )
+        except AssertionError as exc:  # what did come back, to tell a lost -ERR from another
+            raise AssertionError(f"{exc}; refusals seen: {self.refusals!r}") from None
 
     async def collect(self, subject: str) -> list[Msg]:
         """Subscribe ``subject``; the list fills with whatever arrives."""

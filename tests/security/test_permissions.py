@@ -52,6 +52,8 @@ def what_a_device_uses(device: str) -> tuple[list[str], list[str]]:
         f"$KV.{ds}.{device}.web",
         f"$KV.device-heartbeat.heartbeat.{device}",
         f"_INBOX_device_{device}.Xq3h7FzWpk2sjt8Uv0LmNa",
+        f"fleet.device.{device}.logs",  # the requests made of it (logs, describe)
+        f"fleet.device.{device}.describe",
     ]
     return published, subscribed
 
@@ -105,6 +107,15 @@ def test_no_device_id_can_name_a_services_inboxes() -> None:
     assert device_permissions(DeviceId("fleetctl")).inbox_prefix not in services
     with pytest.raises(BusError):
         subjects.inbox_prefix("device_x", device=False)
+
+
+def test_fleetctl_may_ask_devices_but_not_hear_their_requests() -> None:
+    allowed = fleetctl_permissions()
+    for kind in ("logs", "describe"):
+        subject = f"fleet.device.dev1.{kind}"
+        assert any(matches(p, subject) for p in allowed.pub.allow)
+        assert not any(matches(p, subject) for p in allowed.sub.allow)
+    assert not any(matches(p, "fleet.device.dev1.shell") for p in allowed.pub.allow)
 
 
 def test_fleetctl_may_write_nothing() -> None:

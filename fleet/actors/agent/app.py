@@ -5,7 +5,8 @@ agent, so the wiring lives here once. Start order (each ready before the next): 
 event loop, the NATS bus (connecting in the background: an agent boots without
 network), the state publisher, the device actor (which reconciles from the persisted
 desired state at once), the desired feed, then the watch for a second agent under the
-same device id. Stop is the reverse, through the runtime's
+same device id, and the answers to requests made of the device (logs, describe:
+:mod:`.ondemand`). Stop is the reverse, through the runtime's
 :class:`~fleet.runtime.actorkit.supervisor.Supervisor`; containers keep running.
 
 With ``[enrollment]`` configured, the bus connects with ``state_dir/device.creds`` and a
@@ -44,6 +45,7 @@ from fleet.runtime.nats.bus import Bus, Connection
 from fleet.runtime.nats.credential_keeper import CredentialKeeper
 from fleet.runtime.nats.desired_feed import DesiredFeed
 from fleet.runtime.nats.device_key import DeviceKeyStore, KeyLost
+from fleet.runtime.nats.device_requests import DeviceRequests
 from fleet.runtime.nats.enroll_client import EnrollmentClient
 from fleet.runtime.nats.enrollment_timing import SLOW_RETRY
 from fleet.runtime.nats.heartbeat_watch import DuplicateWatch
@@ -55,6 +57,9 @@ from .config import AgentConfig, EnrollmentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .device import DeviceActor
 from .messages import DesiredChanged, DesiredSynced, LabelsChanged
+from .ondemand.book import SelfReports
+from .ondemand.service import start_ondemand
+from .tally import AgentTally
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,7 @@ class AgentApp:
         self.config = config
         self.runtime = runtime
         self.instance_id = secrets.token_hex(8)
+        self.tally = AgentTally()  # what this run did: in every heartbeat, and /metrics
         self._loop_factory = loop_factory
         self._max_backoff = max_backoff
         self._event_debounce = event_debounce
@@ -96,6 +102,7 @@ class AgentApp:
         self.feed: DesiredFeed | None = None
         self.duplicates: DuplicateWatch | None = None
         self.device: pykka.ActorRef[Any] | None = None
+        self.requests: DeviceRequests | None = None  # logs and describe on demand
 
     def start(self) -> None:
         config, sup = self.config, self.supervisor
@@ -132,6 +139,7 @@ class AgentApp:
         publisher = LatestValuePublisher(kv=bus.kv, loop_thread=loop)
         loop.run(_call(publisher.start), timeout=5)
         sup.add_cleanup("publisher", lambda: loop.run(publisher.stop(), timeout=5))
+        reports = SelfReports(publisher)  # what it says of itself, for describe
         store = DesiredStore(config.state_dir)
         stored = store.load()  # once: it may set a damaged file aside
         known = {
@@ -143,7 +151,7 @@ class AgentApp:
             lambda: DeviceActor.start(
                 config=config,
                 runtime=self.runtime,
-                publisher=publisher,
+                publisher=reports,
                 store=store,
                 stored=stored,
                 timers=LoopTimers(loop),
@@ -152,6 +160,7 @@ class AgentApp:
                 event_debounce=self._event_debounce,
                 crash_window=self._crash[0],
                 crash_restarts=self._crash[1],
+                tally=self.tally,
             ),
         )
         self.device = device
@@ -169,6 +178,7 @@ class AgentApp:
             on_synced=lambda: tell(DesiredSynced(), "desired state synced"),
             known=known,
             resync_interval=self._feed_resync,
+            on_reread=self.tally.feed_reread,
         )
         loop.run(_call(feed.start), timeout=5)
         sup.add_cleanup("desired feed", lambda: loop.run(feed.stop(), timeout=5))
@@ -182,6 +192,10 @@ class AgentApp:
         loop.run(_call(watch.start), timeout=5)
         sup.add_cleanup("duplicate watch", lambda: loop.run(watch.stop(), timeout=5))
         self.duplicates = watch
+        self.requests = start_ondemand(
+            device_id=config.device_id, instance_id=self.instance_id, runtime=self.runtime,
+            reports=reports, transport=bus.transport, loop=loop, supervisor=sup,
+        )  # fmt: skip
         logger.info(
             "fleet-agent %s started as instance %s (NATS %s, podman %s)",
             config.device_id,

@@ -15,6 +15,8 @@ default 10). Identity on the bus (docs/agent.md, "Enrollment"), all optional:
 makes its own key and asks to join), with ``[enrollment] token`` and
 ``[enrollment] renew_after`` (the share of a credential's lifetime after which it is
 renewed, default 2/3). Without any of them the agent connects as it always did.
+``[metrics] address`` (``HOST:PORT``, off by default; e.g. ``127.0.0.1:9101``) serves the
+agent's own ``/metrics``, ``/healthz`` and ``/readyz`` (docs/agent.md, "Metrics").
 
 What it must never do: accept a value it would later fail on (a bad device id, a
 label Kubernetes would reject, an empty URL list).
@@ -33,6 +35,7 @@ from fleet.contracts import DeviceId
 from fleet.contracts.enrollment import MAX_TOKEN_LENGTH, TOKEN_PATTERN
 from fleet.contracts.labels import check_labels
 from fleet.errors import ConfigError, ContractError
+from fleet.runtime.prometheus.address import parse_address
 
 DEFAULT_SOCKET = "unix:///run/podman/podman.sock"
 DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
@@ -62,6 +65,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     nats_ca: Path | None = None
     nats_credentials: Path | None = None
     enrollment: EnrollmentConfig | None = None
+    metrics_address: tuple[str, int] | None = None
     source: Path | None = None
 
     @property
@@ -187,6 +191,7 @@ def parse_config(text: str, *, where: str) -> AgentConfig:
     if not isinstance(state_dir, str) or not state_dir:
         raise ConfigError(f"{where}: key `agent.state_dir` must be a path, got {state_dir!r}")
     return AgentConfig(
+        metrics_address=_metrics_address(doc, where=where),
         device_id=device_id,
         labels=dict(labels),
         nats_urls=list(urls),
@@ -199,6 +204,22 @@ def parse_config(text: str, *, where: str) -> AgentConfig:
         nats_credentials=nats_credentials,
         enrollment=enrollment,
     )
+
+
+def _metrics_address(doc: dict[str, Any], *, where: str) -> tuple[str, int] | None:
+    metrics = _table(doc, "metrics", where=where)
+    unknown = sorted(set(metrics) - {"address"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `metrics.{unknown[0]}` (only `address`)")
+    address = metrics.get("address", "off")
+    if not isinstance(address, str):
+        raise ConfigError(
+            f'{where}: key `metrics.address` must be "HOST:PORT" or "off", got {address!r}'
+        )
+    try:
+        return parse_address(address)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key `metrics.address`: {exc}") from exc
 
 
 def load_config(path: Path) -> AgentConfig:

@@ -59,6 +59,7 @@ from .messages import (
 from .reconciler import DeploymentReconciler
 from .reporting import DeviceReporter
 from .sweeper import OrphanSweeper
+from .tally import AgentTally
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ class DeviceActor(SupervisedActor):
         event_debounce: float = 0.3,
         crash_window: float = DEFAULT_WINDOW,
         crash_restarts: int = DEFAULT_RESTARTS,
+        tally: AgentTally | None = None,
     ) -> None:
         super().__init__()
         self._config = config
+        self._tally = tally if tally is not None else AgentTally()
         self._device = config.device_id
         self._labels = dict(config.labels)
         self._runtime = runtime
@@ -95,6 +98,7 @@ class DeviceActor(SupervisedActor):
             "max_backoff": max_backoff,
             "crash_window": crash_window,
             "crash_restarts": crash_restarts,
+            "tally": self._tally,
         }
         self._debounce = event_debounce
         self._desired = DesiredBook(store)
@@ -290,7 +294,7 @@ class DeviceActor(SupervisedActor):
         self._reporter.publish_info(labels=self._labels, runtime_name=name, runtime_version=version)
 
     def _heartbeat(self) -> None:
-        self._reporter.heartbeat()
+        self._reporter.heartbeat(health=self._tally.health())
         self._timers.tell_later(
             self.actor_ref, HeartbeatTick(), delay=self._config.heartbeat_interval_s
         )

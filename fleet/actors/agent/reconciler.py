@@ -68,6 +68,7 @@ from .messages import Apply, Check, ReconcilerIdle, Remove
 from .phases import PhaseReports
 from .planning import plan_pass
 from .replacing import Replacer
+from .tally import AgentTally
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class DeploymentReconciler(SupervisedActor):
         crash_restarts: int = DEFAULT_RESTARTS,
         restart_grace: float = RESTART_GRACE,
         clock: Callable[[], float] = time.monotonic,
+        tally: AgentTally | None = None,
     ) -> None:
         super().__init__()
         self._device = device_id
@@ -117,6 +119,8 @@ class DeploymentReconciler(SupervisedActor):
         self._sweep = False
         self._applied: int | None = None  # the revision whose containers run
         self._intact = True  # this pass has not touched what runs yet
+        self._touched = False  # this pass created, started, replaced or removed a container
+        self._tally = tally if tally is not None else AgentTally()
         self._phases = PhaseReports(device=device_id, deployment=deployment, send=report)
         self._backoff = 0.0
         self._next: tuple[float, Cancellable] | None = None
@@ -136,16 +140,16 @@ class DeploymentReconciler(SupervisedActor):
                 self._error = message.error or "the desired state is malformed"
             if self._phases.phase is None:
                 self._report(Phase.PENDING)
-            self._converge()
+            self._converge(asked=True)
         elif isinstance(message, Remove):
             self._score, self._error, self._removing = None, None, True
             self._sweep = message.sweep
             self._revision = message.revision
-            self._converge()
+            self._converge(asked=True)
         elif isinstance(message, Check):
             self._health.exited(message.exits)
             if self._score is not None or self._removing or self._error is not None:
-                self._converge()
+                self._converge(asked=message.reason == "retry")
         return None
 
     def on_stop(self) -> None:
@@ -154,24 +158,31 @@ class DeploymentReconciler(SupervisedActor):
 
     # -- converging ---------------------------------------------------------------------
 
-    def _converge(self) -> None:
+    def _converge(self, *, asked: bool) -> None:
+        """One pass; ``asked``: for a desired-state change (or its retry), not a check
+        that found drift (what the tally counts as a drift repair when it touched one)."""
         if self._next is not None:
             self._next[1].cancel()
             self._next = None
-        self._intact = True
+        self._intact, self._touched = True, False
+        started, outcome = self._clock(), "retry"
         try:
             if self._removing:
                 self._remove_all()
+                outcome = "removed"
             elif self._score is None:
                 self._report(Phase.FAILED, self._error)
+                outcome = "failed"
             else:
                 unhealthy = self._apply(self._score)
                 self._backoff = 0.0
                 self._applied = self._score_revision
                 if self._error is not None or unhealthy is not None:
                     self._report(Phase.FAILED, self._error or unhealthy)
+                    outcome = "failed"
                 else:
                     self._report(Phase.RUNNING)
+                    outcome = "running"
         except _Retry:
             self._schedule_retry()
         except TemporaryError as exc:  # podman service away: say so, try again
@@ -180,6 +191,9 @@ class DeploymentReconciler(SupervisedActor):
         except FleetError as exc:
             self._report(Phase.FAILED, str(exc))
             self._schedule_retry()
+        finally:
+            drift = not asked and self._touched
+            self._tally.reconciled(self._clock() - started, outcome=outcome, drift=drift)
 
     def _schedule_retry(self) -> None:
         self._backoff = min(self._max_backoff, max(1.0, self._backoff * 2))
@@ -223,6 +237,7 @@ class DeploymentReconciler(SupervisedActor):
         wanted, current, strays, changed = plan_pass(self._device, self._deployment, score, owned)
         for image in dict.fromkeys(wanted[name].image for name in changed):
             self._pull(image)  # 1. make-before-break: every image first
+        self._touched = bool(strays or changed)
         for container in strays:  # 2.
             self._intact = self._intact and not container.running
             self._replacer.remove(container.id)
@@ -258,6 +273,7 @@ class DeploymentReconciler(SupervisedActor):
             return container.id
         if container.state in ("created", "configured"):  # never started: safe to start
             self._report(Phase.STARTING)
+            self._touched = True
             try:
                 self._replacer.start(container.id)
             except ContainerFailed as exc:
@@ -274,7 +290,7 @@ class DeploymentReconciler(SupervisedActor):
             return container.id
         self._report(Phase.STARTING)
         labels = self._replacer.labels(self._labels, spec, self._score_revision)
-        self._intact = False
+        self._intact, self._touched = False, True
         try:
             return self._replacer.renew(name=name, spec=spec, labels=labels, old=container)
         except ContainerFailed as exc:
@@ -291,9 +307,11 @@ class DeploymentReconciler(SupervisedActor):
             return
         if self._phases.phase is not Phase.PULLING:
             self._report(Phase.PULLING, f"pulling {image}")  # retries keep their reason
+        started = self._clock()
         try:
             self._runtime.pull(image, timeout=self._pull_timeout)
         except ImagePullFailed as exc:
+            self._tally.pulled(self._clock() - started, ok=False)
             delay = min(self._max_backoff, max(1.0, self._backoff * 2))
             if exc.not_found:
                 self._report(
@@ -304,6 +322,10 @@ class DeploymentReconciler(SupervisedActor):
             else:
                 self._report(Phase.PULLING, f"{exc}; retrying in {delay:.0f}s")
             raise _Retry from exc
+        except BaseException:
+            self._tally.pulled(self._clock() - started, ok=False)
+            raise
+        self._tally.pulled(self._clock() - started, ok=True)
 
     # -- reporting ------------------------------------------------------------------------
 

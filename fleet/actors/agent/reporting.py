@@ -27,6 +27,7 @@ from fleet.contracts import (
     BUCKET_DEVICE_HEARTBEAT,
     BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
+    AgentHealth,
     DeploymentName,
     DeploymentState,
     DeviceId,
@@ -93,13 +94,16 @@ class DeviceEntries:
             at=self._clock() if at is None else at,
         )
 
-    def heartbeat(self, *, at: dt.datetime | None = None) -> Entry:
+    def heartbeat(
+        self, *, at: dt.datetime | None = None, health: AgentHealth | None = None
+    ) -> Entry:
         seq, self._seq = self._seq, self._seq + 1
         return heartbeat_entry(
             device=self.device_id,
             at=self._clock() if at is None else at,
             seq=seq,
             instance_id=self.instance_id,
+            health=health,
         )
 
     def report(
@@ -180,5 +184,6 @@ class DeviceReporter:
             BUCKET_DEVICE_INFO, *self._entries.info(labels=labels, inventory=inventory)
         )
 
-    def heartbeat(self) -> None:
-        self._publisher.publish(BUCKET_DEVICE_HEARTBEAT, *self._entries.heartbeat(), replay=False)
+    def heartbeat(self, *, health: AgentHealth | None = None) -> None:
+        entry = self._entries.heartbeat(health=health)
+        self._publisher.publish(BUCKET_DEVICE_HEARTBEAT, *entry, replay=False)

@@ -29,18 +29,21 @@ from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.aiokit.timers import LoopTimers
 from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient
+from fleet.runtime.kube.event_recorder import EventRecorder
+from fleet.runtime.kube.events import EventLimits
 from fleet.runtime.kube.gateway import KubeGateway, namespaces_or_all
 from fleet.runtime.kube.watch import ResourceWatcher
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_batch import KvBatchWriter
 from fleet.runtime.nats.watch import Watch
+from fleet.runtime.nats.watch_lag import WatchLag
 
 from . import messages as m
 from .enrollment.service import EnrollmentSetup, start_enrollment
 from .fleet import FleetIndex, Query
 from .mirror import DeviceMirror
-from .ports import NO_METRICS, MetricsPort
+from .ports import NO_EVENTS, NO_METRICS, EventsPort, MetricsPort
 from .retention import WEEK
 from .sources import KubeSource, KvSource
 
@@ -71,6 +74,7 @@ class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     watch_read_timeout: float = 75.0
     write_in_flight: int = 256
     skip_log_window: float = 10.0
+    events: EventLimits | None = EventLimits()  # None: post no Kubernetes Events
 
 
 class Operator:
@@ -114,6 +118,7 @@ class Operator:
         self.index: pykka.ActorRef[Any] | None = None
         self.mirror: pykka.ActorRef[Any] | None = None
         self.desk: pykka.ActorRef[Any] | None = None
+        self.events: EventRecorder | None = None
 
     def start(self) -> None:
         config, sup, loop, metrics = self.config, self.supervisor, self._loop_thread, self._metrics
@@ -122,6 +127,13 @@ class Operator:
         sup.add_cleanup("nats reconnect count", counting)  # calling it removes the listener
         gateway = KubeGateway(self._kube, device_workers=config.device_workers)
         sup.add_cleanup("kubernetes gateway", gateway.shutdown)
+        events: EventsPort = NO_EVENTS
+        if config.events is not None:  # before the actors that post, stopped after them
+            self.events = events = EventRecorder(
+                self._kube, limits=config.events, observe=metrics.events_recorded
+            )
+            events.start()
+            sup.add_cleanup("kubernetes events", events.stop)
         writer = KvBatchWriter(kv=self._bus.kv, loop_thread=loop, in_flight=config.write_in_flight,
                                observe=metrics.desired_written)  # fmt: skip
         sup.add_cleanup("desired-state writer", lambda: _close(writer))
@@ -147,11 +159,13 @@ class Operator:
                 tick=config.tick, status_delay=config.status_delay,
                 status_interval=config.status_interval, retention=config.device_retention,
                 deleter=writer, enforce_approved_labels=enrolling, metrics=metrics,
+                events=events,
             ),
         )  # fmt: skip
         kube_source = sup.start(
             "kubernetes source", lambda: KubeSource.start(index=index, scopes=len(scopes))
         )
+        followed: dict[str, Watch] = {}
         for bucket in BUCKETS:
             source = sup.start(
                 f"{bucket} source",
@@ -167,6 +181,11 @@ class Operator:
             )  # fmt: skip
             loop.run(_started(watch), timeout=30)
             sup.add_cleanup(f"{bucket} watch", functools.partial(_stop_watch, loop, watch))
+            if bucket != BUCKET_DESIRED_STATE:
+                followed[bucket] = watch
+        lag = WatchLag(self._bus.kv, followed, publish=metrics.watch_lag)
+        loop.run(_call(lag.start), timeout=5)
+        sup.add_cleanup("watch lag", lambda: loop.run(lag.stop(), timeout=10.0))
         for scope in scopes:
             watcher = ResourceWatcher(
                 client=self._kube,
@@ -209,6 +228,10 @@ class Operator:
 
 async def _started(watch: Watch) -> None:
     watch.start()
+
+
+async def _call(start: Callable[[], None]) -> None:
+    start()  # on the loop: a start() that makes its task there
 
 
 def _stop_watch(loop: EventLoopThread, watch: Watch) -> None:

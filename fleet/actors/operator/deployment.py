@@ -37,8 +37,17 @@ from fleet.runtime.kube.client import KubeObject
 
 from . import messages as m
 from .desired import DesiredBook
+from .events import DeploymentEvents
 from .finalizer import FinalizerRequests, is_deleting, may_release, needs_finalizer
-from .ports import NO_METRICS, DeploymentApiPort, KvWriterPort, MetricsPort, TellReplies
+from .ports import (
+    NO_EVENTS,
+    NO_METRICS,
+    DeploymentApiPort,
+    EventsPort,
+    KvWriterPort,
+    MetricsPort,
+    TellReplies,
+)
 from .registrations import Registrations
 from .revisions import RevisionKeeper
 from .spec import DeploymentSpec
@@ -64,10 +73,12 @@ class DeploymentActor(SupervisedActor):
         index: pykka.ActorRef[Any] | None = None,
         synced: bool = False,
         metrics: MetricsPort = NO_METRICS,
+        events: EventsPort = NO_EVENTS,
     ) -> None:
         super().__init__()
         self.key = key
         self._metrics = metrics
+        self._events = DeploymentEvents(events)  # Ready, NotReady, DevicesFailed...
         # The fleet index has read every source (the Deployment list, the four buckets):
         # only then is it known which record owns the name and which entries exist.
         self._synced = synced
@@ -94,7 +105,7 @@ class DeploymentActor(SupervisedActor):
         self._finalizer = FinalizerRequests(key, api=api, replies=self._replies)
         self._status = StatusPatches(
             key, api=api, replies=self._replies, timers=timers, owner=self.actor_ref,
-            delay=status_delay, interval=status_interval,
+            delay=status_delay, interval=status_interval, lag=metrics.status_lag,
         )  # fmt: skip
         self._retry_armed = False
         self._revisions = RevisionKeeper(
@@ -123,6 +134,7 @@ class DeploymentActor(SupervisedActor):
 
     def _on_spec(self, msg: m.Spec) -> None:
         old = self._desired
+        self._events.seed(msg.obj)  # what its status said before this actor
         self._obj, self._spec, self._error = msg.obj, msg.spec, msg.error
         self._name = msg.spec.name if msg.spec is not None else msg.name
         self._conflict_with = msg.conflict_with
@@ -393,6 +405,8 @@ class DeploymentActor(SupervisedActor):
             self.key, owner=self.actor_urn, counts=status["aggregate"],
             rollout=None if rollout is None else (str(rollout["phase"]), int(rollout["revision"])),
         )  # fmt: skip
+        if self._obj is not None:
+            self._events.status(self._obj, status)  # and its Events
         return status
 
     def _previous_condition(self, kind: str) -> dict[str, Any] | None:

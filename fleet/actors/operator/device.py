@@ -34,9 +34,10 @@ from fleet.runtime.actorkit.pooled import PooledActor
 from fleet.runtime.aiokit.timers import TimerPort
 
 from . import messages as m
+from .events import DeviceEvents
 from .liveness import Liveness
 from .picture import DevicePicture
-from .ports import NO_METRICS, MetricsPort
+from .ports import NO_EVENTS, NO_METRICS, EventsPort, MetricsPort
 from .reports import DeviceReports, Send
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,11 @@ class DeviceActor(PooledActor):
         reports: Iterable[m.Report] = (),
         duplicate: tuple[str, ...] | None = None,
         metrics: MetricsPort = NO_METRICS,
+        events: EventsPort = NO_EVENTS,
     ) -> None:
         super().__init__(pool=pool)
         self._metrics = metrics
+        self._events = DeviceEvents(device, events)
         self.device = device
         self._mirror = mirror
         self._timers = timers
@@ -113,8 +116,15 @@ class DeviceActor(PooledActor):
 
     def _beat(self, beat: m.Beat) -> None:
         now = time.time()
-        if self._liveness.beat(beat.at, beat.when, now=now):
-            online = self._liveness.online
+        liveness = self._liveness
+        changed = liveness.beat(beat.at, beat.when, now=now)
+        if changed or not liveness.online:  # Events: only a change, or a silent device
+            self._events.liveness(
+                online=liveness.online, changed=changed, known=liveness.at is not None,
+                timeout=liveness.timeout,
+            )  # fmt: skip
+        if changed:
+            online = liveness.online
             self._metrics.device_online(online)  # a change of state: rare, not per beat
             self._send(self._reports.classes(online=online))
         self._arm(now)
@@ -124,6 +134,8 @@ class DeviceActor(PooledActor):
         changed = self._liveness.check(now=now)
         if changed:
             self._metrics.device_online(False)
+            self._events.liveness(online=False, changed=True, known=True,
+                                  timeout=self._liveness.timeout)  # fmt: skip
             self._send(self._reports.classes(online=False))
         self._arm(now)
         return changed
@@ -141,6 +153,7 @@ class DeviceActor(PooledActor):
 
     def _on_duplicate(self, msg: m.DeviceDuplicate) -> bool:
         self._picture.set_duplicate(msg.instances)
+        self._events.duplicate(msg.instances)
         return True
 
     def _on_expect(self, msg: m.Expect) -> bool:

@@ -48,8 +48,10 @@ from .device import DeviceActor
 from .forgetting import KeysDeleted
 from .ownership import Ownership, Record, age, key_of
 from .ports import (
+    NO_EVENTS,
     NO_METRICS,
     DeploymentApiPort,
+    EventsPort,
     KeyDeleterPort,
     KvWriterPort,
     MetricsPort,
@@ -82,6 +84,7 @@ class FleetIndex(SupervisedActor):
         deleter: KeyDeleterPort | None = None,
         enforce_approved_labels: bool = False,
         metrics: MetricsPort = NO_METRICS,
+        events: EventsPort = NO_EVENTS,
     ) -> None:
         super().__init__()
         self._metrics = metrics
@@ -95,12 +98,12 @@ class FleetIndex(SupervisedActor):
             DeploymentActor.start, writer=writer, api=api, timers=timers,
             status_delay=status_delay, status_interval=status_interval,
             register_delay=liveness_timeout,
-            index=self.actor_ref, metrics=metrics,
+            index=self.actor_ref, metrics=metrics, events=events,
         )  # fmt: skip
         replies, clock = TellReplies(self.actor_ref), CoarseTimers()
         start_device = functools.partial(
             DeviceActor.start, pool=pool, mirror=mirror, timers=clock,
-            liveness_timeout=liveness_timeout, metrics=metrics,
+            liveness_timeout=liveness_timeout, metrics=metrics, events=events,
         )  # fmt: skip
         self._ownership = Ownership()
         self._refs: dict[m.DeploymentKey, pykka.ActorRef[Any]] = {}
@@ -308,6 +311,8 @@ class FleetIndex(SupervisedActor):
         self._timers.tell_later(self.actor_ref, m.Tick(), delay=self._tick)
         forgotten = self.roster.tick(now=time.time())
         self._metrics.devices_known(len(self.roster.actors))
+        agents = self.roster.agents
+        self._metrics.agent_figures(agents.totals, reporting=agents.reporting)
         for old in forgotten:
             self._targeting.set_labels(old.device, self._labels.report(old.device, None))
         if forgotten:

@@ -107,6 +107,9 @@ class Beat(Msg, frozen=True, kw_only=True):
     # The instance id of every beat of this key in the batch, in order (a batch may hold
     # A, B, A for one key: two agents under one id), not just of the latest.
     instances: tuple[str, ...] = ()
+    # The latest beat's agent counters (AgentHealth.counters()), if it carried them and
+    # an instance id (then the last of ``instances`` is its run).
+    health: tuple[int, ...] | None = None
 
 
 class BeatsSeen(Msg, frozen=True, kw_only=True):

@@ -6,10 +6,11 @@ becomes a message to the actor through a :class:`RepliesPort` (in an actor:
 :func:`fleet.runtime.aiokit.loop.tell_when_done` to itself) and nobody waits. Unit tests
 pass fakes with the same shape (``tests/operator/units/fakes.py``).
 
-:class:`MetricsPort` is the one port without I/O: it stores numbers and returns.
+:class:`MetricsPort` and :class:`EventsPort` are the ports without I/O of their own:
+they store a value and return (the runtime sends Events from a thread of its own).
 
 What it must never do: grow a method that blocks: a port hands back a future, always
-(or, :class:`MetricsPort`, nothing).
+(or, :class:`MetricsPort` and :class:`EventsPort`, nothing).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import pykka
 
 from fleet.runtime.aiokit.loop import tell_when_done
+from fleet.runtime.kube.events import EventNote
 from fleet.runtime.kube.revisions import Listed
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import WriteResult
@@ -164,6 +166,26 @@ class MetricsPort(Protocol):
 
     def nats_reconnected(self) -> None: ...
 
+    def watch_lag(self, bucket: str, entries: int) -> None:
+        """``bucket``'s watch was ``entries`` behind its stream when last sampled."""
+        ...
+
+    def status_lag(self, seconds: float) -> None:
+        """A Deployment's status patch was acknowledged ``seconds`` after the first change
+        it shows reached the Deployment's actor (at most one per status interval)."""
+        ...
+
+    def agent_figures(self, totals: Sequence[int], *, reporting: int) -> None:
+        """What the agents' heartbeats counted, summed fleet-wide since the operator
+        started (in the order of ``fleet.contracts.AGENT_HEALTH_COUNTERS``), and how many
+        devices send their counters. Published on the fleet index's tick."""
+        ...
+
+    def events_recorded(self, result: str, count: int) -> None:
+        """``count`` Kubernetes Event notes ended as ``result``: created, patched (a
+        repeat), dropped (the queue was full) or failed (the API refused them)."""
+        ...
+
 
 class NoMetrics:
     """:class:`MetricsPort` that keeps nothing: the default (unit tests, and
@@ -193,5 +215,36 @@ class NoMetrics:
     def nats_reconnected(self) -> None:
         pass
 
+    def watch_lag(self, bucket: str, entries: int) -> None:
+        pass
+
+    def status_lag(self, seconds: float) -> None:
+        pass
+
+    def agent_figures(self, totals: Sequence[int], *, reporting: int) -> None:
+        pass
+
+    def events_recorded(self, result: str, count: int) -> None:
+        pass
+
 
 NO_METRICS: MetricsPort = NoMetrics()
+
+
+class EventsPort(Protocol):
+    """Kubernetes Events (``kubectl describe``): the runtime implements it
+    (:class:`fleet.runtime.kube.event_recorder.EventRecorder`), coalesces, rate-limits and
+    sends them off the caller's thread. Returns at once and never fails; a note may be
+    dropped (a bounded queue). Post on a change of state, never once per message."""
+
+    def post(self, note: EventNote) -> None: ...
+
+
+class NoEvents:
+    """:class:`EventsPort` that posts nothing (unit tests; ``OperatorConfig(events=None)``)."""
+
+    def post(self, note: EventNote) -> None:
+        pass
+
+
+NO_EVENTS: EventsPort = NoEvents()

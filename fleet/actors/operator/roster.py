@@ -25,6 +25,7 @@ from fleet.runtime.actorkit.coarse_timers import CoarseTimers
 from fleet.runtime.actorkit.index import ActorIndex
 
 from . import messages as m
+from .agent_figures import AgentFigures
 from .duplicates import Change, DuplicateDetector
 from .forgetting import KeyDeletions
 from .ports import KeyDeleterPort, RepliesPort
@@ -61,6 +62,7 @@ class DeviceRoster:
         self.keys = KeyDeletions(deleter=deleter, replies=replies)
         self._duplicates = DuplicateDetector(window=liveness_timeout)
         self.forgotten = 0
+        self.agents = AgentFigures()  # what the agents' heartbeats count, fleet-wide
 
     def actor(self, device: DeviceId) -> Any:
         """The device's actor, started on first need with what waited for it."""
@@ -88,6 +90,8 @@ class DeviceRoster:
         return ref
 
     def beats(self, beats: Iterable[m.Beat], *, now: float) -> None:
+        beats = tuple(beats)
+        self.agents.beats(beats)
         retention, get = self.retention, self.actors.get
         for beat in beats:
             device = beat.device
@@ -143,6 +147,7 @@ class DeviceRoster:
             self._strays.drop(old.device)
             self._beating.discard(old.device)
             self._duplicates.drop(old.device)
+            self.agents.forget(old.device)
             ref = self.actors.pop(old.device)
             if ref is not None:
                 ref.tell(m.DeviceForgotten(at=at))

@@ -141,12 +141,14 @@ def _beat(entries: list[KvEntry], skips: SkipLog) -> m.Beat | None:
     if latest is None:
         return None
     entry, beat = latest
+    health = beat.health
     return m.Beat(
         device=device,
         at=beat.at.timestamp(),
         when=beat.at,
         revision=entry.revision,
         instances=tuple(instances),
+        health=None if health is None or beat.instance_id is None else health.counters(),
     )
 
 

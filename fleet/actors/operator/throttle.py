@@ -6,6 +6,10 @@ change after a quiet spell is patched within ``delay``, a burst costs at most on
 ``interval``, one patch is in flight at a time, an unchanged status is not patched, and a
 failed patch is tried again (with the status rebuilt).
 
+:class:`StatusPatches` also measures the *status lag* (``/metrics``): from the first
+change its owner heard after the last patch to the acknowledgement of the patch that
+shows it. A change that leaves the status as it was (nothing to patch) is not measured.
+
 Plain and synchronous, with a clock: :class:`StatusThrottle` decides; :class:`StatusPatches`
 also arms the flush timer (``Flush`` to its owner) and sends the patch (``PatchDone``),
 through the ports it is given. What it must never do: let a change go unpatched (a
@@ -99,12 +103,19 @@ class StatusPatches:
         owner: Any,
         delay: float,
         interval: float,
+        lag: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._key, self._api, self._replies = key, api, replies
         self._timers, self._owner = timers, owner
-        self.throttle = StatusThrottle(delay=delay, interval=interval)
+        self.throttle = StatusThrottle(delay=delay, interval=interval, clock=clock)
+        self._lag, self._clock = lag, clock
+        self._since: float | None = None  # the first change not yet in a patch
+        self._sent: float | None = None  # the first change in the patch in flight
 
     def changed(self) -> None:
+        if self._since is None:
+            self._since = self._clock()
         self._arm(self.throttle.changed())
 
     def _arm(self, delay: float | None) -> None:
@@ -118,7 +129,9 @@ class StatusPatches:
             return
         status = build(self.throttle.previous_ready)
         if not self.throttle.offer(status):
+            self._since = None  # nothing the status shows changed
             return
+        self._sent, self._since = self._since, None
         namespace, name = self._key
         self._replies.when_done(
             self._api.patch_deployment_status(namespace=namespace, name=name, status=status),
@@ -127,6 +140,11 @@ class StatusPatches:
         )
 
     def patched(self, outcome: PatchDone, *, retry: bool) -> None:
+        sent, self._sent = self._sent, None
         if outcome.error is not None:
             logger.debug("deployment %s/%s: status patch failed: %s", *self._key, outcome.error)
+            if sent is not None and retry:  # still to be shown, by the next patch
+                self._since = sent if self._since is None else min(sent, self._since)
+        elif sent is not None and self._lag is not None:
+            self._lag(self._clock() - sent)
         self._arm(self.throttle.patched(error=outcome.error, retry=retry))

@@ -8,10 +8,11 @@ What it must never do: write to a bucket, or wait longer than the connect timeou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import uvloop
 
@@ -28,6 +29,9 @@ from fleet.runtime.kube.config import make_api_client
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.permissions import fleetctl_permissions
+from fleet.runtime.nats.transport import Transport
+
+T = TypeVar("T")
 
 
 class Unreachable(Exception):
@@ -94,6 +98,21 @@ class Buckets:
             if bus is not None:
                 loop.run(bus.close(), timeout=10)
             loop.stop()
+
+    @property
+    def transport(self) -> Transport:
+        """The connection itself (``fleetctl logs``/``describe`` ask devices over it)."""
+        assert self._bus is not None
+        return self._bus.transport
+
+    def run(self, coro: Coroutine[Any, Any, T], *, timeout: float | None) -> T:
+        """Run ``coro`` on the connection's loop (``timeout`` None: as long as it takes)."""
+        assert self._loop is not None
+        future = self._loop.submit(coro)
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
 
     def read(self, bucket: str, key_filter: str = ">") -> dict[str, KvEntry]:
         """Every live entry of ``bucket`` matching ``key_filter``."""

@@ -1,5 +1,6 @@
 """``fleetctl``: devices, deployments, status, apply, delete; enrollment (``enroll``,
-``token``, ``device revoke|label``); ``rollout status|pause|resume|approve|undo|history``;
+``token``, ``device revoke|label``); ``logs`` and ``describe device`` (asked of the device);
+``rollout status|pause|resume|approve|undo|history``;
 tables or JSON; ``--watch``.
 
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
@@ -28,7 +29,7 @@ from fleet.runtime.kube.client import (
     KubeNotFound,
 )
 
-from . import enrolling, manifests, render, rollout, view
+from . import enrolling, manifests, ondemand, render, rollout, view
 from .connect import Buckets, Unreachable, kube_client, kube_errors
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -140,6 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 help="show progress until the Deployment converges (all running)",
             )
     enrolling.add_parsers(sub, common)
+    ondemand.add_parsers(sub, common)
     rollout.add_parser(sub, common)
     args = parser.parse_args(argv)
     for key, value in COMMON_DEFAULTS.items():
@@ -296,6 +298,14 @@ class Ctl:
 
     def device(self) -> int:
         return enrolling.device(self.kube, self.args, self.print)
+
+    def logs(self) -> int:
+        with self.buckets() as b:
+            return ondemand.logs(b, self.args, self.out)
+
+    def describe(self) -> int:
+        with self.buckets() as b:
+            return ondemand.describe(b, self.args, self.out)
 
     def rollout(self) -> int:
         return rollout.run(self.kube, self.args, self.out)

@@ -104,6 +104,12 @@ class ActorPool:
         """How many actors are alive (started and not yet finished stopping)."""
         return len(self._live)
 
+    @property
+    def runnable(self) -> int:
+        """How many actors have messages waiting for a worker (approximate, never blocks):
+        a backlog that grows is a pool behind its mail (``/metrics``)."""
+        return self._runq.qsize()
+
     def live_actors(self) -> list[ActorRef[Any]]:
         with self._lock:
             boxes = list(self._live)

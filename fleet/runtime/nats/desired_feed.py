@@ -105,6 +105,7 @@ class DesiredFeed:
         on_synced: Callable[[], None] | None = None,
         known: Mapping[str, int] | None = None,
         resync_interval: float = 300.0,
+        on_reread: Callable[[], None] | None = None,
     ) -> None:
         self._kv = kv
         self._transport = kv.transport
@@ -113,6 +114,7 @@ class DesiredFeed:
         self._read = device_read(device_id)
         self._on_entry = on_entry
         self._on_synced = on_synced
+        self._on_reread = on_reread  # each read after the first (periodic, reconnect)
         self._revs: dict[str, int] = dict(known or {})  # key -> highest revision seen
         self._live: set[str] = set(self._revs)  # keys that hold a value
         self._resync_interval = resync_interval
@@ -172,9 +174,12 @@ class DesiredFeed:
             buffered, self._buffer = self._buffer or [], None
             for key in dict.fromkeys(buffered):
                 self._follow(key)
-            if first and self._on_synced is not None:
+            if first:
                 first = False
-                self._on_synced()
+                if self._on_synced is not None:
+                    self._on_synced()
+            elif self._on_reread is not None:
+                self._on_reread()
             await self._until_resync()
             if self._buffer is None:
                 self._buffer = []

@@ -5,12 +5,13 @@ these lists on every message, so they *are* the boundary between devices. A devi
 use exactly the subjects its agent uses (docs/agent.md, "Authorization"): the live
 subscription on its desired keys, the direct gets and the named consumer of its own
 reads, its info, state and heartbeat puts, its own heartbeat (the duplicate-agent
-watch) and its inbox, and its renewal request. Every subject below carries the device's
+watch) and its inbox, its renewal request, and the requests made of it (logs,
+describe), which it may answer. Every subject below carries the device's
 id, so no allowed subject names another device's key. A *bootstrap* credential (what a
 device holds before it is enrolled) may only ask to join and hear the answer. The
 operator may do everything in the fleet's account; its enrollment desk, on a connection
 of its own, hears enrollment and renewal requests and answers each once; ``fleetctl``
-reads.
+reads, and asks devices for their logs and descriptions.
 
 Every subject is spelled by :mod:`fleet.runtime.nats.subjects` and every key comes from
 :mod:`fleet.contracts`; this module only chooses.
@@ -34,6 +35,7 @@ from fleet.contracts import (
     device_info_key,
     device_state_key_filter,
 )
+from fleet.contracts.ondemand import MAX_REPLIES_PER_REQUEST, REQUEST_KINDS
 from fleet.runtime.nats import subjects
 from fleet.runtime.nats.buckets import BUCKETS
 
@@ -85,7 +87,12 @@ def device_permissions(device_id: DeviceId) -> Permissions:
       ``$KV.device-heartbeat.heartbeat.<device>`` (the duplicate-agent watch), and its
       inboxes. No stream info: the agent runs with ``create_buckets=False`` (stream info
       would list every key of a bucket with ``subjects_filter``);
-    * ``fleet.renew.<device>``: its renewal request (the answer comes to its inbox).
+    * ``fleet.renew.<device>``: its renewal request (the answer comes to its inbox);
+    * ``fleet.device.<device>.logs`` and ``.describe``: it hears the requests made of it
+      (``fleetctl logs``, ``fleetctl describe device``) and may answer each with up to
+      :data:`~fleet.contracts.ondemand.MAX_REPLIES_PER_REQUEST` messages, within
+      :data:`RESPONSE_WINDOW_NS` (a response permission: it may publish to no inbox it
+      was not asked from).
     """
     device = DeviceId.try_new(device_id)
     desired = desired_state_key_filter(device)
@@ -105,8 +112,16 @@ def device_permissions(device_id: DeviceId) -> Permissions:
                 subjects.renew(device),
             )
         ),
-        sub=Permission(allow=(desired_subjects, heartbeat, subjects.inboxes(inbox))),
+        sub=Permission(
+            allow=(
+                desired_subjects,
+                heartbeat,
+                subjects.inboxes(inbox),
+                *(subjects.device_request(device, kind) for kind in REQUEST_KINDS),
+            )
+        ),
         inbox_prefix=inbox,
+        responses=MAX_REPLIES_PER_REQUEST,
     )
 
 
@@ -162,7 +177,8 @@ def enrollment_permissions() -> Permissions:
 def fleetctl_permissions() -> Permissions:
     """``fleetctl``: reads every bucket (stream info, direct gets, short-lived consumers
     and their flow control) and writes nothing: no ``$KV`` subject, no stream or
-    consumer management beyond its own reads."""
+    consumer management beyond its own reads. It may ask any device for its logs and
+    its description (``fleet.device.*.logs``, ``fleet.device.*.describe``)."""
     inbox = subjects.inbox_prefix(FLEETCTL, device=False)
     pub: list[str] = []
     for bucket in BUCKETS:
@@ -173,6 +189,7 @@ def fleetctl_permissions() -> Permissions:
             subjects.consumer_delete_any(bucket),
             subjects.flow_control(bucket),
         ]
+    pub += [subjects.device_request_any(kind) for kind in REQUEST_KINDS]
     return Permissions(
         name=FLEETCTL,
         pub=Permission(allow=tuple(pub)),

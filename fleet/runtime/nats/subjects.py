@@ -21,7 +21,14 @@ import re
 import secrets
 from typing import NamedTuple
 
-from fleet.errors import BusError
+from fleet.contracts import DeviceId
+from fleet.contracts.ondemand import (
+    REQUEST_KINDS,
+    RequestKind,
+    device_request_key,
+    parse_device_request_key,
+)
+from fleet.errors import BusError, ContractError
 from fleet.runtime.nats.transport import MalformedReply
 
 # -- headers -------------------------------------------------------------------------
@@ -230,6 +237,52 @@ def renew(device_id: str) -> str:
 def renew_all() -> str:
     """Every device's renewal subject (the operator listens on it)."""
     return f"fleet.renew.{ANY_TOKEN}"
+
+
+# -- device requests (fleet.contracts.ondemand) -----------------------------------------
+
+_DEVICE_REQUESTS = "fleet.device."
+
+
+def device_request(device_id: DeviceId, kind: RequestKind) -> str:
+    """``fleet.device.<device>.<kind>``: where ``device_id``'s agent answers ``kind``
+    (``logs``, ``describe``); only that device may listen there."""
+    try:
+        return _DEVICE_REQUESTS + device_request_key(device_id, kind)
+    except ContractError as exc:
+        raise BusError(f"no device request subject: {exc}") from exc
+
+
+def device_request_any(kind: RequestKind) -> str:
+    """``fleet.device.*.<kind>``: ``kind`` on every device (who may ask)."""
+    if kind not in REQUEST_KINDS:
+        raise BusError(f"{kind!r} is not a device request")
+    return f"{_DEVICE_REQUESTS}{ANY_TOKEN}.{kind}"
+
+
+def parse_device_request(subject: str) -> tuple[DeviceId, RequestKind]:
+    """The device and the kind a request subject names; ``MalformedReply`` otherwise."""
+    if not subject.startswith(_DEVICE_REQUESTS):
+        raise MalformedReply(f"{subject[:200]!r} is not a device request subject")
+    try:
+        return parse_device_request_key(subject[len(_DEVICE_REQUESTS) :])
+    except ContractError as exc:
+        raise MalformedReply(str(exc)) from exc
+
+
+_INBOX_REPLY = re.compile(r"_INBOX(?:_[-_a-zA-Z0-9]{1,300})?(?:\.[-_a-zA-Z0-9]{1,64}){1,4}")
+
+
+def is_inbox(reply: str) -> bool:
+    """Whether ``reply`` is an inbox (``_INBOX[_<owner>].<1..4 tokens>``): the only
+    subjects a device answers to. A requester could name any subject as its reply, and
+    a device's response permission would let it publish there (a bucket's subject too)."""
+    return len(reply) <= 512 and _INBOX_REPLY.fullmatch(reply) is not None
+
+
+def inbox_owner(reply: str) -> str:
+    """The inbox prefix of an inbox (its first token): who asked, for rate limits."""
+    return reply.partition(".")[0]
 
 
 #: Where a system-account user pushes an updated account JWT (full resolver).

@@ -35,6 +35,7 @@ import podman.errors
 
 from fleet.contracts import ContainerSpec
 from fleet.runtime.podman.events import PodmanEventStream
+from fleet.runtime.podman.log_stream import PodmanLogFollower
 from fleet.runtime.podman.logs import read_log_lines
 from fleet.runtime.podman.port import (
     Container,
@@ -236,6 +237,18 @@ class PodmanRuntime:
         if not response.ok:
             raise RuntimeUnavailable(f"logs of {container_id}: {_message(response)}")
         return read_log_lines(response.content, tail=tail)
+
+    def open_logs(
+        self, container_id: str, *, tail: int, follow: bool, max_lines: int
+    ) -> PodmanLogFollower:
+        """The container's output on a thread of its own (:mod:`.log_stream`)."""
+        path = f"/containers/{path_segment(container_id)}/logs"
+        follower = PodmanLogFollower(
+            client=podman.PodmanClient(base_url=self._url, timeout=None if follow else 30),
+            path=path, tail=tail, follow=follow, max_lines=max_lines,
+        )  # fmt: skip
+        follower.start()
+        return follower
 
     def inspect(self, container_id: str) -> Container | None:
         response = self._call("get", f"/containers/{path_segment(container_id)}/json")

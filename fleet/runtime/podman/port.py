@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -179,6 +179,42 @@ class ContainerRuntime(Protocol):
         ``on_error`` is called once if the stream breaks (the service went away); the
         caller decides when to open a new one.
         """
+        ...
+
+
+class LogFollower(Protocol):
+    """One read of a container's output on a thread of its own (see
+    :mod:`fleet.runtime.podman.log_stream`): drained by the caller, bounded."""
+
+    error: str | None
+    """Why the read stopped early (the container is gone, podman away), else None."""
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will come (what is buffered stays until drained)."""
+        ...
+
+    def wait_ended(self, timeout: float) -> bool: ...
+
+    def drain(self) -> tuple[list[str], int]:
+        """The lines since the last drain, and how many were dropped before them."""
+        ...
+
+    def close(self) -> None:
+        """Stop reading now; never raises."""
+        ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """Containers' output on demand (``fleetctl logs``): the podman adapter has it; a
+    runtime without it answers that it keeps no logs."""
+
+    def open_logs(
+        self, container_id: str, *, tail: int, follow: bool, max_lines: int
+    ) -> LogFollower:
+        """Start reading the last ``tail`` lines (and with ``follow`` what comes next),
+        keeping at most ``max_lines`` undrained; raise :class:`NotAddressable`."""
         ...
 
 

@@ -29,14 +29,22 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from fleet.contracts import AGENT_HEALTH_COUNTERS
+
+from .agent_metrics import COUNTER_HELP as AGENT_HELP
 
 PREFIX: Final = "fleet_operator_"
 CLASSES: Final = ("running", "pending", "failed", "unreachable")
 OPS: Final = ("put", "delete")
+EVENT_RESULTS: Final = ("created", "patched", "dropped", "failed")
+LAG_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 WRITE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -63,6 +71,8 @@ class OperatorMetrics:
         self._online = 0
         self._deployments: dict[tuple[str, str], DeploymentFigures] = {}
         self._phases = tuple(rollout_phases)
+        self._agent_totals: tuple[int, ...] = (0,) * len(AGENT_HEALTH_COUNTERS)
+        self._agents_reporting = 0
         r = self.registry
         self._writes = Counter(
             f"{PREFIX}desired_writes", "Desired-state keys written (op: put or delete; "
@@ -77,6 +87,15 @@ class OperatorMetrics:
             self._write_seconds.labels(op)
             for result in ("ok", "failed"):
                 self._writes.labels(op, result)
+        self._status_lag = Histogram(
+            f"{PREFIX}status_lag_seconds", "From the first change a Deployment's actor heard "
+            "(a device's report, a target, a spec) to the acknowledgement of the status patch "
+            "that shows it", buckets=LAG_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._watch_lag = Gauge(
+            f"{PREFIX}watch_lag_entries", "How many entries a bucket's watch was behind its "
+            "stream when last sampled (every 5 s)", ["bucket"], registry=r,
+        )  # fmt: skip
         self._reconnects = Counter(
             f"{PREFIX}nats_reconnects", "Times the NATS connection was made again", registry=r
         )
@@ -85,6 +104,12 @@ class OperatorMetrics:
             "create, patch, delete, watch; kind: unavailable, conflict, not_found, refused, "
             "other)", ["verb", "kind"], registry=r,
         )  # fmt: skip
+        self._events = Counter(
+            f"{PREFIX}events", "Kubernetes Event notes by outcome (result: created, patched, "
+            "dropped, failed)", ["result"], registry=r,
+        )  # fmt: skip
+        for result in EVENT_RESULTS:
+            self._events.labels(result)
         r.register(_Figures(self))
 
     # -- MetricsPort (the actors) ---------------------------------------------------------
@@ -131,7 +156,21 @@ class OperatorMetrics:
     def nats_reconnected(self) -> None:
         self._reconnects.inc()
 
+    def status_lag(self, seconds: float) -> None:
+        self._status_lag.observe(max(0.0, seconds))
+
+    def watch_lag(self, bucket: str, entries: int) -> None:
+        self._watch_lag.labels(bucket).set(entries)
+
+    def agent_figures(self, totals: Sequence[int], *, reporting: int) -> None:
+        if len(totals) == len(AGENT_HEALTH_COUNTERS):
+            self._agent_totals, self._agents_reporting = tuple(totals), reporting
+
     # -- the runtime's hooks --------------------------------------------------------------
+
+    def events_recorded(self, result: str, count: int) -> None:
+        if result in EVENT_RESULTS:  # bounded labels
+            self._events.labels(result).inc(count)
 
     def kube_error(self, verb: str, kind: str) -> None:
         self._kube_errors.labels(verb, kind).inc()
@@ -140,6 +179,10 @@ class OperatorMetrics:
         """(synced, known, online, each Deployment's figures), as of now."""
         with self._lock:
             return self._synced, self._known, self._online, dict(self._deployments)
+
+    def agents(self) -> tuple[tuple[int, ...], int]:
+        """(the agents' counters summed fleet-wide, how many devices send them)."""
+        return self._agent_totals, self._agents_reporting  # each one immutable value
 
     @property
     def rollout_phases(self) -> tuple[str, ...]:
@@ -152,10 +195,10 @@ class _Figures(Collector):
     def __init__(self, metrics: OperatorMetrics) -> None:
         self._metrics = metrics
 
-    def describe(self) -> list[GaugeMetricFamily]:
+    def describe(self) -> list[Metric]:
         return []  # built when collected; nothing to check for clashes
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         synced, known, online, deployments = self._metrics.snapshot()
         yield _gauge("synced", "1 once the initial sync (the Deployments and the four "
                      "buckets read once) is done", 1 if synced else 0)  # fmt: skip
@@ -193,6 +236,14 @@ class _Figures(Collector):
                     phase.add_metric([namespace, name, each], 1 if each == current else 0)
                 revision.add_metric([namespace, name], number)
         yield from (targeted, classes, phase, revision)
+        totals, reporting = self._metrics.agents()
+        yield _gauge("agents_reporting", "Devices whose agent sends its counters in its "
+                     "heartbeat (fleet_operator_agent_* add theirs up)", reporting)  # fmt: skip
+        for name, total in zip(AGENT_HEALTH_COUNTERS, totals, strict=True):
+            yield CounterMetricFamily(
+                f"{PREFIX}agent_{name}", f"Fleet-wide, from heartbeats: {AGENT_HELP[name]}",
+                value=total,
+            )  # fmt: skip
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -29,7 +29,9 @@ stop_timeout_s = 2
 class AgentProcess:
     """One ``python -m fleet.cli.agent`` process; its log (stderr) goes to a file."""
 
-    def __init__(self, world: AgentWorld, root: Path, *, name: str = "agent") -> None:
+    def __init__(
+        self, world: AgentWorld, root: Path, *, name: str = "agent", extra: str = ""
+    ) -> None:
         self.state_dir = root / f"{name}-state"
         self.config = root / f"{name}.toml"
         self.log_path = root / f"{name}.log"
@@ -40,6 +42,7 @@ class AgentProcess:
                 socket=world.podman.socket_url,
                 state=self.state_dir,
             )
+            + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

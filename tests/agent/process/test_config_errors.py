@@ -62,6 +62,13 @@ def test_the_issue_example_config_loads(tmp_path: Path) -> None:
         (('site = "lab"', 'site = "not ok!"'), "labels", "site"),
         (('socket = "unix:///run/podman/podman.sock"', "socket = 3"), "podman.socket", "URL"),
         (("[agent]", "[agent"), "", "not valid TOML"),
+        (("[agent]", '[metrics]\naddress = "nowhere"\n[agent]'), "metrics.address", "HOST:PORT"),
+        (
+            ("[agent]", '[metrics]\naddress = "127.0.0.1:99999"\n[agent]'),
+            "metrics.address",
+            "0..65535",
+        ),
+        (("[agent]", "[metrics]\nport = 9101\n[agent]"), "metrics.port", "unknown key"),
     ],
 )
 def test_invalid_config_exits_2_naming_file_key_and_reason(

@@ -46,6 +46,9 @@ def test_twenty_devices_three_deployments_pass(tmp_path: Path) -> None:
     assert figures["registered"] == 20
     assert figures["locust"]["device desired->Running"]["count"] > 0
     assert figures["locust"]["KV put heartbeat"]["failures"] == 0
+    # the operator's /metrics said what the checker counted (parsed by the client library)
+    assert figures["metrics_samples"] > 50
+    assert "operator /metrics            agrees with the checker" in done.stdout
 
 
 @pytest.mark.slow

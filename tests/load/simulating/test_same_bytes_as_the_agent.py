@@ -23,6 +23,7 @@ from fleet.actors.agent.reporting import DeviceReporter
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_STATE,
+    AgentHealth,
     DeploymentName,
     DeploymentState,
     DeviceId,
@@ -136,8 +137,8 @@ def test_info_heartbeats_and_every_report_are_the_agents_bytes() -> None:
 
     reporter = agent_reporter(agent)
     reporter.publish_info(labels=LABELS, runtime_name="podman", runtime_version="4.3.1")
-    reporter.heartbeat()
-    reporter.heartbeat()
+    reporter.heartbeat(health=AgentHealth())  # the agent's counters before any pass
+    reporter.heartbeat(health=AgentHealth())
     for phase, message, revision in [
         (Phase.PENDING, None, 12),
         (Phase.PULLING, "pulling registry.local/app:1", 12),

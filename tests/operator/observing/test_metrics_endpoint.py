@@ -142,6 +142,16 @@ def test_metrics_and_probes_of_a_running_operator(
         assert puts == 12
         assert one(samples, "fleet_operator_desired_write_batch_seconds_count", op="put") >= 2
         assert one(samples, "process_resident_memory_bytes") > 0
+        # how far behind: the watches (sampled every 5 s: caught up at rest) and mailboxes
+        caught_up = eventually(lambda: all(
+            one(scrape(base), "fleet_operator_watch_lag_entries", bucket=bucket) == 0
+            for bucket in ("device-state", "device-info", "device-heartbeat")
+        ) and scrape(base), timeout=30)  # fmt: skip
+        assert ("fleet_operator_watch_lag_entries", (("bucket", "desired-state"),)) not in caught_up
+        assert one(caught_up, "fleet_operator_mailbox_messages", actor="FleetIndex") >= 0
+        assert one(caught_up, "fleet_operator_mailbox_largest", actor="DeploymentActor") >= 0
+        assert one(caught_up, "fleet_operator_pool_runnable_actors", pool="operator-devices") >= 0
+        assert one(caught_up, "fleet_operator_status_lag_seconds_count") >= 2
         assert not any(label == "device" for (_, pairs) in samples for label, _ in pairs)
 
         nats_server.stop()  # NATS goes away: not ready, still alive

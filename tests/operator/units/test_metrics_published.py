@@ -1,12 +1,13 @@
 """What the thin actors publish for /metrics, through a fake MetricsPort: a Deployment
 actor its status' aggregate and rollout (gone when it stops), a device actor each change
-of its liveness (not each heartbeat), the fleet index its sync and the devices it knows."""
+of its liveness (not each heartbeat), the fleet index its sync, the devices it knows and
+what the agents' heartbeats counted, added up on its tick."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -34,6 +35,8 @@ class Metrics:
         self.known: int | None = None
         self.online_changes: list[bool] = []
         self.deployments: dict[tuple[str, str], tuple[str, dict[str, int], Any]] = {}
+        self.agents: tuple[tuple[int, ...], int] | None = None
+        self.lags: list[float] = []
 
     def synced(self) -> None:
         self.is_synced = True
@@ -63,6 +66,19 @@ class Metrics:
     def nats_reconnected(self) -> None:
         pass
 
+    def events_recorded(self, result: str, count: int) -> None:
+        pass
+
+    def watch_lag(self, bucket: str, entries: int) -> None:
+        pass
+
+    def status_lag(self, seconds: float) -> None:
+        with self._lock:
+            self.lags.append(seconds)
+
+    def agent_figures(self, totals: Sequence[int], *, reporting: int) -> None:
+        self.agents = (tuple(totals), reporting)
+
 
 def test_a_deployment_actor_publishes_the_aggregate_its_status_shows() -> None:
     metrics = Metrics()
@@ -90,6 +106,8 @@ def test_a_deployment_actor_publishes_the_aggregate_its_status_shows() -> None:
         reply.put(m.Classified(device=D1, cls="running"))
         reply.put(m.Classified(device=D2, cls="failed", message="boom"))
         eventually(lambda: published(1, 1))
+        eventually(lambda: len(metrics.lags) >= 2)  # a lag for each acknowledged patch
+        assert all(0 <= lag < 5 for lag in metrics.lags)
     finally:
         actor.stop()
     assert metrics.deployments == {}  # gone with its actor
@@ -131,6 +149,41 @@ def test_the_fleet_index_publishes_its_sync_and_the_devices_it_knows() -> None:
         assert not metrics.is_synced
         index.tell(m.SourceSynced(source="kubernetes"))
         eventually(lambda: metrics.is_synced and metrics.known == 2)
+    finally:
+        index.stop()
+        pool.shutdown(timeout=5)
+
+
+def beat(device: str, instance: str, seq: int, counters: tuple[int, ...] | None) -> m.Beat:
+    return m.Beat(
+        device=DeviceId(device), at=time.time(), when=at(), revision=seq,
+        instances=(instance,), health=counters,
+    )  # fmt: skip
+
+
+def test_the_fleet_index_adds_up_the_agents_counters_on_its_tick() -> None:
+    metrics = Metrics()
+    pool = ActorPool(workers=1, name="test-devices")
+    index = FleetIndex.start(
+        writer=Writer(auto=True), api=Api(), timers=Timers(hold=(m.Tick,)), pool=pool,
+        mirror=Ref("mirror"), sources=("kubernetes",), liveness_timeout=30.0, metrics=metrics,
+    )  # fmt: skip
+    try:
+        index.tell(m.InfosSeen(infos=((D1, info(D1), 1), (D2, info(D2), 2))))
+        index.tell(m.DeploymentsListed(scope=None, objects=()))
+        index.tell(m.SourceSynced(source="kubernetes"))
+        eventually(lambda: metrics.is_synced)
+        # first beats: baselines; then d1 gains 2 passes and a drift repair, d2's agent
+        # restarts (a new run: its counters count from 0), an old agent sends none
+        index.tell(m.BeatsSeen(beats=(
+            beat("d1", "a1", 1, (10, 1, 3, 0, 0, 2)), beat("d2", "b1", 1, (5, 0, 1, 0, 0, 0)),
+            beat("d3", "c1", 1, None),
+        )))  # fmt: skip
+        index.tell(m.BeatsSeen(beats=(
+            beat("d1", "a1", 2, (12, 1, 3, 0, 1, 2)), beat("d2", "b2", 2, (1, 1, 1, 1, 0, 0)),
+        )))  # fmt: skip
+        index.tell(m.Tick())
+        eventually(lambda: metrics.agents == ((3, 1, 1, 1, 1, 0), 2))
     finally:
         index.stop()
         pool.shutdown(timeout=5)

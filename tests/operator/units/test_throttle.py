@@ -72,3 +72,41 @@ def test_status_patches_through_fake_ports() -> None:
     patches.patched(done, retry=True)
     patches.flush(lambda previous: STATUS)  # nothing changed since: no patch
     assert len(api.statuses) == 1
+
+
+def test_status_lag_runs_from_the_first_change_to_the_acknowledged_patch() -> None:
+    from fleet.actors.operator.messages import Flush, PatchDone
+    from fleet.actors.operator.throttle import StatusPatches
+
+    from .fakes import Api, Ref, Replies, Timers
+
+    clock, lags = Clock(), list[float]()
+    api, replies, timers, owner = Api(), Replies(), Timers(hold=(Flush,)), Ref("deployment")
+    patches = StatusPatches(("ns", "web"), api=api, replies=replies, timers=timers,
+                            owner=owner, delay=0.1, interval=0.5, lag=lags.append,
+                            clock=clock)  # fmt: skip
+    patches.changed()
+    clock.now += 0.3
+    patches.changed()  # joins the first: the lag counts from the first
+    patches.flush(lambda previous: STATUS)
+    clock.now += 0.2
+    patches.patched(PatchDone(error=None), retry=True)
+    assert lags == [0.5]
+    # a failed patch is measured by the patch that succeeds, from the first change still
+    patches.changed()
+    patches.flush(lambda previous: {**STATUS, "n": 1})
+    clock.now += 1.0
+    patches.patched(PatchDone(error="503"), retry=True)
+    patches.flush(lambda previous: {**STATUS, "n": 1})
+    clock.now += 1.0
+    patches.patched(PatchDone(error=None), retry=True)
+    assert lags == [0.5, 2.0]
+    # a change that leaves the status as it was is not measured
+    patches.changed()
+    patches.flush(lambda previous: {**STATUS, "n": 1})
+    assert len(api.statuses) == 3
+    clock.now += 5.0
+    patches.changed()
+    patches.flush(lambda previous: {**STATUS, "n": 2})
+    patches.patched(PatchDone(error=None), retry=True)
+    assert lags == [0.5, 2.0, 0.0]
