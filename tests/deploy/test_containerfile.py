@@ -1,8 +1,10 @@
 """The operator image recipe: small base, no dev tools, non-root, runs ``fleet-operator``.
 
-No container engine here can pull a base image, so the Containerfile is checked as text:
-its instructions parse, what it copies exists, and its entrypoint is the console script
-the package declares (the one ``pip install`` puts on PATH in the image).
+Checked as text here: its instructions parse, every stage builds on the one base given as
+``BASE_IMAGE`` (default ``python:3.11-slim``), what it copies exists, no build argument
+reaches the final image, and its entrypoint is the console script the package declares
+(the one ``pip install`` puts on the image's PATH). ``tests/deploy/image/`` builds it with
+podman on a Debian base made from Debian's packages and runs it.
 """
 
 from __future__ import annotations
@@ -38,10 +40,37 @@ def final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def test_every_stage_builds_on_python_slim() -> None:
+def global_args() -> dict[str, str]:
+    """The ARGs before the first FROM (those a FROM line may use), with their defaults."""
+    out = {}
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            out[name] = default
+    return out
+
+
+def test_every_stage_builds_on_the_base_image_argument_python_slim_by_default() -> None:
     bases = [rest.split()[0] for keyword, rest in instructions() if keyword == "FROM"]
-    assert bases
-    assert all(re.fullmatch(r"(docker\.io/library/)?python:3\.1[1-9]-slim", b) for b in bases)
+    assert len(bases) == 2
+    assert all(b == "${BASE_IMAGE}" for b in bases), bases
+    default = global_args().get("BASE_IMAGE")
+    assert default is not None, "no ARG BASE_IMAGE=<default> before the first FROM"
+    assert re.fullmatch(r"docker\.io/library/python:3\.1[1-9]-slim", default), default
+
+
+def test_build_arguments_stay_in_the_build_stage() -> None:
+    """pip's settings (a mirror, a proxy's CA) help the build; the image keeps none."""
+    steps = instructions()
+    first_from = min(i for i, (k, _) in enumerate(steps) if k == "FROM")
+    stage_args = [
+        rest.partition("=")[0] for keyword, rest in steps[first_from:] if keyword == "ARG"
+    ]
+    assert set(stage_args) == {"PIP_INDEX_URL", "PIP_CERT"}
+    assert not [rest for keyword, rest in final_stage() if keyword == "ARG"]
+    assert not any("PIP_CERT" in rest or "PIP_INDEX_URL" in rest for _, rest in final_stage())
 
 
 def test_entrypoint_is_the_fleet_operator_console_script() -> None:
@@ -74,3 +103,17 @@ def test_it_installs_the_package_without_dev_extras_from_sources_that_exist() ->
     runs = " ".join(rest for keyword, rest in final_stage() if keyword == "RUN")
     assert "--no-cache-dir" in runs
     assert re.search(r"pip install .*--no-index --find-links /tmp/wheels fleet\b", runs)
+
+
+def test_the_entrypoint_is_on_the_images_path() -> None:
+    """``fleet-operator`` lives in the image's venv; PATH must name it, and set in full:
+    an imported base (``podman import``) has no PATH of its own to extend."""
+    runs = " ".join(rest for keyword, rest in final_stage() if keyword == "RUN")
+    venv = re.search(r"python3 -m venv (\S+)", runs)
+    assert venv is not None, "the final stage makes no venv"
+    env = " ".join(rest for keyword, rest in final_stage() if keyword == "ENV")
+    path = re.search(r"\bPATH=(\S+)", env)
+    assert path is not None
+    assert path.group(1).split(":")[0] == f"{venv.group(1)}/bin"
+    assert "$" not in path.group(1)
+    assert {"/usr/local/bin", "/usr/bin", "/bin"} <= set(path.group(1).split(":"))
