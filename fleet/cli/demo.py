@@ -143,7 +143,11 @@ def _enrollments(display: Display) -> str:
 
 def _exports(fleet: LocalFleet) -> str:
     env = fleet.client_env()
-    names = [["FLEET_NATS_URL", "FLEET_KUBE_URL"], ["FLEET_NATS_CREDENTIALS", "FLEET_NATS_CA"]]
+    names = [
+        ["FLEET_NATS_URL", "FLEET_KUBE_URL"],
+        ["FLEET_NATS_CREDENTIALS", "FLEET_NATS_CA"],
+        ["KUBECONFIG"],
+    ]
     return "".join(
         "  export " + " ".join(f"{k}={env[k]}" for k in line) + "\n"
         for line in names
@@ -181,6 +185,7 @@ def run(fleet: LocalFleet, args: argparse.Namespace) -> int:
                 "  .venv/bin/fleetctl status hello-web\n"
                 f"{enroll}"
                 "  .venv/bin/fleetctl delete hello-shop --wait\n"
+                "  .venv/bin/kubectl get fleetdep -A        # kubectl works on the demo too\n"
                 "Press Ctrl-C to stop everything."
             )
             # on a terminal the screen is redrawn: keep these under the tables

@@ -1,7 +1,7 @@
 """Development stand-ins, never used in production.
 
-The Kubernetes API emulator (``kube_emulator``), a private podman world with a local
-registry (``podman_sandbox``), a container runtime that runs nothing
+The Kubernetes API emulator (``kube_emulator``, its parts in ``_kube_*``), a private
+podman world with a local registry (``podman_sandbox``), a container runtime that runs nothing
 (``simulated_runtime``, ``simulated_agent``), the local demo's wiring
 (``local_fleet``, ``local_auth``, ``demo_manifests``, ``processes``), a throwaway
 CA (``tls``), and one simulated device that

@@ -13,15 +13,33 @@ module adds, because the operator relies on it against a real API server:
   server does: compare-and-swap writes (a bootstrap token's uses) rely on it;
 * the status subresource rule: a patch to ``.../status`` changes only ``status``, a patch to the
   object itself never changes ``status``;
-* CRDs from ``deploy/crds/*.yaml`` become served resources (discovery, short names, scope);
+* CRDs from ``deploy/crds/*.yaml`` become served resources, plus the core kinds kubectl
+  touches (``namespaces``, ``events``: the operator posts Events, ``kubectl describe`` reads
+  them) and ``customresourcedefinitions``;
+* answers as ``kubectl`` needs them (tried with the real kubectl, tests/deploy/kubectl):
+  lists carry ``kind: <Kind>List`` and ``apiVersion``; discovery, legacy and aggregated
+  (``apidiscovery.k8s.io/v2``), lists a subresource only as ``plural/status``
+  (``_kube_discovery``); ``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table with the CRD's
+  printer columns (``_kube_tables``); label and field selectors filter lists and watches,
+  and a malformed one is a 400 naming it (``_kube_selectors``); create answers 201 with the
+  object (``generateName`` honoured), a missing object is a 404 ``NotFound``, a strategic
+  merge patch on a custom resource a 415; a watch with ``sendInitialEvents=true`` ends its
+  replay with the ``initial-events-end`` bookmark; ``/openapi/v3`` (``_kube_openapi``) says
+  fields are validated, and ``fieldValidation=Strict`` (kubectl's) refuses unknown fields
+  (``_kube_validation``);
 * ``compact()`` ends every open watch and makes older resource versions answer 410 Gone, so
   tests can drive the relist path;
-* O(1) lookups by name, and no request history (the stock emulator scans every object and
-  every past request on every request, which makes thousands of objects crawl).
+* O(1) lookups by name, and no request or error history (the stock emulator scans every
+  object and every past request on every request, which makes thousands of objects crawl);
+  a plain JSON list costs what it did: selectors and Tables only cost requests that ask.
 
 Known remaining gaps (kept on purpose: the operator must cope): a watch ignores
-``timeoutSeconds`` and ``resourceVersion`` (it replays every object as ADDED, then streams),
-label/field selectors are ignored, and create answers with an empty body.
+``timeoutSeconds`` and ``resourceVersion`` (it replays every object as ADDED, then streams;
+only a Table watch, ``kubectl get -w``, skips the replay when nothing changed since its list);
+no PUT (replace), no server-side apply, no dry run, no schema checks but unknown fields,
+no ``limit``/``continue`` paging (a list is always whole), namespaces are not required to
+exist and are not cascaded on delete, a watch by selector never sends DELETED for an
+object that stops matching, a delete does not bump ``resourceVersion``.
 
 Run it in a thread (:class:`KubeEmulator`) or as a process: ``python -m
 fleet.devtools.kube_emulator --crds deploy/crds`` prints ``READY <port>`` when it serves.
@@ -33,196 +51,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
-import copy
-import datetime
-import itertools
+import json
 import pathlib
 import sys
 import threading
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
-import attrs
-import kmock
-import yaml
-from kmock._internal import apps, dicts, enums, k8s, k8s_dicts, rendering
+from kmock._internal import apps
 
-CRD_DIR = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "crds"
-_CLOSE = "_CLOSE_WATCHES"
+from ._kube_api import CRD_DIR, FleetKubeEmulator
 
-
-class FleetKubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
-    """kmock's emulator with uids, generations, resource versions and 410 on compaction."""
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self._rv = itertools.count(1)
-        self._current_rv = 0
-        self._compacted_rv = 0
-        self.patches: collections.Counter[str] = collections.Counter()  # "plural[/sub]" -> count
-        self._updating = asyncio.Lock()  # a version check and its patch, as one step
-
-    def _next_rv(self) -> str:
-        self._current_rv = next(self._rv)
-        return str(self._current_rv)
-
-    def install_crds(self, directory: pathlib.Path = CRD_DIR) -> list[dict[str, Any]]:
-        """Serve every CRD found in ``directory`` and store the CRD objects themselves."""
-        crds = []
-        for path in sorted(directory.glob("*.yaml")):
-            crd = yaml.safe_load(path.read_text())
-            if crd.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = crd["spec"]
-            names = spec["names"]
-            for version in spec["versions"]:
-                key = f"{spec['group']}/{version['name']}/{names['plural']}"
-                self.resources[key] = kmock.ResourceInfo(
-                    namespaced=spec["scope"] == "Namespaced",
-                    kind=names["kind"],
-                    singular=names.get("singular"),
-                    shortnames=set(names.get("shortNames", [])),
-                    categories=set(names.get("categories", [])),
-                    verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-                    subresources=set(version.get("subresources", {})),
-                )
-            key = (
-                "apiextensions.k8s.io/v1/customresourcedefinitions",
-                None,
-                crd["metadata"]["name"],
-            )
-            self.objects[key] = crd
-            crds.append(crd)
-        return crds
-
-    async def compact(self) -> None:
-        """Expire every resource version seen so far and end every open watch."""
-        async with self._lock:
-            self._compacted_rv = self._current_rv + 1  # resuming from "now" is too old too
-            for bus in list(self._buses.values()):
-                await bus.put({"type": _CLOSE})
-
-    # -- request handling -------------------------------------------------------------------
-
-    async def _handle(self, request: rendering.Request) -> Any:
-        # kmock matches each request against every request it ever served (quadratic): keep
-        # only the current one so a 10,000-device benchmark stays linear.
-        del self._requests[:-1]
-        for payload in self._payloads:
-            del payload._requests[:]
-        if request.resource is not None and isinstance(request.data, dict):
-            if request.action == enums.action.CREATE:
-                self._stamp_create(request)
-            elif request.action == enums.action.UPDATE:
-                async with self._updating:
-                    self._stamp_update(request)
-                    plural = request.resource.plural
-                    self.patches[
-                        f"{plural}/{request.subresource}" if request.subresource else plural
-                    ] += 1
-                    return await super()._handle(request)
-        return await super()._handle(request)
-
-    def _stamp_create(self, request: rendering.Request) -> None:
-        meta = request.data.setdefault("metadata", {})
-        if request.namespace is not None:
-            meta.setdefault("namespace", request.namespace)
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = _now()
-        meta["generation"] = 1
-        meta["resourceVersion"] = self._next_rv()
-        if self._has_status(request):
-            request.data.pop("status", None)
-
-    def _stamp_update(self, request: rendering.Request) -> None:
-        data = request.data
-        if request.subresource == "status":
-            for key in list(data):
-                if key not in ("status", "metadata"):
-                    del data[key]
-            data["metadata"] = {}
-        elif self._has_status(request):
-            data.pop("status", None)
-        meta = data.setdefault("metadata", {})
-        meta.pop("generation", None)
-        expected = meta.pop("resourceVersion", None)
-        key = (request.resource, request.namespace, request.name)
-        if expected is not None and key in self.objects and not self.objects[key].deleted:
-            current = self.objects[key].last.raw.get("metadata", {}).get("resourceVersion")
-            if str(expected) != current:
-                raise _Conflict()
-        if key in self.objects and not self.objects[key].deleted:
-            old = self.objects[key].last.raw
-            if "spec" in data and request.subresource != "status":
-                new_spec = dicts.patch_dict(copy.deepcopy(old.get("spec", {})), data["spec"])
-                if new_spec != old.get("spec"):
-                    meta["generation"] = old.get("metadata", {}).get("generation", 1) + 1
-        meta["resourceVersion"] = self._next_rv()
-
-    def _has_status(self, request: rendering.Request) -> bool:
-        resource = request.resource
-        return resource in self.resources and "status" in self.resources[resource].subresources
-
-    async def _serve_list(self, request: rendering.Request) -> Any:
-        result = await super()._serve_list(request)
-        result["metadata"]["resourceVersion"] = str(self._current_rv)
-        return result
-
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:
-        since = request.params.get("resourceVersion")
-        if since and since.isdigit() and 0 < int(since) < self._compacted_rv:
-            yield b""
-            yield {"type": "ERROR", "object": _gone(since, self._compacted_rv)}
-            return
-        async for event in super()._serve_watch(request):
-            if isinstance(event, dict) and event.get("type") == _CLOSE:
-                return
-            yield event
-
-    def _KubernetesEmulator__get_objs(
-        self, request: rendering.Request, strict: bool
-    ) -> list[k8s_dicts.Object]:
-        if request.name is not None and (strict or request.namespace is not None):
-            key = (request.resource, request.namespace, request.name)
-            return [self.objects[key]] if key in self.objects else []
-        objs: list[k8s_dicts.Object] = []
-        for (resource, namespace, name), obj in self.objects.items():
-            namespace_ok = (
-                namespace == request.namespace
-                if strict
-                else (request.namespace is None or namespace == request.namespace)
-            )
-            name_ok = request.name is None or name == request.name
-            if resource == request.resource and namespace_ok and name_ok:
-                objs.append(obj)
-        return objs
-
-
-@attrs.frozen
-class _Conflict(k8s.KubernetesObjectConflictError):  # type: ignore[misc]
-    """A patch's ``resourceVersion`` is not the object's any more."""
-
-    reason: str = "Conflict"
-    message: str = "the object has been modified; please apply your changes to the latest version"
-
-
-def _now() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _gone(since: str, compacted: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Status",
-        "metadata": {},
-        "status": "Failure",
-        "reason": "Expired",
-        "code": 410,
-        "message": f"too old resource version: {since} ({compacted})",
-    }
+__all__ = ["CRD_DIR", "FleetKubeEmulator", "KubeEmulator", "main"]
 
 
 class KubeEmulator:
@@ -262,6 +101,30 @@ class KubeEmulator:
             if self._thread.is_alive():
                 raise RuntimeError(f"kube emulator thread did not stop within {timeout} s")
         self._thread = None
+
+    def write_kubeconfig(self, path: pathlib.Path, *, namespace: str = "default") -> pathlib.Path:
+        """A kubeconfig for this emulator (plain HTTP on 127.0.0.1, no credentials): what
+        ``kubectl`` and ``fleetctl --kubeconfig`` need to reach it. Returns ``path``."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fleet-emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "fleet-emulator", "user": {}}],
+            "contexts": [
+                {
+                    "name": "fleet-emulator",
+                    "context": {
+                        "cluster": "fleet-emulator",
+                        "user": "fleet-emulator",
+                        "namespace": namespace,
+                    },
+                }
+            ],
+            "current-context": "fleet-emulator",
+        }
+        path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML: kubectl reads it
+        path.chmod(0o600)
+        return path
 
     def compact(self, *, timeout: float = 5.0) -> None:
         """See :meth:`FleetKubeEmulator.compact`; callable from any thread but the server's."""

@@ -135,6 +135,7 @@ class LocalFleet:
         self._nats_port = nats_port or _port(4222)
         self._nats: LocalNatsServer | None = None
         self.kube = KubeEmulator(crd_dir=CRD_DIR)
+        self.kubeconfig: Path | None = None  # written by start(): kubectl works on the demo
         self.podman: PodmanEnv | None = None
         self.operator: Child | None = None
         self.agents: list[Child] = []
@@ -155,6 +156,8 @@ class LocalFleet:
     def client_env(self) -> dict[str, str]:
         """What ``fleetctl`` needs to reach this fleet (its own read-only identity)."""
         env = {"FLEET_NATS_URL": self.nats.url, "FLEET_KUBE_URL": self.kube.url}
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         if self.auth is not None:
             env["FLEET_NATS_CREDENTIALS"] = str(self.auth.fleetctl_creds)
             env["FLEET_NATS_CA"] = str(self.auth.ca_cert)
@@ -165,10 +168,12 @@ class LocalFleet:
         self._start_nats()
         self.kube.start()
         stack.callback(self.kube.stop)
+        self.kubeconfig = self.kube.write_kubeconfig(self.root / "kubeconfig")
         self._say(
             f"Kubernetes API emulator      {self.kube.url}   (a development stand-in for a "
             "cluster: kmock, in this process)"
         )
+        self._say(f"kubeconfig (for kubectl)     {self.kubeconfig}")
         self._say(
             "CRDs installed               deployments, devices, enrollmentrequests, "
             "bootstraptokens (.fleet.nationtech.io)"

@@ -169,8 +169,37 @@ def assert_server_runs_auth_and_tls(output: str) -> None:
     assert "tls {" in text
 
 
-@pytest.mark.timeout(150)
-def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile() -> None:
+def check_kubectl_against(output: str, cache: Path) -> None:
+    """The real kubectl with the kubeconfig the demo wrote: printer columns, Events."""
+    exports = [line.split()[1] for line in output.splitlines() if "export KUBECONFIG=" in line]
+    kubeconfig = exports[0].split("=", 1)[1]
+    assert Path(kubeconfig).is_file()
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "KUBECACHEDIR": str(cache)}
+
+    def kubectl(*args: str) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "kubectl"), *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        return done.stdout
+
+    rows = {line.split()[1]: line.split() for line in kubectl("get", "fleetdep", "-A").splitlines()}
+    assert rows["NAME"][:8] == ["NAMESPACE", "NAME", "TARGETED", "RUNNING", "PENDING", "FAILED",
+                                "UNREACHABLE", "READY"]  # fmt: skip
+    assert rows["hello-shop"][2:8] == ["2", "2", "0", "0", "0", "True"]
+    assert rows["hello-web"][2:8] == ["1", "1", "0", "0", "0", "True"]
+    deadline = time.monotonic() + 60
+    while (
+        "Ready"
+        not in (described := kubectl("describe", "fleetdep", "hello-web")).split("Events:")[-1]
+    ):  # the operator's Ready Event, posted as the Deployment turned Ready
+        assert time.monotonic() < deadline, described
+        time.sleep(1)
+
+
+@pytest.mark.timeout(210)  # the demo's 120 s, then fleetctl, kubectl and the teardown
+def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*DEMO, "--simulated", "--timeout", "90"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -195,6 +224,7 @@ def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile() -> None:
         output = "".join(seen)
         assert_server_runs_auth_and_tls(output)
         check_fleetctl_against(output)
+        check_kubectl_against(output, tmp_path / "kube-cache")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
