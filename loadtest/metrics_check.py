@@ -92,7 +92,7 @@ def differences(
         return samples.get((f"fleet_operator_{metric}", tuple(sorted(labels.items()))))
 
     for deployment, counts in sorted(expected.items()):
-        keys = {"namespace": namespace, "name": deployment}
+        keys = {"deployment_namespace": namespace, "deployment": deployment}
         shown = value("deployment_targeted_devices", **keys)
         if shown != counts["targeted"]:
             out.append(f"{deployment}: /metrics targeted {shown}, expected {counts['targeted']}")

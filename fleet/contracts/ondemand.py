@@ -58,7 +58,8 @@ FOLLOW_WINDOW_S: Final = 10.0
 MAX_FOLLOW_S: Final = 3600.0
 """A followed log stops after this long, renewed or not (follow again to go on)."""
 MAX_REPLIES_PER_REQUEST: Final = 100
-"""Messages a device may send to one reply subject (its credentials' response permission)."""
+"""Messages a device sends to one reply subject at most (a requester's buffer can count on
+it; a followed log's renewals each bring a fresh reply subject)."""
 
 ErrorCode = Literal["bad-request", "not-found", "rate-limited", "busy", "unavailable", "ended"]
 """``bad-request``: the request is malformed (``message`` names the field); ``not-found``:

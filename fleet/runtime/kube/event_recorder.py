@@ -114,8 +114,10 @@ class EventRecorder:
         self._thread = threading.Thread(target=self._run, name="kube-events", daemon=True)
         self._thread.start()
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Stop after the call in flight (if any); notes still waiting are not sent."""
+    def stop(self, *, timeout: float = 25.0) -> None:
+        """Stop after the call in flight (if any); notes still waiting are not sent. A note
+        makes at most two calls (a Device's uid, then the Event), each bounded by the
+        client's timeout (10 s): ``timeout`` covers both."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -176,6 +178,8 @@ class EventRecorder:
     def _create(self, note: EventNote) -> None:
         obj = note.obj
         uid = obj.uid or self._uid(note)
+        if self._stopping:  # asked to stop during the uid's call: this one is not sent
+            return
         namespace = obj.namespace or CLUSTER_EVENTS_NAMESPACE
         name = f"{obj.name}.{time.time_ns():x}"  # client-go's: unique, sorted by time
         stamp = rfc3339(note.at)

@@ -5,9 +5,10 @@ be several messages (a log in chunks, a followed log for as long as it is renewe
 a request is not nats-py's one-reply ``request``: each ask subscribes to an inbox of its
 own, sends the request with a reply subject under it, and reads what comes back,
 decoded bounded, until the chunk that says ``done``. A followed log is renewed every
-``renew_every`` seconds (each renewal with a fresh reply subject: the device's response
-permission is per reply subject) and the device acknowledges each renewal, so a device
-that went away is noticed within ``timeout``.
+``renew_every`` seconds (each renewal with a fresh reply subject) and the device
+acknowledges each renewal, so a device that went away is noticed within ``timeout``.
+Every reply subject names the device (:func:`~fleet.runtime.nats.subjects.ask_inbox`):
+the device's credentials let it answer there and nowhere else.
 
 A device that is not there is :class:`NoAnswer`: at once when nobody listens on its
 subject (nats-server answers "no responders"), after ``timeout`` when it does not
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -61,7 +62,7 @@ class _Ask:
         self.transport = transport
         self.device = device
         self.subject = subject
-        self.inbox = transport.new_inbox()
+        self.inbox = subjects.ask_inbox(transport.new_inbox(), device)
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=1000)
         self.sent = 0
         self._sub: object = None
@@ -97,6 +98,10 @@ class _Ask:
                 why="no-responders",
             )
         return msg
+
+
+AGAIN: Final = ("rate-limited", "busy")
+"""Error codes that mean "ask again": a renewal refused so is tried again, not the end."""
 
 
 async def describe(transport: Transport, device: DeviceId, *, timeout: float) -> DeviceDescription:
@@ -147,11 +152,16 @@ async def logs(
                         f"device {device} did not answer within {timeout:g}s", why="timeout"
                     ) from None
                 continue  # only time to renew
-            waiting_since = None
             try:
                 chunk = decode_logs_chunk(msg.data)
             except ContractError as exc:
                 raise MalformedReply(f"device {device} answered: {exc}") from exc
+            if session is not None and chunk.error is not None and chunk.error.code in AGAIN:
+                # A renewal turned away for now (other asks use the requester's rate): the
+                # session lives on the device until its window ends, the next renewal is
+                # due in renew_every, and ``timeout`` still bounds a run of refusals.
+                continue
+            waiting_since = None
             session = chunk.session or session
             yield chunk
             if chunk.done:

@@ -7,10 +7,11 @@ decide who may ask (docs/security.md). This module holds the two core subscripti
 again after a reconnect) and the way back: :meth:`DeviceRequests.answer`, callable from
 any thread, publishes an answer on the loop.
 
-A request is handed over only if its reply subject is an inbox
-(:func:`~fleet.runtime.nats.subjects.is_inbox`): a device's response permission lets it
-publish to whatever reply subject it was sent, and a requester naming a bucket's subject
-would otherwise make the device write there. Anything else is dropped and counted.
+A request is handed over only if its reply subject is an inbox of an ask of this device
+(:func:`~fleet.runtime.nats.subjects.is_answer_inbox`): a requester naming a bucket's
+subject, or another identity's inbox, would otherwise make the device write there (its
+credentials refuse those too: it may publish answers under ``<asker's inbox
+prefix>.ask.<its id>.`` only). Anything else is dropped and counted.
 
 What it must never do: decode or judge a request (the responder does), block the loop
 (``on_request`` must hand over at once), or publish anywhere but to an inbox it was asked
@@ -69,6 +70,7 @@ class DeviceRequests:
         self._subs: list[Subscription] = []
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0  # requests without an inbox to answer
+        self._sending: set[asyncio.Task[None]] = set()  # refusals being published
 
     def start(self) -> None:
         """Start on the running loop (call from a coroutine on the loop)."""
@@ -106,7 +108,7 @@ class DeviceRequests:
 
     def _handler(self, kind: RequestKind) -> MessageHandler:
         def handle(msg: Message) -> None:
-            if not subjects.is_inbox(msg.reply):
+            if not subjects.is_answer_inbox(msg.reply, self._device):
                 self.dropped += 1
                 logger.debug("request on %s without an inbox to answer: dropped", msg.subject)
                 return
@@ -124,10 +126,12 @@ class DeviceRequests:
     def answer(self, reply: str, data: bytes) -> concurrent.futures.Future[None] | None:
         """Publish ``data`` to ``reply`` (an inbox) from any thread; returns at once.
         A failure is logged (the requester sees a timeout)."""
-        if not subjects.is_inbox(reply):
+        if not subjects.is_answer_inbox(reply, self._device):
             return None
         if self._loop.in_loop_thread():  # a refusal, from the request handler itself
             task = self._loop.loop.create_task(self._transport.publish(reply, data))
+            self._sending.add(task)  # referenced until done: the loop keeps only weak refs
+            task.add_done_callback(self._sending.discard)
             task.add_done_callback(_log_task_failure)
             return None
         future = self._loop.submit(self._transport.publish(reply, data))

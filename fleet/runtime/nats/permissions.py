@@ -35,7 +35,7 @@ from fleet.contracts import (
     device_info_key,
     device_state_key_filter,
 )
-from fleet.contracts.ondemand import MAX_REPLIES_PER_REQUEST, REQUEST_KINDS
+from fleet.contracts.ondemand import REQUEST_KINDS
 from fleet.runtime.nats import subjects
 from fleet.runtime.nats.buckets import BUCKETS
 
@@ -89,10 +89,13 @@ def device_permissions(device_id: DeviceId) -> Permissions:
       would list every key of a bucket with ``subjects_filter``);
     * ``fleet.renew.<device>``: its renewal request (the answer comes to its inbox);
     * ``fleet.device.<device>.logs`` and ``.describe``: it hears the requests made of it
-      (``fleetctl logs``, ``fleetctl describe device``) and may answer each with up to
-      :data:`~fleet.contracts.ondemand.MAX_REPLIES_PER_REQUEST` messages, within
-      :data:`RESPONSE_WINDOW_NS` (a response permission: it may publish to no inbox it
-      was not asked from).
+      (``fleetctl logs``, ``fleetctl describe device``) and answers under
+      ``_INBOX_fleetctl.ask.<device>.`` (the inboxes of fleetctl's asks of this device,
+      :func:`~fleet.runtime.nats.subjects.ask_inbox`). Not a response permission:
+      nats-server grants one for *every* message with a reply subject delivered to the
+      device, and the operator's desired-state writes carry the operator's
+      acknowledgement inbox, which the device could then answer with a forged
+      acknowledgement.
     """
     device = DeviceId.try_new(device_id)
     desired = desired_state_key_filter(device)
@@ -110,6 +113,7 @@ def device_permissions(device_id: DeviceId) -> Permissions:
                 subjects.kv_filter(BUCKET_DEVICE_STATE, device_state_key_filter(device)),
                 heartbeat,
                 subjects.renew(device),
+                subjects.device_answers(subjects.inbox_prefix(FLEETCTL, device=False), device),
             )
         ),
         sub=Permission(
@@ -121,7 +125,6 @@ def device_permissions(device_id: DeviceId) -> Permissions:
             )
         ),
         inbox_prefix=inbox,
-        responses=MAX_REPLIES_PER_REQUEST,
     )
 
 

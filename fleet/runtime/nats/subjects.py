@@ -270,14 +270,36 @@ def parse_device_request(subject: str) -> tuple[DeviceId, RequestKind]:
         raise MalformedReply(str(exc)) from exc
 
 
-_INBOX_REPLY = re.compile(r"_INBOX(?:_[-_a-zA-Z0-9]{1,300})?(?:\.[-_a-zA-Z0-9]{1,64}){1,4}")
+ASK = "ask"
+_ASK_REPLY = re.compile(
+    r"_INBOX(?:_[-_a-zA-Z0-9]{1,300})?\.ask\.([A-Za-z0-9][A-Za-z0-9_-]{0,252})"
+    r"\.[-_a-zA-Z0-9]{1,64}\.[0-9]{1,10}"
+)
 
 
-def is_inbox(reply: str) -> bool:
-    """Whether ``reply`` is an inbox (``_INBOX[_<owner>].<1..4 tokens>``): the only
-    subjects a device answers to. A requester could name any subject as its reply, and
-    a device's response permission would let it publish there (a bucket's subject too)."""
-    return len(reply) <= 512 and _INBOX_REPLY.fullmatch(reply) is not None
+def ask_inbox(inbox: str, device: DeviceId) -> str:
+    """Where the answers to one ask of ``device`` go: ``<prefix>.ask.<device>.<token>``
+    for ``inbox`` = ``<prefix>.<token>`` (a transport's ``new_inbox()``); each request of
+    the ask names ``<that>.<n>`` as its reply. The device's id in the inbox is what lets
+    its credentials allow it to answer there and nowhere else (:func:`device_answers`)."""
+    prefix, _, token = inbox.rpartition(".")
+    return f"{prefix}.{ASK}.{device}.{token}"
+
+
+def device_answers(prefix: str, device: DeviceId) -> str:
+    """``<prefix>.ask.<device>.>``: every reply subject of asks of ``device`` made by the
+    identity whose inbox prefix is ``prefix``: what the device may publish its answers to."""
+    return f"{prefix}.{ASK}.{device}.{REST}"
+
+
+def is_answer_inbox(reply: str, device: DeviceId) -> bool:
+    """Whether ``reply`` is where an ask of ``device`` wants its answers
+    (``_INBOX[_<owner>].ask.<device>.<token>.<n>``): the only subjects a device answers
+    to. A requester may name any subject as its reply: a bucket's, another device's, the
+    operator's acknowledgement inbox; the device drops those (its credentials refuse them
+    anyway, :func:`~fleet.runtime.nats.permissions.device_permissions`)."""
+    found = _ASK_REPLY.fullmatch(reply) if len(reply) <= 512 else None
+    return found is not None and found.group(1) == device
 
 
 def inbox_owner(reply: str) -> str:

@@ -208,7 +208,7 @@ class _Figures(Collector):
                      "liveness timeout", online)  # fmt: skip
         yield _gauge("devices_unreachable", "Known devices that are not online",
                      max(0, known - online))  # fmt: skip
-        keys = ["namespace", "name"]
+        keys = ["deployment_namespace", "deployment"]
         targeted = GaugeMetricFamily(
             f"{PREFIX}deployment_targeted_devices", "Devices a Deployment targets, as its "
             ".status.aggregate shows", labels=keys,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from fleet.contracts import DeviceDescription, DeviceId, LogsChunk, LogsRequest
-from fleet.runtime.nats import device_ask
+from fleet.runtime.nats import device_ask, subjects
 from tests.agent.conftest import AgentWorld
 from tests.budgets import budget
 
@@ -61,12 +63,25 @@ async def raw_client(url: str) -> AsyncIterator[Client]:
 
 
 async def raw_request(client: Client, subject: str, data: bytes, *, timeout: float) -> bytes | None:
-    """The first answer's bytes, or None when none came."""
+    """The first answer's bytes, or None when none came. The reply subject is an ask of
+    the device the subject names (as fleetctl makes it): a device answers no other."""
+    device, _kind = subjects.parse_device_request(subject)
+    reply = f"{subjects.ask_inbox(client.new_inbox(), device)}.1"
+    answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def first(msg: Msg) -> None:
+        if not answer.done():
+            answer.set_result(bytes(msg.data))
+
+    sub = await client.subscribe(reply, cb=first, max_msgs=1)
     try:
-        msg = await client.request(subject, data, timeout=timeout)
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        await client.publish(subject, data, reply=reply)
+        return await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
         return None
-    return bytes(msg.data)
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
 def device_of(world: AgentWorld) -> DeviceId:

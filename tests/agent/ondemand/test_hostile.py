@@ -103,10 +103,32 @@ def test_a_flood_is_rate_limited_and_the_agent_answers_after(world: AgentWorld) 
     subject = subjects.device_request(world.device, "describe")
 
     async def flood() -> list[str]:
+        """300 requests sent back to back (every reply inbox subscribed first, so that
+        they reach the agent within a moment and its rate limits, not this loop, decide)."""
         async with raw_client(world.nats.url) as client:
-            raws = await asyncio.gather(
-                *(raw_request(client, subject, b"{}", timeout=budget(15)) for _ in range(300))
-            )
+            base = subjects.ask_inbox(client.new_inbox(), world.device)
+            answers: dict[str, bytes] = {}
+
+            async def keep(msg: Msg) -> None:
+                answers.setdefault(msg.subject, bytes(msg.data))
+
+            sub = await client.subscribe(f"{base}.*", cb=keep)
+            await client.flush()
+            for n in range(300):
+                await client.publish(subject, b"{}", reply=f"{base}.{n}")
+            await client.flush()
+            quiet_since, seen = asyncio.get_running_loop().time(), 0
+            deadline = quiet_since + budget(15)
+            # until answers came and then none for 2 s (each answer is at once or never)
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+                now = asyncio.get_running_loop().time()
+                if len(answers) != seen:
+                    quiet_since, seen = now, len(answers)
+                elif seen and now - quiet_since > budget(2.0):
+                    break
+            await sub.unsubscribe()
+        raws = [answers.get(f"{base}.{n}") for n in range(300)]
         return [
             "none"
             if raw is None

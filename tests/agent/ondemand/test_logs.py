@@ -3,6 +3,7 @@ a followed log that streams new lines while renewed, and ends when it is not."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -79,6 +80,54 @@ def test_a_followed_log_streams_new_lines_while_renewed(world: AgentWorld) -> No
     assert len({c.session for c in chunks}) == 1
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert not any(c.done for c in chunks)
+
+
+def test_a_follow_survives_its_renewals_being_turned_away_for_a_while(world: AgentWorld) -> None:
+    """Other asks from the same requester (a describe loop) use up its rate:
+    renewals sent meanwhile are refused "rate-limited", and the follow goes on (the session
+    lives on the device for its window; a later renewal gets through)."""
+    world.start_agent()
+    revision = world.put_desired("app", ticker(image=world.podman.image, every=0.3))
+    world.wait_state("app", lambda s: running(s, revision), timeout=60)
+    lines: list[str] = []
+    refused: list[str] = []
+
+    async def flood(count: int) -> None:
+        # Past the requester's burst, not so fast that refusals go unanswered (those are
+        # dropped at a rate of their own): a renewal meanwhile is answered "rate-limited".
+        for _ in range(count):
+            await asyncio.sleep(0.02)
+            try:
+                answer = await device_ask.describe(world.bus.transport, world.device,
+                                                   timeout=budget(5))  # fmt: skip
+            except device_ask.NoAnswer:
+                continue
+            if answer.error is not None:
+                refused.append(answer.error.code)
+
+    async def follow_through_a_flood() -> float:
+        request = LogsRequest(deployment=APP, tail=1, follow=True)
+        stream = device_ask.logs(world.bus.transport, world.device, request,
+                                 timeout=budget(10), renew_every=0.3)  # fmt: skip
+        flooding: asyncio.Task[None] | None = None
+        ended = 0.0
+        async for chunk in stream:
+            assert not chunk.done, chunk  # a refused renewal is not the end of the follow
+            lines.extend(chunk.lines)
+            if flooding is None and lines:
+                flooding = asyncio.create_task(flood(60))
+            elif flooding is not None and flooding.done():
+                ended = ended or time.monotonic()
+                if time.monotonic() - ended > 3.0:  # lines go on coming after the flood
+                    break
+        await stream.aclose()
+        assert flooding is not None
+        await flooding
+        return ended
+
+    world.loop.run(follow_through_a_flood(), timeout=budget(90))
+    assert "rate-limited" in refused  # the flood did use up the requester's rate
+    assert len(lines) >= 10
 
 
 def test_a_followed_log_not_renewed_ends_and_says_why(world: AgentWorld) -> None:

@@ -35,7 +35,7 @@ def test_sigkill_mid_follow_then_restart(
         request = LogsRequest(deployment=DeploymentName("app"), tail=1, follow=True)
         try:
             async for chunk in device_ask.logs(world.bus.transport, world.device, request,
-                                               timeout=3.0, renew_every=0.5):  # fmt: skip
+                                               timeout=budget(10.0), renew_every=0.5):  # fmt: skip
                 chunks.append(chunk)
                 if sum(len(c.lines) for c in chunks) >= 5 and agent.alive:
                     agent.kill()  # mid-stream

@@ -148,7 +148,7 @@ def test_the_image_takes_a_deployment_to_ready_and_answers_its_probes_and_metric
 
         def figures() -> None:
             samples = scrape(base)
-            key = (("name", "hello-image"), ("namespace", "default"))
+            key = (("deployment", "hello-image"), ("deployment_namespace", "default"))
             assert samples[("fleet_operator_synced", ())] == 1
             assert samples[("fleet_operator_devices_online", ())] == 1
             assert samples[("fleet_operator_deployment_targeted_devices", key)] == 1

@@ -77,7 +77,7 @@ def one(samples: Samples, metric: str, /, **labels: str) -> float:
 
 def figures(samples: Samples, namespace: str, name: str) -> dict[str, int]:
     """A Deployment's figures, shaped as its ``.status.aggregate``."""
-    key = {"namespace": namespace, "name": name}
+    key = {"deployment_namespace": namespace, "deployment": name}
     out = {"targeted": int(one(samples, "fleet_operator_deployment_targeted_devices", **key))}
     for cls in ("running", "pending", "failed", "unreachable"):
         out[cls] = int(one(samples, "fleet_operator_deployment_devices", **key, **{"class": cls}))
@@ -132,7 +132,7 @@ def test_metrics_and_probes_of_a_running_operator(
         samples = eventually(matches, timeout=30)
         assert one(samples, "fleet_operator_synced") == 1
         for name in ("web", "db"):  # no rollout policy: rolled out at once, revision 1
-            key = {"namespace": "ns", "name": name}
+            key = {"deployment_namespace": "ns", "deployment": name}
             assert one(samples, "fleet_operator_deployment_rollout_phase", **key,
                        phase="Complete") == 1  # fmt: skip
             assert one(samples, "fleet_operator_deployment_rollout_phase", **key,

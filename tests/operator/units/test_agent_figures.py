@@ -1,12 +1,13 @@
 """The fleet-wide sums of the agents' heartbeat counters: a baseline per device, each
-run's increases, a new run counted from 0, a decrease ignored, a forgotten device gone."""
+run's increases over its highest, a new run counted from 0, two runs under one id each
+counted once, a lying device bounded per beat, a forgotten device gone."""
 
 from __future__ import annotations
 
 import pytest
 
 from fleet.actors.operator import messages as m
-from fleet.actors.operator.agent_figures import AgentFigures
+from fleet.actors.operator.agent_figures import MAX_GAIN, AgentFigures
 from fleet.contracts import DeviceId
 
 pytestmark = pytest.mark.timeout(10)
@@ -35,8 +36,30 @@ def test_a_new_agent_run_counts_from_zero_and_a_decrease_adds_nothing() -> None:
     figures.beats([beat("d1", "b", (2, 1, 1, 0, 0, 0))])  # restarted: a new instance id
     assert figures.totals == (2, 1, 1, 0, 0, 0)
     figures.beats([beat("d1", "b", (1, 1, 1, 0, 0, 0))])  # went down within a run: ignored
-    figures.beats([beat("d1", "b", (3, 1, 1, 0, 0, 0))])
-    assert figures.totals == (4, 1, 1, 0, 0, 0)
+    figures.beats([beat("d1", "b", (3, 1, 1, 0, 0, 0))])  # counted over the highest seen
+    assert figures.totals == (3, 1, 1, 0, 0, 0)
+
+
+def test_two_agents_under_one_id_each_count_their_own_gains() -> None:
+    figures = AgentFigures()
+    figures.beats([beat("d1", "a", (100, 0, 0, 0, 0, 0))])  # baseline
+    figures.beats([beat("d1", "b", (50, 0, 0, 0, 0, 0))])  # a second agent: a new run
+    for n in range(1, 6):  # interleaved, each gaining 1 a beat
+        figures.beats([beat("d1", "a", (100 + n, 0, 0, 0, 0, 0))])
+        figures.beats([beat("d1", "b", (50 + n, 0, 0, 0, 0, 0))])
+    assert figures.totals == (50 + 10, 0, 0, 0, 0, 0)  # never a whole run again per switch
+
+
+def test_a_lying_device_adds_at_most_the_cap_per_beat() -> None:
+    figures = AgentFigures()
+    figures.beats([beat("d1", "a", (0,) * 6)])
+    huge = 2**63 - 1
+    for _ in range(10):  # up and down and up: the highest seen is the baseline
+        figures.beats([beat("d1", "a", (huge, 0, 0, 0, 0, 0))])
+        figures.beats([beat("d1", "a", (0,) * 6)])
+    assert figures.totals == (MAX_GAIN, 0, 0, 0, 0, 0)
+    figures.beats([beat("d1", f"run{i}", (huge,) * 6) for i in range(5)])  # new runs
+    assert all(t <= 6 * MAX_GAIN for t in figures.totals)
 
 
 def test_beats_without_counters_or_instance_are_left_out_and_forgetting_drops() -> None:

@@ -5,9 +5,10 @@ what the agents' heartbeats counted, added up on its tick."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -136,22 +137,29 @@ def test_a_device_actor_publishes_changes_of_liveness_only() -> None:
         pool.shutdown(timeout=5)
 
 
-def test_the_fleet_index_publishes_its_sync_and_the_devices_it_knows() -> None:
-    metrics = Metrics()
+@contextlib.contextmanager
+def fleet_index(metrics: Metrics) -> Iterator[Any]:
+    """A fleet index on fake ports, its ticks held (the test tells ``Tick``)."""
     pool = ActorPool(workers=1, name="test-devices")
     index = FleetIndex.start(
         writer=Writer(auto=True), api=Api(), timers=Timers(hold=(m.Tick,)), pool=pool,
         mirror=Ref("mirror"), sources=("kubernetes",), liveness_timeout=30.0, metrics=metrics,
     )  # fmt: skip
     try:
+        yield index
+    finally:
+        index.stop()
+        pool.shutdown(timeout=5)
+
+
+def test_the_fleet_index_publishes_its_sync_and_the_devices_it_knows() -> None:
+    metrics = Metrics()
+    with fleet_index(metrics) as index:
         index.tell(m.InfosSeen(infos=((D1, info(D1), 1), (D2, info(D2), 2))))
         index.tell(m.DeploymentsListed(scope=None, objects=(obj(finalizers=(FINALIZER,)),)))
         assert not metrics.is_synced
         index.tell(m.SourceSynced(source="kubernetes"))
         eventually(lambda: metrics.is_synced and metrics.known == 2)
-    finally:
-        index.stop()
-        pool.shutdown(timeout=5)
 
 
 def beat(device: str, instance: str, seq: int, counters: tuple[int, ...] | None) -> m.Beat:
@@ -163,12 +171,7 @@ def beat(device: str, instance: str, seq: int, counters: tuple[int, ...] | None)
 
 def test_the_fleet_index_adds_up_the_agents_counters_on_its_tick() -> None:
     metrics = Metrics()
-    pool = ActorPool(workers=1, name="test-devices")
-    index = FleetIndex.start(
-        writer=Writer(auto=True), api=Api(), timers=Timers(hold=(m.Tick,)), pool=pool,
-        mirror=Ref("mirror"), sources=("kubernetes",), liveness_timeout=30.0, metrics=metrics,
-    )  # fmt: skip
-    try:
+    with fleet_index(metrics) as index:
         index.tell(m.InfosSeen(infos=((D1, info(D1), 1), (D2, info(D2), 2))))
         index.tell(m.DeploymentsListed(scope=None, objects=()))
         index.tell(m.SourceSynced(source="kubernetes"))
@@ -184,6 +187,3 @@ def test_the_fleet_index_adds_up_the_agents_counters_on_its_tick() -> None:
         )))  # fmt: skip
         index.tell(m.Tick())
         eventually(lambda: metrics.agents == ((3, 1, 1, 1, 1, 0), 2))
-    finally:
-        index.stop()
-        pool.shutdown(timeout=5)

@@ -61,7 +61,7 @@ def test_deployment_figures_with_their_rollout_phase() -> None:
                        rollout=("Halted", 4))  # fmt: skip
     metrics.deployment(("ns", "db"), owner="b", counts=counts(1), rollout=None)
     samples = scrape(metrics)
-    web = {"namespace": "ns", "name": "web"}
+    web = {"deployment_namespace": "ns", "deployment": "web"}
     assert value(samples, "fleet_operator_deployment_targeted_devices", **web) == 7
     for cls, n in (("running", 3), ("pending", 1), ("failed", 1), ("unreachable", 2)):
         assert value(samples, "fleet_operator_deployment_devices", **web, **{"class": cls}) == n
@@ -71,7 +71,7 @@ def test_deployment_figures_with_their_rollout_phase() -> None:
     }
     assert phases == {"Progressing": 0, "Halted": 1, "Complete": 0}
     assert value(samples, "fleet_operator_deployment_rollout_revision", **web) == 4
-    db = {"namespace": "ns", "name": "db"}
+    db = {"deployment_namespace": "ns", "deployment": "db"}
     assert value(samples, "fleet_operator_deployment_targeted_devices", **db) == 1
     assert value(samples, "fleet_operator_deployment_rollout_revision", **db) is None
 
@@ -82,7 +82,7 @@ def test_a_deployment_leaves_with_its_actor_and_not_with_a_predecessor() -> None
     metrics.deployment(key, owner="old", counts=counts(1), rollout=None)
     metrics.deployment(key, owner="new", counts=counts(2), rollout=None)  # recreated
     metrics.deployment_gone(key, owner="old")  # the old actor stops after the new started
-    labels = {"namespace": "ns", "name": "web"}
+    labels = {"deployment_namespace": "ns", "deployment": "web"}
     assert value(scrape(metrics), "fleet_operator_deployment_targeted_devices", **labels) == 2
     metrics.deployment_gone(key, owner="new")
     samples = scrape(metrics)
@@ -123,6 +123,6 @@ def test_no_series_is_per_device() -> None:
     metrics.deployment(("ns", "web"), owner="a", counts=counts(3), rollout=("Complete", 1))
     labels = {name for (_, pairs) in scrape(metrics) for name, _ in pairs}
     assert "device" not in labels
-    assert labels <= {"namespace", "name", "class", "phase", "op", "result", "verb", "kind",
-                      "le", "generation", "implementation", "major", "minor", "patchlevel",
-                      "version"}  # fmt: skip
+    assert labels <= {"deployment_namespace", "deployment", "class", "phase", "op", "result",
+                      "verb", "kind", "le", "generation", "implementation", "major", "minor",
+                      "patchlevel", "version"}  # fmt: skip

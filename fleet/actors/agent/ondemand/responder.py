@@ -14,8 +14,8 @@ and every :data:`TICK_S` the buffered lines go out. The requester renews the ses
 :data:`~fleet.contracts.ondemand.FOLLOW_WINDOW_S`, and each renewal is acknowledged; a
 session not renewed, older than :data:`~fleet.contracts.ondemand.MAX_FOLLOW_S`, or
 whose container stopped, ends with a last chunk that says why. At most
-:data:`MAX_SESSIONS` at once, and never more messages to one reply inbox than the
-device's response permission allows.
+:data:`MAX_SESSIONS` at once, and never more than
+:data:`~fleet.contracts.ondemand.MAX_REPLIES_PER_REQUEST` messages to one reply inbox.
 
 What it must never do: raise out of a message (an actor that dies stops the agent:
 every failure becomes an answer), call NATS itself (it hands bytes to ``answer``), or
@@ -95,7 +95,7 @@ class _Session:
         self.target = target
         self.reader = reader
         self.reply = reply
-        self.sent_to_reply = 0  # messages sent to ``reply`` (the response permission's count)
+        self.sent_to_reply = 0  # messages sent to ``reply`` (at most MAX_REPLIES_PER_REQUEST)
         self.seq = 0
         self.started = now
         self.deadline = now + FOLLOW_WINDOW_S
@@ -129,6 +129,7 @@ class OnDemandResponder(SupervisedActor):
         self._now = now
         self._sessions: dict[str, _Session] = {}
         self._ticking = False
+        self._due = 0.0  # when the tick told last was due
 
     def on_stop(self) -> None:
         for session in list(self._sessions.values()):
@@ -241,11 +242,17 @@ class OnDemandResponder(SupervisedActor):
     def _schedule(self) -> None:
         if self._sessions and not self._ticking:
             self._ticking = True
+            self._due = self._clock() + TICK_S
             self._timers.tell_later(self.actor_ref, FollowTick(), delay=TICK_S)
 
     def _tick(self) -> None:
         now = self._clock()
+        # A tick that comes late found this actor busy (a tail waits for podman up to
+        # TAIL_WAIT_S): renewals may be waiting behind it in the mailbox, so the time it
+        # was busy is not the requester's silence.
+        stalled = max(0.0, now - self._due)
         for session in list(self._sessions.values()):
+            session.deadline += stalled
             if now > session.deadline:
                 self._end(session, f"not renewed within {FOLLOW_WINDOW_S:g}s")
             elif now - session.started > MAX_FOLLOW_S:
