@@ -8,6 +8,7 @@ vanishes), and hold a score the operator accepts (the contracts' own validation)
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from fleet.contracts import API_VERSION, DeploymentName, convert_score
+from fleet.actors.operator.spec import parse_spec
+from fleet.contracts import API_VERSION, DeploymentName, DeviceId, convert_score, decode_score
 from tests.deploy.conftest import DEPLOY
 
 EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
@@ -85,7 +87,8 @@ def test_example_passes_its_crd_schema_and_the_operator_checks(path: Path) -> No
         check(obj)
         if obj["kind"] == "Deployment":
             DeploymentName.try_new(obj["metadata"]["name"])
-            convert_score(obj["spec"]["score"])
+            # the operator's own reader: per-device templates compiled, the score validated
+            parse_spec(name=obj["metadata"]["name"], spec_json=json.dumps(obj["spec"]).encode())
 
 
 def test_hello_web_serves_a_page_on_a_published_port() -> None:
@@ -118,3 +121,14 @@ def test_a_broken_example_is_caught(mutate: Any, expected: str) -> None:
     mutate(broken)
     with pytest.raises((jsonschema.ValidationError, AssertionError), match=expected):
         check(broken)
+
+
+def test_the_per_device_values_example_renders_for_each_device() -> None:
+    (obj,) = _documents(DEPLOY / "examples" / "per-device-values.yaml")
+    spec = parse_spec(name=obj["metadata"]["name"], spec_json=json.dumps(obj["spec"]).encode())
+    assert spec.template is not None
+    pi = spec.template.render(device=DeviceId("pi_01"), labels={"site": "paris"})
+    (container,) = decode_score(pi).containers
+    assert container.env == {"SITE_ID": "paris", "REGION": "EU-WEST", "HOSTNAME_HINT": "pi-01"}
+    assert container.command is not None
+    assert "gateway pi_01 at paris" in container.command[2]

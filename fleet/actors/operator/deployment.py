@@ -4,8 +4,9 @@ Why it exists: a Deployment owns the desired-state entries ``<device>.<name>`` o
 devices it targets, and this actor is their only keeper once the fleet index handed them
 over (``Activate``). It composes plain classes: the entries and the diff with foreign-write
 repair (:mod:`.desired`), their writes (:mod:`.writes`), its targets and what each was
-told (:mod:`.registrations`), the finalizer rules (:mod:`.finalizer`) and the status
-throttle (:mod:`.throttle`). Its aggregate counts the class each targeted device actor
+told (:mod:`.registrations`), the finalizer rules (:mod:`.finalizer`), the status
+throttle (:mod:`.throttle`) and each target's rendering of a templated score
+(:mod:`.rendering`). Its aggregate counts the class each targeted device actor
 decides for it: the device actor owns the device's reports and liveness, this actor tells
 it which revision to expect (``Expect``) and drains the answers in batches
 (:mod:`.batching`).
@@ -36,7 +37,7 @@ from fleet.runtime.aiokit.timers import TimerPort
 from fleet.runtime.kube.client import KubeObject
 
 from . import messages as m
-from .desired import DesiredBook
+from .desired import DesiredBook, Want
 from .events import DeploymentEvents
 from .finalizer import FinalizerRequests, is_deleting, may_release, needs_finalizer
 from .ports import (
@@ -49,6 +50,7 @@ from .ports import (
     TellReplies,
 )
 from .registrations import Registrations
+from .rendering import Renderer
 from .revisions import RevisionKeeper
 from .spec import DeploymentSpec
 from .status import SETTLED, Aggregate, deployment_status
@@ -101,6 +103,7 @@ class DeploymentActor(SupervisedActor):
         self._retired = False
         self._targets = Registrations(timers=timers, owner=self.actor_ref, late=register_delay)
         self._book = DesiredBook()
+        self._render = Renderer()  # each target's value of a templated score
         self._agg = Aggregate()
         self._finalizer = FinalizerRequests(key, api=api, replies=self._replies)
         self._status = StatusPatches(
@@ -138,6 +141,8 @@ class DeploymentActor(SupervisedActor):
         self._obj, self._spec, self._error = msg.obj, msg.spec, msg.error
         self._name = msg.spec.name if msg.spec is not None else msg.name
         self._conflict_with = msg.conflict_with
+        if msg.spec is not None:
+            self._render.seed(msg.spec.template, msg.spec.desired)
         touched = self._revisions.spec(msg.obj, msg.spec)
         if msg.spec is not None and msg.spec.desired != old:
             touched = list(self._targets)
@@ -160,6 +165,7 @@ class DeploymentActor(SupervisedActor):
             self._book.observe(entry)
         self._book.touch_all()
         self._agg.clear()
+        self._render.targets(msg.labels)
         self._revisions.targets(msg.labels)
         self._add(msg.targets, first=True)
         self._step()
@@ -181,9 +187,13 @@ class DeploymentActor(SupervisedActor):
 
     def _on_targets(self, msg: m.TargetChanges) -> None:
         self._revisions.targets(msg.labels, removed=msg.removed)
+        rendered = self._render.targets(msg.labels, removed=msg.removed)
         self._add(msg.added, first=False)
         self._remove(msg.removed)
         self._book.touch(msg.relabelled)
+        if self._render.templated and msg.relabelled:  # their values may have changed
+            relabelled = set(msg.relabelled)
+            self._touch([d for d in rendered if d in relabelled])
         self._step()
         self._reconcile()
         self._register_idle()
@@ -192,10 +202,13 @@ class DeploymentActor(SupervisedActor):
         new = dict(msg.targets)
         gone = [d for d in self._targets if d not in new]
         self._revisions.targets(msg.labels, removed=gone)
+        rendered = self._render.targets(msg.labels, removed=gone)
         self._remove(gone)
         self._add(msg.targets, first=False)
         if self._revisions.engine is not None:
             self._book.touch(new)  # relabelled targets may be in other batches now
+        if self._render.templated:
+            self._touch(rendered)  # their values may have changed with their labels
         self._step()
         self._reconcile()
         self._register_idle()
@@ -239,10 +252,24 @@ class DeploymentActor(SupervisedActor):
         """The revision of the entry each target should report now: its entry's, if it
         holds the value the target should have (the spec's, or the rollout's for it)."""
         desired, current = self._desired, self._book.current
-        want, value = self._revisions.want, self._book.value
+        want, value = self._want(), self._book.value
         if want is None:
             return lambda device: current(device, desired)
         return lambda device: current(device, want(device, value(device)))
+
+    def _want(self) -> Want | None:
+        """Each target's desired value, given its entry (None: the spec's bytes for every
+        target): the rollout's rule, with each revision rendered for the device when its
+        score has templates (:mod:`.rendering`)."""
+        want, render = self._revisions.want, self._render
+        if want is None:
+            if not render.templated:
+                return None
+            desired, value = self._desired, render.value
+            return lambda device, _entry: value(device, desired)
+        engine = self._revisions.engine
+        revisions = (engine.new, engine.stable) if engine is not None else ()
+        return render.wrap(want, revisions=revisions)
 
     def _touch(self, devices: list[DeviceId]) -> None:
         """Their desired value may have changed: plan them again, and tell their device
@@ -263,7 +290,15 @@ class DeploymentActor(SupervisedActor):
         """Whether a device's entry is written and holds the rollout's new score."""
         engine, holds = self._revisions.engine, self._book.holds
         new = engine.new if engine is not None else b""
-        return lambda device: holds(device, new)
+        if engine is None or not self._render.has_templates(new):
+            return lambda device: holds(device, new)
+        value = self._render.value
+
+        def updated(device: DeviceId) -> bool:
+            rendered = value(device, new)
+            return rendered is not None and holds(device, rendered)
+
+        return updated
 
     def _on_classes(self, _msg: m.ClassesQueued) -> None:
         rollout = self._revisions.engine is not None
@@ -305,7 +340,7 @@ class DeploymentActor(SupervisedActor):
         name = self._name
         if (self._spec is None and not deleting) or name is None:
             return  # invalid spec: frozen, nothing written or deleted
-        desired, want, targets = self._desired or b"", self._revisions.want, self._targets.targets
+        desired, want, targets = self._desired or b"", self._want(), self._targets.targets
         if want is not None and not deleting:
             each = self._book.plan_each(targets=targets, want=want)
             for value, devices in each.puts.items():
@@ -394,6 +429,8 @@ class DeploymentActor(SupervisedActor):
                 previous=previous,
                 rollout=self._revisions.status(class_of=self._agg.get, updated=self._updated()),
                 previous_progressing=self._previous_condition("Progressing"),
+                unrenderable=self._render.unrenderable(),
+                unrenderable_count=self._render.unrenderable_count,
             ))
         )  # fmt: skip
 

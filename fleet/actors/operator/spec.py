@@ -3,7 +3,9 @@
 Why it exists: the operator must refuse a bad spec with a reason a person can act on
 (condition ``Ready=False``, reason ``InvalidSpec``) and write nothing for it. The
 desired-state value is encoded once here (``encode_score``: deterministic bytes), so
-"write only when the content changes" is a byte comparison.
+"write only when the content changes" is a byte comparison. A score with per-device
+templates (:mod:`.rendering`) is encoded as written, its templates compiled here: one
+that does not parse or uses what the language lacks is ``InvalidSpec`` naming the field.
 
 Bounded and total: the spec's size (:data:`MAX_SPEC_BYTES`) and nesting depth are checked
 before it is parsed, and any bytes end as a spec or a :class:`SpecError` (a spec nested
@@ -21,12 +23,15 @@ from typing import Final
 
 import msgspec
 
-from fleet.contracts import DeploymentName, convert_score, encode_score
+from fleet.contracts import DeploymentName
 from fleet.contracts.limits import check_json_bounds
+from fleet.contracts.score_template import encode_template_score
 from fleet.errors import ContractError, SpecError
 
+from .rendering import ScoreTemplate, compile_score
 from .rollout_spec import HISTORY_DEFAULT, RolloutPolicy, parse_history_limit, parse_rollout
 from .selectors import LabelSelector, parse_selector, shown
+from .templating import TemplateRefused
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: DeploymentName
     selector: LabelSelector
     desired: bytes  # the desired-state value every targeted device gets (once rolled out)
+    # its per-device templates (None: none, ``desired`` is every device's value as is)
+    template: ScoreTemplate | None = None
     rollout: RolloutPolicy | None = None  # None: every target at once
     history_limit: int = HISTORY_DEFAULT  # revisions kept (spec.revisionHistoryLimit)
 
@@ -62,13 +69,19 @@ def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
     if "score" not in spec:
         raise SpecError("spec.score is missing")
     try:
-        score = convert_score(spec["score"])
+        desired, fields = encode_template_score(spec["score"])
     except ContractError as exc:
-        raise SpecError(f"spec.score: {exc}") from exc
+        where = f"spec.score.{exc.field}" if "templated strings" in str(exc) else "spec.score"
+        raise SpecError(f"{where}: {exc}") from exc
+    try:
+        template = compile_score(desired, fields) if fields else None
+    except TemplateRefused as exc:
+        raise SpecError(str(exc)) from exc
     return DeploymentSpec(
         name=deployment,
         selector=selector,
-        desired=encode_score(score),
+        desired=desired,
+        template=template,
         rollout=parse_rollout(spec.get("rollout")),
         history_limit=parse_history_limit(spec.get("revisionHistoryLimit")),
     )

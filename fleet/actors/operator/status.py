@@ -144,8 +144,12 @@ def ready_condition(
     }
 
 
-def progress_condition(counts: Mapping[str, int], *, writing: int) -> tuple[str, str, str]:
-    """(status, reason, message) of Ready for a valid, owned, synced Deployment."""
+def progress_condition(
+    counts: Mapping[str, int], *, writing: int, unrenderable: int = 0
+) -> tuple[str, str, str]:
+    """(status, reason, message) of Ready for a valid, owned, synced Deployment
+    (``unrenderable``: targets its templated score cannot be rendered for, counted
+    ``pending``: they have no entry)."""
     targeted = counts["targeted"]
     summary = (
         f"{counts['running']}/{targeted} running, {counts['pending']} pending, "
@@ -157,6 +161,13 @@ def progress_condition(counts: Mapping[str, int], *, writing: int) -> tuple[str,
         return "True", "AllRunning", summary
     if counts["failed"]:
         return "False", "DevicesFailing", summary
+    if unrenderable:
+        return (
+            "False",
+            "DevicesUnrenderable",
+            f"the score cannot be rendered for {unrenderable} devices (status.unrenderable); "
+            f"{summary}",
+        )
     return "False", "Progressing", summary
 
 
@@ -174,11 +185,14 @@ def deployment_status(
     previous: Mapping[str, Any] | None,
     rollout: Mapping[str, Any] | None = None,
     previous_progressing: Mapping[str, Any] | None = None,
+    unrenderable: list[dict[str, str]] | None = None,
+    unrenderable_count: int = 0,
 ) -> dict[str, Any]:
     """The ``.status`` of a Deployment: ``previous`` is the Ready condition last patched
     (``previous_progressing`` the Progressing one); ``rollout`` its ``.status.rollout``
     (:meth:`fleet.actors.operator.rollout.Rollout.status`), with its Progressing
-    condition."""
+    condition; ``unrenderable`` the targets (at most 10 of ``unrenderable_count``) its
+    templated score cannot be rendered for (:mod:`.rendering`)."""
     counts = aggregate.counts()
     if error is not None:
         cond = ("False", "InvalidSpec", error)
@@ -196,7 +210,7 @@ def deployment_status(
     elif deleting:
         cond = ("False", "Deleting", f"deleting {entries} desired-state entries")
     else:
-        cond = progress_condition(counts, writing=writing)
+        cond = progress_condition(counts, writing=writing, unrenderable=unrenderable_count)
     status, reason, text = cond
     conditions = [
         ready_condition(
@@ -207,6 +221,7 @@ def deployment_status(
         "observedGeneration": generation,
         "aggregate": counts,
         "failingDevices": aggregate.failing() if conflict_with is None else [],
+        "unrenderable": list(unrenderable or ()) if conflict_with is None and error is None else [],
         "conditions": conditions,
     }
     if rollout is not None and error is None and conflict_with is None:

@@ -24,9 +24,8 @@ import yaml
 from fleet.contracts import (
     ANNOTATION_ROLLOUT_APPROVED,
     ANNOTATION_ROLLOUT_PAUSED,
-    convert_score,
-    encode_score,
 )
+from fleet.contracts.score_template import encode_template_score
 from fleet.errors import ContractError
 from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient, KubeConflict
 from fleet.runtime.kube.revisions import Listed, RevisionRecord, RevisionStore
@@ -307,9 +306,10 @@ def _exit_code(seen: Seen) -> int:
 
 
 def _normal(score: object) -> object:
-    """``score`` as the revisions hold it (validated, defaults left out); None if invalid."""
+    """``score`` as the revisions hold it (validated, defaults left out, per-device
+    templates as written); None if invalid."""
     try:
-        return msgspec.json.decode(encode_score(convert_score(score)))
+        return msgspec.json.decode(encode_template_score(score)[0])
     except ContractError:
         return None
 

@@ -10,7 +10,8 @@ journal, written before a rollback changes any entry.
 
 Every method blocks (the operator runs them on the gateway's threads, ``fleetctl``
 directly). A revision read back is hostile input like any other: its score is decoded
-and validated (``convert_score``) and re-encoded, and a record that fails is left out
+and validated (``convert_score``, per-device templates kept as written:
+``encode_template_score``) and re-encoded, and a record that fails is left out
 with the reason, never fatal.
 """
 
@@ -27,10 +28,9 @@ from fleet.contracts import (
     KIND_DEPLOYMENT,
     KIND_DEPLOYMENT_REVISION,
     LABEL_REVISION_OF,
-    convert_score,
-    encode_score,
 )
 from fleet.contracts.labels import is_label_value
+from fleet.contracts.score_template import encode_template_score
 from fleet.errors import ContractError
 from fleet.runtime.kube.client import DEPLOYMENT_REVISIONS, KubeClient
 
@@ -67,7 +67,7 @@ def parse_revision(
     if number < 1:
         return f"{name}: spec.revision must be at least 1, got {number}"
     try:
-        desired = encode_score(convert_score(spec.get("score")))
+        desired, _ = encode_template_score(spec.get("score"))  # per-device templates kept
     except ContractError as exc:
         return f"{name}: spec.score: {exc}"
     outcome = status.get("outcome")

@@ -1,0 +1,116 @@
+"""A real ``fleet-operator`` SIGKILLed while writing a templated score's entries, restarted.
+
+Each device's entry is its own rendering; the restarted operator renders the same bytes
+from the same labels, so it writes only what is missing: every device is written once
+in all (no rewrite storm), the device without its label stays listed, and a relabel
+after the restart still writes that device's entry.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.contracts import decode_score
+from tests.fixtures.kube import KubeCluster
+from tests.fixtures.nats import NatsServer
+
+from ..process import operator_process
+from ..rollouts.tap import DesiredTap
+from ..sim import Fleet, eventually
+
+DEVICES = [f"dev-{i:03d}" for i in range(200)]
+LABELLED = DEVICES[:-1]
+BARE = DEVICES[-1]  # no site label: unrenderable
+LIVE = 600.0  # the simulated devices beat once: they must stay reachable throughout
+SCORE = {
+    "type": "podman",
+    "containers": [{"name": "web", "image": "localhost/busybox:test",
+                    "env": {"SITE": "{{ device.labels.site }}", "ID": "{{ device.id }}"}}],
+}  # fmt: skip
+SEL = {"matchLabels": {"role": "edge"}}
+
+
+def site_of(device: str) -> str:
+    return f"site-{int(device[-3:]) % 7}"
+
+
+def rendered(fleet: Fleet) -> dict[str, dict[str, str] | None]:
+    return {
+        key.partition(".")[0]: decode_score(entry.value).containers[0].env
+        for key, entry in fleet.desired().items()
+        if key.endswith(".web")
+    }
+
+
+def right(fleet: Fleet) -> bool:
+    got = rendered(fleet)
+    return all(got.get(d) == {"SITE": site_of(d), "ID": d} for d in LABELLED)
+
+
+def listed(kube: KubeCluster) -> list[Any]:
+    return [u["device"] for u in kube.status("ns", "web").get("unrenderable") or []]
+
+
+def kill_at_first_write(tap: DesiredTap, pid: int) -> threading.Event:
+    killed = threading.Event()
+
+    def run() -> None:
+        for _ in range(30_000):
+            if tap.writes("web"):
+                os.kill(pid, signal.SIGKILL)
+                killed.set()
+                return
+            threading.Event().wait(0.002)
+
+    threading.Thread(target=run, daemon=True).start()
+    return killed
+
+
+@pytest.mark.timeout(180)
+def test_a_restart_mid_write_writes_each_rendering_once(
+    kube: KubeCluster, fleet: Fleet, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    tap = DesiredTap(fleet.bus, fleet.loop).start()
+    try:
+        for device in LABELLED:
+            fleet.join([device], {"role": "edge", "site": site_of(device)})
+        fleet.join([BARE], {"role": "edge"})
+        with operator_process(
+            nats_server.url, kube.url, tmp_path / "first.log", liveness=LIVE
+        ) as first:
+            killed = kill_at_first_write(tap, first.pid)
+            kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
+            assert killed.wait(timeout=60), "the operator never wrote"
+            first.wait(timeout=30)
+        assert first.returncode == -signal.SIGKILL
+        assert len(rendered(fleet)) < len(LABELLED)  # killed mid-write
+
+        with operator_process(nats_server.url, kube.url, tmp_path / "second.log", liveness=LIVE):
+            eventually(lambda: right(fleet), timeout=60, interval=0.3)
+            eventually(lambda: listed(kube) == [BARE], timeout=60)
+        revisions = {k: e.revision for k, e in fleet.desired().items()}
+
+        # a clean restart after convergence: nothing is written at all
+        writes_before = len(tap.writes("web"))
+        with operator_process(nats_server.url, kube.url, tmp_path / "third.log", liveness=LIVE):
+            eventually(lambda: listed(kube) == [BARE], timeout=60)
+            fleet.info([BARE], {"role": "edge", "site": "late"})  # proves it is working
+            eventually(lambda: (rendered(fleet).get(BARE) or {}).get("SITE") == "late", timeout=60)
+            eventually(lambda: listed(kube) == [], timeout=60)
+        assert len(tap.writes("web")) == writes_before + 1  # BARE's, nothing else
+        after = {k: e.revision for k, e in fleet.desired().items() if k != f"{BARE}.web"}
+        assert after == revisions
+
+        counts = Counter(w.device for w in tap.writes("web"))
+        assert set(counts) == set(DEVICES)
+        twice = {device: n for device, n in counts.items() if n > 1}
+        assert twice == {}, f"written more than once: {twice}"
+    finally:
+        tap.stop()
