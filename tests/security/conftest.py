@@ -16,6 +16,7 @@ an asynchronous ``-ERR``; a refused request simply gets no reply).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -169,16 +170,24 @@ class Intruder:
         async def on_error(exc: Exception) -> None:
             refusals.append(str(exc).lower())
 
-        client = await nats.connect(
-            fleet.server.url,
-            user_credentials=None if creds is None else str(creds),
-            tls=ssl.create_default_context(cafile=str(fleet.ca.ca_cert)),
-            inbox_prefix=inbox_prefix,
-            error_cb=on_error,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=2,
-        )
+        client = Client()
+        try:
+            await client.connect(
+                fleet.server.url,
+                user_credentials=None if creds is None else str(creds),
+                tls=ssl.create_default_context(cafile=str(fleet.ca.ca_cert)),
+                inbox_prefix=inbox_prefix,
+                error_cb=on_error,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=2,
+            )
+        except BaseException:
+            # A refused connect can leave its TLS transport open (nats-py keeps it on the
+            # client): closed here, or the test's event loop cannot close (EBUSY).
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
         return cls(client, refusals)
 
     async def close(self) -> None:
