@@ -17,7 +17,7 @@ value is ``None``. This module must never do I/O.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -160,14 +160,17 @@ def info_entry(
     inventory: Inventory,
     agent_version: str,
     at: dt.datetime,
+    runtimes: Sequence[str] | None = None,
 ) -> tuple[str, bytes]:
-    """``(key, value)`` of a device's info."""
+    """``(key, value)`` of a device's info; ``runtimes``: the score types it can run
+    (left out when ``None``, as an older agent leaves it out)."""
     info = DeviceInfo(
         device_id=device,
         labels=dict(labels),
         inventory=inventory,
         agent_version=agent_version,
         updated_at=at,
+        runtimes=None if runtimes is None else list(runtimes),
     )
     return device_info_key(device), encode_info(info)
 

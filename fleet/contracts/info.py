@@ -2,19 +2,40 @@
 
 Written by the agent at ``info.<device>`` on start and when its labels change; the
 operator matches Deployment selectors against ``labels`` (Kubernetes label rules, see
-:mod:`.labels`). This module must never do I/O.
+:mod:`.labels`). ``runtimes`` (optional) lists the score types the device can run; an
+older agent leaves it out, and readers take that as ``["podman"]``
+(:attr:`DeviceInfo.runnable`). This module must never do I/O.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
+
+from fleet.errors import ContractError, InvalidName
 
 from ._checks import Timestamp, device_id_field, int_field, utc_field
 from .labels import LABEL_RULE, check_labels
 from .limits import MAX_LABELS, MAX_TEXT_LENGTH, check_length
-from .names import DeviceId
+from .names import DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE, DeviceId, check_dns_label
+
+MAX_RUNTIMES: Final = 16
+"""Score types one device-info may list."""
+DEFAULT_RUNTIMES: Final[tuple[str, ...]] = ("podman",)
+"""What a device runs when its info lists no ``runtimes`` (an agent older than the field)."""
+
+RuntimeName = Annotated[
+    str,
+    msgspec.Meta(
+        description=f"A score type the device can run; {DNS_LABEL_RULE}.",
+        extra_json_schema={
+            "pattern": DNS_LABEL_PATTERN,
+            "minLength": 1,
+            "maxLength": DNS_LABEL_MAX,
+        },
+    ),
+]
 
 
 class Inventory(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,8 +57,10 @@ class Inventory(msgspec.Struct, frozen=True, kw_only=True):
             check_length(getattr(self, field), field=field, limit=MAX_TEXT_LENGTH)
 
 
-class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A device's identity, labels, inventory and agent version."""
+# omit_defaults concerns ``runtimes`` only (no other field has a default): an info without
+# it encodes as it always did.
+class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A device's identity, labels, inventory, agent version and the runtimes it has."""
 
     device_id: DeviceId
     labels: Annotated[
@@ -50,6 +73,19 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
     inventory: Inventory
     agent_version: str
     updated_at: Timestamp
+    runtimes: (
+        Annotated[
+            list[RuntimeName],
+            msgspec.Meta(
+                description=(
+                    "The score types this device can run, each once. Absent (an older "
+                    "agent): podman only."
+                ),
+                extra_json_schema={"maxItems": MAX_RUNTIMES, "uniqueItems": True},
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         device_id_field(self, "device_id")
@@ -57,6 +93,26 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
         check_labels(self.labels)
         check_length(self.agent_version, field="agent_version", limit=MAX_TEXT_LENGTH)
         utc_field(self, "updated_at")
+        if self.runtimes is not None:
+            _check_runtimes(self.runtimes)
+
+    @property
+    def runnable(self) -> tuple[str, ...]:
+        """The score types this device runs (``runtimes``, or podman when absent)."""
+        return DEFAULT_RUNTIMES if self.runtimes is None else tuple(self.runtimes)
+
+
+def _check_runtimes(runtimes: list[str]) -> None:
+    check_length(runtimes, field="runtimes", limit=MAX_RUNTIMES, what="runtimes")
+    seen: set[str] = set()
+    for index, name in enumerate(runtimes):
+        try:
+            check_dns_label(name, what="runtime name")
+        except InvalidName as exc:
+            raise InvalidName(str(exc), field=f"runtimes[{index}]") from exc
+        if name in seen:
+            raise ContractError(f"runtime {name!r} is listed twice", field=f"runtimes[{index}]")
+        seen.add(name)
 
 
 _TEXT_FIELDS: tuple[str, ...] = (

@@ -6,8 +6,9 @@ speaks the device side of the wire as the agent does, to the same keys, with the
 payloads, through the same bus surface (``Bus.put``, and the agent's own
 :class:`~fleet.runtime.nats.desired_feed.DesiredFeed`):
 
-* ``info.<device>`` (its labels, :data:`.simprofile.SIMULATED_INVENTORY`) once its feed
-  is synced, and again on a relabel;
+* ``info.<device>`` (its labels, :data:`.simprofile.SIMULATED_INVENTORY`, the runtimes
+  it says it has: podman, as an agent with podman) once its feed is synced, and again on
+  a relabel;
 * ``heartbeat.<device>`` every ``heartbeat_interval_s`` (``seq`` from 0 under one
   ``instance_id``, as one run of the agent), the first right after its info;
 * for every desired entry, the reports of :mod:`.simrollout`, echoing the entry's
@@ -72,6 +73,7 @@ class SimulatedDevice:
     """One device on the wire, living on the loop that owns ``bus``."""
 
     agent_version = SIMULATED_AGENT_VERSION  # what its info says (a subclass may say more)
+    runtimes: tuple[str, ...] = ("podman",)  # the score types its info lists, as the agent's
 
     def __init__(
         self,
@@ -176,7 +178,10 @@ class SimulatedDevice:
 
     async def publish_info(self) -> None:
         key, value = self.entries.info(
-            labels=self.labels, inventory=self._inventory, agent_version=self.agent_version
+            labels=self.labels,
+            inventory=self._inventory,
+            agent_version=self.agent_version,
+            runtimes=self.runtimes,
         )
         await self.puts.retried("device-info", BUCKET_DEVICE_INFO, key, value)
 

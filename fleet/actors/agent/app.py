@@ -59,6 +59,7 @@ from .device import DeviceActor
 from .messages import DesiredChanged, DesiredSynced, LabelsChanged
 from .ondemand.book import SelfReports
 from .ondemand.service import start_ondemand
+from .runtimes.registry import RuntimeRegistry
 from .tally import AgentTally
 
 logger = logging.getLogger(__name__)
@@ -82,9 +83,13 @@ class AgentApp:
         crash_restarts: int = DEFAULT_RESTARTS,
         duplicate_log_interval: float = 60.0,
         enrollment_slow_retry: float = SLOW_RETRY,
+        runtimes: RuntimeRegistry | None = None,
     ) -> None:
+        """``runtime``: podman (logs, describe, the inventory); ``runtimes``: one per score
+        type the device runs (default: podman's, over ``runtime``; docs/runtimes.md)."""
         self.config = config
         self.runtime = runtime
+        self.runtimes = runtimes
         self.instance_id = secrets.token_hex(8)
         self.tally = AgentTally()  # what this run did: in every heartbeat, and /metrics
         self._loop_factory = loop_factory
@@ -161,6 +166,7 @@ class AgentApp:
                 crash_window=self._crash[0],
                 crash_restarts=self._crash[1],
                 tally=self.tally,
+                runtimes=self.runtimes,
             ),
         )
         self.device = device

@@ -4,9 +4,10 @@ Why it exists: offline autonomy rests on three rules that are easy to get wrong 
 an actor, so they live here as a plain class the device actor calls (and a unit test
 checks without podman or NATS):
 
-* a value is stored only once it decoded as a score; a malformed one is answered with a
-  ``Failed`` Apply and never stored, so the last valid entry stays, keeps running, and
-  runs again after a reboot;
+* a value is stored only once it decoded as a score of a type this device has a runtime
+  for; a malformed one (or one of another type) is answered with a ``Failed`` Apply and
+  never stored, so the last valid entry stays, keeps running, and runs again after a
+  reboot;
 * a deletion is stored before any container is touched, and dropped only once the
   deployment's reconciler said every container is gone, so a crash in the middle is
   finished on the next start;
@@ -20,6 +21,7 @@ cannot write the new one (:class:`~fleet.runtime.host.desired_store.DesiredStore
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from fleet.contracts import DeploymentName, decode_score
 from fleet.errors import ContractError
@@ -27,6 +29,7 @@ from fleet.runtime.host.desired_store import DesiredStore, StoredDesired, Stored
 
 from .messages import Apply, Remove
 from .reporting import malformed_message
+from .runtimes.registry import score_type, unsupported_message
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +37,10 @@ logger = logging.getLogger(__name__)
 class DesiredBook:
     """What this device should run, persisted; each method answers with what to tell."""
 
-    def __init__(self, store: DesiredStore) -> None:
+    def __init__(self, store: DesiredStore, *, runs: Collection[str] | None = None) -> None:
+        """``runs``: the score types this device has a runtime for (None: any)."""
         self._store = store
+        self._runs = runs
         self._entries: dict[str, StoredEntry] = {}  # valid entries, as persisted
         self._removing: dict[str, int] = {}  # deletions not finished: deployment -> revision
         self._rejected: dict[str, int] = {}  # deployment -> malformed revision answered
@@ -76,6 +81,12 @@ class DesiredBook:
         except ContractError as exc:  # never persisted: the last valid entry stays
             self._rejected[deployment] = revision
             error = malformed_message(deployment, exc)
+            logger.warning("%s (revision %d)", error, revision)
+            return Apply(revision=revision, score=None, error=error)
+        kind = score_type(score)
+        if self._runs is not None and kind not in self._runs:  # as an older agent: not kept
+            self._rejected[deployment] = revision
+            error = unsupported_message(deployment, kind, self._runs)
             logger.warning("%s (revision %d)", error, revision)
             return Apply(revision=revision, score=None, error=error)
         self._rejected.pop(deployment, None)

@@ -2,8 +2,10 @@
 
 Why it exists: one actor owns the device-wide facts (its labels and inventory, the
 heartbeat, the persisted desired state) and routes everything per deployment (a
-desired entry, a podman event, a resync tick) to that deployment's reconciler, starting
-and stopping reconcilers as deployments come and go.
+desired entry, a runtime's drift event, a resync tick) to that deployment's reconciler,
+starting and stopping reconcilers as deployments come and go. The device's runtimes (one
+per score ``type``, :mod:`.runtimes`) are built here once and shared by its reconcilers;
+their drift streams are opened here, and its info lists their types.
 
 Offline autonomy starts here: on start it reconciles from the desired state persisted
 under ``state_dir`` before NATS answers, and it persists every entry it receives, once
@@ -15,14 +17,13 @@ has neither a desired entry nor a reconciler (orphans) are removed: the sweep ru
 the desired state was read from NATS (before that, the file may be behind), then on
 every resync.
 
-What it must never do: call podman or NATS itself for a deployment (reconcilers and
+What it must never do: call a runtime or NATS itself for a deployment (reconcilers and
 the sweeper do), block on another actor (it only tells), persist a value before it
 decoded, or stop containers when the agent stops.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -35,11 +36,12 @@ from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import TimerPort
 from fleet.runtime.host.desired_store import DesiredStore, StoredDesired
 from fleet.runtime.nats.publisher import PublisherPort
-from fleet.runtime.podman.port import ContainerRuntime, EventStream, owner_labels
+from fleet.runtime.podman.port import ContainerRuntime
 
 from .config import AgentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .desired import DesiredBook
+from .drift_streams import DriftStreams
 from .messages import (
     Check,
     ContainerChanged,
@@ -58,6 +60,8 @@ from .messages import (
 )
 from .reconciler import DeploymentReconciler
 from .reporting import DeviceReporter
+from .runtimes.podman import podman_only
+from .runtimes.registry import RuntimeRegistry
 from .sweeper import OrphanSweeper
 from .tally import AgentTally
 
@@ -80,13 +84,20 @@ class DeviceActor(SupervisedActor):
         crash_window: float = DEFAULT_WINDOW,
         crash_restarts: int = DEFAULT_RESTARTS,
         tally: AgentTally | None = None,
+        runtimes: RuntimeRegistry | None = None,
     ) -> None:
         super().__init__()
         self._config = config
         self._tally = tally if tally is not None else AgentTally()
         self._device = config.device_id
         self._labels = dict(config.labels)
-        self._runtime = runtime
+        if runtimes is None:  # podman only, over ``runtime``
+            runtimes = podman_only(
+                runtime, device_id=config.device_id, stop_timeout=config.stop_timeout_s,
+                max_backoff=max_backoff, crash_window=crash_window,
+                crash_restarts=crash_restarts, tally=self._tally,
+            )  # fmt: skip
+        self._runtimes = runtimes
         self._reporter = DeviceReporter(
             device_id=config.device_id, instance_id=instance_id, publisher=publisher
         )
@@ -94,18 +105,16 @@ class DeviceActor(SupervisedActor):
         self._stored = stored
         self._timers = timers
         self._reconciler_options: dict[str, Any] = {
-            "stop_timeout": config.stop_timeout_s,
             "max_backoff": max_backoff,
-            "crash_window": crash_window,
-            "crash_restarts": crash_restarts,
             "tally": self._tally,
+            "runtimes": runtimes,
         }
         self._debounce = event_debounce
-        self._desired = DesiredBook(store)
+        self._desired = DesiredBook(store, runs=runtimes.types)
         self._reconcilers: dict[str, pykka.ActorRef[Any]] = {}
         self._sweeper: pykka.ActorRef[Any] | None = None
         self._synced = False
-        self._events: EventStream | None = None
+        self._drift = DriftStreams(runtimes, self.actor_ref)
         self._info_published = False
         self._checks_pending: set[str] = set()
         self._exits: dict[str, dict[str, int]] = {}  # deployment -> container -> exit code
@@ -118,17 +127,15 @@ class DeviceActor(SupervisedActor):
         for deployment, message in self._desired.load(stored):
             self._reconciler(deployment).tell(message)
         self._sweeper = OrphanSweeper.start(
-            device_id=self._device, runtime=self._runtime, parent=self.actor_ref
+            device_id=self._device, runtimes=self._runtimes, parent=self.actor_ref
         )
         self._publish_info()
-        self._open_events()
+        self._drift.open_all()
         self.actor_ref.tell(HeartbeatTick())
         self._timers.tell_later(self.actor_ref, ResyncTick(), delay=self._config.resync_interval_s)
 
     def on_stop(self) -> None:
-        if self._events is not None:
-            self._events.close()
-            self._events = None
+        self._drift.close()
         children = [*self._reconcilers.values(), *([self._sweeper] if self._sweeper else [])]
         for ref in children:
             ref.stop(block=False)
@@ -166,8 +173,8 @@ class DeviceActor(SupervisedActor):
         deployment = event.deployment
         if deployment is None or deployment not in self._reconcilers:
             return
-        if event.action == "died" and event.exit_code and event.container:
-            self._exits.setdefault(deployment, {})[event.container] = event.exit_code
+        if event.exit_code and event.unit:
+            self._exits.setdefault(deployment, {})[event.unit] = event.exit_code
         if deployment not in self._checks_pending:
             self._checks_pending.add(deployment)
             self._timers.tell_later(
@@ -227,12 +234,14 @@ class DeviceActor(SupervisedActor):
             self._labels = dict(message.labels)
             self._publish_info()
 
-    def _on_events_broken(self, _: EventsBroken) -> None:
-        self._events = None
-        self._timers.tell_later(self.actor_ref, ReopenEvents(), delay=1.0)
+    def _on_events_broken(self, message: EventsBroken) -> None:
+        self._drift.broken(message.score_type)
+        self._timers.tell_later(
+            self.actor_ref, ReopenEvents(score_type=message.score_type), delay=1.0
+        )
 
-    def _on_reopen_events(self, _: ReopenEvents) -> None:
-        self._open_events()
+    def _on_reopen_events(self, message: ReopenEvents) -> None:
+        self._drift.open(message.score_type)
         for deployment in list(self._reconcilers):  # events may have been missed
             self._tell(deployment, Check(reason="events reopened"))
 
@@ -265,7 +274,6 @@ class DeviceActor(SupervisedActor):
             ref = DeploymentReconciler.start(
                 device_id=self._device,
                 deployment=deployment,
-                runtime=self._runtime,
                 report=self._reporter.publish_state,
                 timers=self._timers,
                 parent=self.actor_ref,
@@ -285,34 +293,25 @@ class DeviceActor(SupervisedActor):
     # -- reporting --------------------------------------------------------------------------
 
     def _publish_info(self) -> None:
+        main = self._runtimes.main
         try:
-            name, version = self._runtime.version()
+            name, version = main.version()
             self._info_published = True
         except FleetError as exc:
-            logger.warning("podman version unknown (%s); will publish it when podman answers", exc)
-            name, version = "podman", "unknown"
-        self._reporter.publish_info(labels=self._labels, runtime_name=name, runtime_version=version)
+            kind = main.score_type
+            logger.warning(
+                "%s version unknown (%s); will publish it when %s answers", kind, exc, kind
+            )
+            name, version = main.score_type, "unknown"
+        self._reporter.publish_info(
+            labels=self._labels,
+            runtime_name=name,
+            runtime_version=version,
+            runtimes=self._runtimes.types,
+        )
 
     def _heartbeat(self) -> None:
         self._reporter.heartbeat(health=self._tally.health())
         self._timers.tell_later(
             self.actor_ref, HeartbeatTick(), delay=self._config.heartbeat_interval_s
         )
-
-    def _open_events(self) -> None:
-        ref = self.actor_ref
-
-        def broken(exc: BaseException) -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(EventsBroken(reason=repr(exc)))
-
-        def changed(event: Any) -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(ContainerChanged(event=event))
-
-        try:
-            self._events = self._runtime.events(
-                labels=owner_labels(self._device), on_event=changed, on_error=broken
-            )
-        except FleetError as exc:
-            broken(exc)

@@ -4,6 +4,7 @@ Flow: the desired feed (on the loop) tells the device actor :class:`DesiredChang
 (and :class:`DesiredSynced` once it has read the device's entries from NATS); the device
 actor tells each deployment's reconciler :class:`Apply` / :class:`Remove` / :class:`Check`;
 a reconciler tells the device actor :class:`ReconcilerIdle` once it removed everything.
+Each runtime's drift stream tells :class:`ContainerChanged` (or :class:`EventsBroken`).
 The device actor tells the orphan sweeper :class:`Sweep`, which answers
 :class:`OwnedDeployments`. Timers tell :class:`HeartbeatTick`, :class:`ResyncTick` and
 :class:`Check`.
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import msgspec
 
-from fleet.contracts import PodmanScore
+from fleet.contracts import ReconcileScore
 from fleet.runtime.nats.kv import KvEntry
-from fleet.runtime.podman.port import ContainerEvent
+
+from .runtimes.port import DriftEvent
 
 
 class DesiredChanged(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,7 +30,7 @@ class Apply(msgspec.Struct, frozen=True, kw_only=True):
     """Converge to ``score`` (revision ``revision``); ``error``: the entry was malformed."""
 
     revision: int
-    score: PodmanScore | None
+    score: ReconcileScore | None
     error: str | None = None
 
 
@@ -90,15 +92,20 @@ class ResyncTick(msgspec.Struct, frozen=True):
 
 
 class ContainerChanged(msgspec.Struct, frozen=True, kw_only=True):
-    event: ContainerEvent
+    """A runtime's drift event (a container died, was stopped or removed...)."""
+
+    event: DriftEvent
 
 
 class EventsBroken(msgspec.Struct, frozen=True, kw_only=True):
+    """The drift stream of the runtime of ``score_type`` broke."""
+
     reason: str
+    score_type: str = "podman"
 
 
-class ReopenEvents(msgspec.Struct, frozen=True):
-    pass
+class ReopenEvents(msgspec.Struct, frozen=True, kw_only=True):
+    score_type: str = "podman"
 
 
 class LabelsChanged(msgspec.Struct, frozen=True, kw_only=True):

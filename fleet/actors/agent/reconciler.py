@@ -1,35 +1,25 @@
-"""One deployment on this device: drive its podman containers to the desired score.
+"""One deployment on this device: drive its workload to the desired score.
 
 Why it exists: each deployment converges on its own, so a bad image or a taken port
 in one never holds up another. A :class:`DeploymentReconciler` is a pykka
 ``ThreadingActor``: a device runs a handful of deployments, and its own thread is
-where the blocking podman calls belong (never the event loop).
+where the blocking runtime calls belong (never the event loop).
 
-It owns exactly the containers labelled with its device and deployment (see
-:func:`~fleet.runtime.podman.port.owner_labels`); each carries the hash of its container
-spec, so a spec change replaces the container and an unchanged spec is adopted as
-is (an agent restart restarts nothing). Every phase change is reported as a
-``DeploymentState`` with the revision of the desired entry it applies, and, while
-that revision is not (yet) what runs, ``running_revision``: the revision that does.
+It drives the workload through the runtime of its score's ``type``
+(:mod:`.runtimes.port`, found in a :class:`~.runtimes.registry.RuntimeRegistry`; podman's
+is :mod:`.runtimes.podman`, whose pass makes an update never break what runs before the
+new thing can be made). Here is what every runtime shares: every phase change is
+reported as a ``DeploymentState`` with the revision of the desired entry it applies,
+and, while that revision is not (yet) what runs, ``running_revision``: the revision that
+does (after a restart, what the observed workload was made for); a failed pass is
+retried with backoff; a deleted entry removes the workload of every runtime.
 
-A pass (:meth:`DeploymentReconciler._apply`) goes in this order, so that an update
-never breaks what runs before the new thing can be made (docs/agent.md):
+A desired entry that does not decode, or whose type has no runtime here, is reported
+``Failed`` (naming the field) while the last valid score keeps running and being
+repaired.
 
-1. pull every image the new and changed containers need; a failed pull stops the pass
-   with nothing touched;
-2. remove containers no longer in the score (and leftovers of an interrupted replace);
-3. create the new containers; replace the changed ones (:mod:`.replacing`);
-4. start containers that were created but never started; replace, with a fresh
-   container, one that has run and stopped but should run (never ``start`` it again:
-   see :data:`.health.RESTART_GRACE`);
-5. look at every container's health (:mod:`.health`, :mod:`.crash_loops`).
-
-A desired entry that does not decode is reported ``Failed`` (naming the field) while the
-last valid score keeps running and being repaired.
-
-What it must never do: touch a container without its labels, block the loop, loop
-forever inside one message (retries are scheduled messages, with backoff), or start a
-container that has run before.
+What it must never do: touch a workload that is not its deployment's, block the loop,
+or loop forever inside one message (retries are scheduled messages, with backoff).
 """
 
 from __future__ import annotations
@@ -38,47 +28,42 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import pykka
 
 from fleet.contracts import (
-    ContainerSpec,
     DeploymentName,
     DeploymentState,
     DeviceId,
     Phase,
-    PodmanScore,
+    ReconcileScore,
 )
 from fleet.errors import FleetError, TemporaryError
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import Cancellable, TimerPort
-from fleet.runtime.podman.port import (
-    Container,
-    ContainerFailed,
-    ContainerRuntime,
-    ImagePullFailed,
-    is_owned,
-    owner_labels,
-)
+from fleet.runtime.podman.port import ContainerRuntime
 
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
-from .health import RESTART_GRACE, Health, should_run
+from .health import RESTART_GRACE
 from .messages import Apply, Check, ReconcilerIdle, Remove
 from .phases import PhaseReports
-from .planning import plan_pass
-from .replacing import Replacer
+from .runtimes.podman import podman_only
+from .runtimes.port import RetryLater, Unreported, Workload
+from .runtimes.registry import RuntimeRegistry, score_type, unsupported_message
 from .tally import AgentTally
 
 logger = logging.getLogger(__name__)
 
 
-class _Retry(Exception):
-    """Stop this pass; try again after a backoff (already reported)."""
-
-
 class DeploymentReconciler(SupervisedActor):
-    # A podman call stuck past the stop timeout must not keep the process alive.
+    """One deployment's reconciler; it is the :class:`~.runtimes.port.Progress` of the
+    passes it asks of its runtime.
+
+    ``runtimes``: the device's runtimes; without it, a podman-only registry over
+    ``runtime`` with the podman options given here."""
+
+    # A runtime call stuck past the stop timeout must not keep the process alive.
     use_daemon_thread = True
 
     def __init__(
@@ -86,7 +71,6 @@ class DeploymentReconciler(SupervisedActor):
         *,
         device_id: DeviceId,
         deployment: DeploymentName,
-        runtime: ContainerRuntime,
         report: Callable[[DeploymentState], None],
         timers: TimerPort,
         parent: pykka.ActorRef[Any] | None = None,
@@ -98,41 +82,55 @@ class DeploymentReconciler(SupervisedActor):
         restart_grace: float = RESTART_GRACE,
         clock: Callable[[], float] = time.monotonic,
         tally: AgentTally | None = None,
+        runtime: ContainerRuntime | None = None,
+        runtimes: RuntimeRegistry | None = None,
     ) -> None:
         super().__init__()
         self._device = device_id
         self._deployment = deployment
-        self._runtime = runtime
         self._timers = timers
         self._parent = parent
-        self._pull_timeout = pull_timeout
         self._max_backoff = max_backoff
-        self._grace = restart_grace
         self._clock = clock
-        self._labels = owner_labels(device_id, deployment)
-        self._replacer = Replacer(runtime=runtime, stop_timeout=stop_timeout)
+        self._tally = tally if tally is not None else AgentTally()
+        if runtimes is None:
+            if runtime is None:
+                raise TypeError("a reconciler needs runtimes, or a container runtime")
+            runtimes = podman_only(
+                runtime, device_id=device_id, stop_timeout=stop_timeout,
+                pull_timeout=pull_timeout, max_backoff=max_backoff, crash_window=crash_window,
+                crash_restarts=crash_restarts, restart_grace=restart_grace, clock=clock,
+                tally=self._tally,
+            )  # fmt: skip
+        self._runtimes = runtimes
+        self._workloads: dict[str, Workload] = {}  # score type -> this deployment's driver
+        self._kind = runtimes.main.score_type  # the runtime the pass is talking to
         self._revision = 0  # the desired revision being applied (reported)
-        self._score: PodmanScore | None = None  # the last valid score (of _score_revision)
+        self._score: ReconcileScore | None = None  # the last valid score (of _score_revision)
         self._score_revision = 0
         self._error: str | None = None  # the entry at _revision is malformed
         self._removing = False
         self._sweep = False
         self._applied: int | None = None  # the revision whose containers run
         self._intact = True  # this pass has not touched what runs yet
-        self._touched = False  # this pass created, started, replaced or removed a container
-        self._tally = tally if tally is not None else AgentTally()
+        self._touched = False  # this pass created, started, replaced or removed a unit
         self._phases = PhaseReports(device=device_id, deployment=deployment, send=report)
         self._backoff = 0.0
         self._next: tuple[float, Cancellable] | None = None
-        self._health = Health(
-            runtime=runtime, window=crash_window, restarts=crash_restarts, clock=clock
-        )
 
     # -- messages ---------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Apply):
             self._revision, self._removing, self._backoff = message.revision, False, 0.0
+            score = message.score
+            if score is not None and self._runtimes.for_score(score) is None:
+                kind = score_type(score)
+                message = Apply(
+                    revision=message.revision,
+                    score=None,
+                    error=unsupported_message(self._deployment, kind, self._runtimes.types),
+                )
             if message.score is not None:
                 self._score, self._score_revision = message.score, message.revision
                 self._error = None
@@ -147,7 +145,8 @@ class DeploymentReconciler(SupervisedActor):
             self._revision = message.revision
             self._converge(asked=True)
         elif isinstance(message, Check):
-            self._health.exited(message.exits)
+            if self._score is not None:
+                self._workload(score_type(self._score)).exited(message.exits)
             if self._score is not None or self._removing or self._error is not None:
                 self._converge(asked=message.reason == "retry")
         return None
@@ -183,10 +182,10 @@ class DeploymentReconciler(SupervisedActor):
                 else:
                     self._report(Phase.RUNNING)
                     outcome = "running"
-        except _Retry:
+        except RetryLater:
             self._schedule_retry()
-        except TemporaryError as exc:  # podman service away: say so, try again
-            self._report(Phase.FAILED, f"podman is not reachable: {exc}")
+        except TemporaryError as exc:  # the runtime's service away: say so, try again
+            self._report(Phase.FAILED, f"{self._kind} is not reachable: {exc}")
             self._schedule_retry()
         except FleetError as exc:
             self._report(Phase.FAILED, str(exc))
@@ -209,18 +208,22 @@ class DeploymentReconciler(SupervisedActor):
         handle = self._timers.tell_later(self.actor_ref, Check(reason=reason), delay=delay)
         self._next = (due, handle)
 
-    def _owned(self) -> list[Container]:
-        """This deployment's containers (the labels checked again: never another's)."""
-        found = self._runtime.list_containers(labels=self._labels)
-        return [c for c in found if is_owned(c, self._device) and c.deployment == self._deployment]
+    def _workload(self, kind: str) -> Workload:
+        """This deployment's driver in the runtime of score type ``kind`` (made once)."""
+        self._kind = kind
+        workload = self._workloads.get(kind)
+        if workload is None:
+            runtime = self._runtimes.get(kind)
+            if runtime is None:  # Apply turned such a score into an error
+                raise FleetError(unsupported_message(self._deployment, kind, self._runtimes.types))
+            workload = self._workloads[kind] = runtime.workload(self._deployment)
+        return workload
 
     def _remove_all(self) -> None:
-        owned = self._owned()
-        if owned:
-            self._report(Phase.STOPPING)
-            for container in owned:
-                self._replacer.stop_and_remove(container.id)
-        if owned or not self._sweep:
+        removed = False
+        for kind in self._runtimes.types:  # whatever type made them, all of it goes
+            removed = self._workload(kind).remove(self) or removed
+        if removed or not self._sweep:
             self._report(Phase.REMOVED)
         self._removing, self._sweep, self._applied = False, False, None
         if self._parent is not None:
@@ -229,103 +232,47 @@ class DeploymentReconciler(SupervisedActor):
                     ReconcilerIdle(deployment=self._deployment, revision=self._revision)
                 )
 
-    def _apply(self, score: PodmanScore) -> str | None:
-        """One pass (see the module doc); returns what is unhealthy, or None."""
-        owned = self._owned()
-        if self._applied is None:  # after a restart: what the containers were made for
-            self._applied = max((c.revision for c in owned if c.revision is not None), default=None)
-        wanted, current, strays, changed = plan_pass(self._device, self._deployment, score, owned)
-        for image in dict.fromkeys(wanted[name].image for name in changed):
-            self._pull(image)  # 1. make-before-break: every image first
-        self._touched = bool(strays or changed)
-        for container in strays:  # 2.
-            self._intact = self._intact and not container.running
-            self._replacer.remove(container.id)
-        ids: dict[str, str] = {}
-        for name in changed:  # 3.
-            self._report(Phase.STARTING)
-            labels = self._replacer.labels(self._labels, wanted[name], self._score_revision)
-            old = current.get(name)
-            try:
-                if old is None:
-                    ids[name] = self._replacer.create(name=name, spec=wanted[name], labels=labels)
-                else:
-                    ids[name] = self._replacer.replace(
-                        name=name,
-                        spec=wanted[name],
-                        labels=labels,
-                        old=old,
-                        on_break=self._broken,
-                    )
-            except ContainerFailed as exc:
-                self._start_failed(wanted[name], exc)
-        for name, spec in wanted.items():  # 4.
-            if name not in changed:
-                ids[name] = self._keep_running(name, spec, current[name])
-        return self._health.check({name: (wanted[name], cid) for name, cid in ids.items()})  # 5.
+    def _apply(self, score: ReconcileScore) -> str | None:
+        """One pass of the score's runtime; returns what is unhealthy, or None. Once it
+        runs, what another runtime holds of this deployment (its score's type changed)
+        is removed, without a report of its own."""
+        kind = score_type(score)
+        workload = self._workload(kind)
+        observed = workload.observe()
+        if self._applied is None:  # after a restart: what the workload was made for
+            self._applied = observed.revision
+        unhealthy = workload.ensure(
+            score, revision=self._score_revision, observed=observed, progress=self
+        )
+        for other in self._runtimes.types:  # none but podman today: nothing to look at
+            if other != kind and unhealthy is None:
+                leftover = self._workload(other)
+                if leftover.observe().present:
+                    self._intact, self._touched = False, True
+                    leftover.remove(Unreported(self))
+        return unhealthy
 
-    def _broken(self) -> None:
+    # -- the pass's progress (runtimes.port.Progress) -------------------------------------
+
+    @property
+    def phase(self) -> Phase | None:
+        return self._phases.phase
+
+    @property
+    def backoff(self) -> float:
+        return self._backoff
+
+    def report(self, phase: Phase, message: str | None = None) -> None:
+        self._report(phase, message)
+
+    def breaking(self) -> None:
         self._intact = False
 
-    def _keep_running(self, name: str, spec: ContainerSpec, container: Container) -> str:
-        """Step 4 for a container whose spec is unchanged; returns its (new) id."""
-        if container.running or container.state == "paused":
-            return container.id
-        if container.state in ("created", "configured"):  # never started: safe to start
-            self._report(Phase.STARTING)
-            self._touched = True
-            try:
-                self._replacer.start(container.id)
-            except ContainerFailed as exc:
-                self._start_failed(spec, exc)
-            return container.id
-        if container.state not in ("exited", "stopped"):  # stopping, removing: look again
-            self._check_later(1.0, reason="settle")
-            return container.id
-        if not should_run(spec, container):
-            return container.id
-        since = time.time() - container.exited_at if container.exited_at else self._grace
-        if since < self._grace:  # podman's restart policy goes first
-            self._check_later(self._grace - since, reason="settle")
-            return container.id
-        self._report(Phase.STARTING)
-        labels = self._replacer.labels(self._labels, spec, self._score_revision)
-        self._intact, self._touched = False, True
-        try:
-            return self._replacer.renew(name=name, spec=spec, labels=labels, old=container)
-        except ContainerFailed as exc:
-            self._start_failed(spec, exc)
+    def touched(self) -> None:
+        self._touched = True
 
-    def _start_failed(self, spec: ContainerSpec, exc: ContainerFailed) -> NoReturn:
-        """Podman refused to create or start a container (a taken port...): retry later.
-        A container created but not started stays, and is started by a later pass."""
-        self._report(Phase.FAILED, f"container {spec.name!r} did not start: {exc}")
-        raise _Retry from exc
-
-    def _pull(self, image: str) -> None:
-        if self._runtime.image_present(image):
-            return
-        if self._phases.phase is not Phase.PULLING:
-            self._report(Phase.PULLING, f"pulling {image}")  # retries keep their reason
-        started = self._clock()
-        try:
-            self._runtime.pull(image, timeout=self._pull_timeout)
-        except ImagePullFailed as exc:
-            self._tally.pulled(self._clock() - started, ok=False)
-            delay = min(self._max_backoff, max(1.0, self._backoff * 2))
-            if exc.not_found:
-                self._report(
-                    Phase.FAILED,
-                    f"image {image} was not found in its registry; check the name and tag "
-                    f"({exc}); retrying in {delay:.0f}s",
-                )
-            else:
-                self._report(Phase.PULLING, f"{exc}; retrying in {delay:.0f}s")
-            raise _Retry from exc
-        except BaseException:
-            self._tally.pulled(self._clock() - started, ok=False)
-            raise
-        self._tally.pulled(self._clock() - started, ok=True)
+    def check_later(self, delay: float, *, reason: str) -> None:
+        self._check_later(delay, reason=reason)
 
     # -- reporting ------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from fleet import __version__
 from fleet.contracts import (
@@ -37,6 +37,7 @@ from fleet.contracts import (
     info_entry,
     report_entry,
 )
+from fleet.contracts.info import DEFAULT_RUNTIMES
 from fleet.contracts.limits import truncate_message
 from fleet.errors import ContractError
 from fleet.runtime.host.inventory import read_inventory
@@ -85,13 +86,17 @@ class DeviceEntries:
         inventory: Inventory,
         agent_version: str = __version__,
         at: dt.datetime | None = None,
+        runtimes: Sequence[str] | None = None,
     ) -> Entry:
+        """``runtimes``: the score types the device runs (None: left out, as an older
+        agent leaves it out)."""
         return info_entry(
             device=self.device_id,
             labels=labels,
             inventory=inventory,
             agent_version=agent_version,
             at=self._clock() if at is None else at,
+            runtimes=runtimes,
         )
 
     def heartbeat(
@@ -177,12 +182,17 @@ class DeviceReporter:
             self._publisher.publish(BUCKET_DEVICE_STATE, *entry)
 
     def publish_info(
-        self, *, labels: Mapping[str, str], runtime_name: str, runtime_version: str
+        self,
+        *,
+        labels: Mapping[str, str],
+        runtime_name: str,
+        runtime_version: str,
+        runtimes: Sequence[str] = DEFAULT_RUNTIMES,
     ) -> None:
+        """``runtimes``: the score types the device runs (the device actor says which)."""
         inventory = read_inventory(runtime_name=runtime_name, runtime_version=runtime_version)
-        self._publisher.publish(
-            BUCKET_DEVICE_INFO, *self._entries.info(labels=labels, inventory=inventory)
-        )
+        entry = self._entries.info(labels=labels, inventory=inventory, runtimes=runtimes)
+        self._publisher.publish(BUCKET_DEVICE_INFO, *entry)
 
     def heartbeat(self, *, health: AgentHealth | None = None) -> None:
         entry = self._entries.heartbeat(health=health)
