@@ -2,8 +2,8 @@
 
 Issue 19's goal: the 10,000-device load-swarm run with metrics on against off, back to
 back, within 5%. Runs ``loadtest/run`` (a real fleet-operator, nats-server, API emulator
-and locust swarm) ``--pairs`` times each way, alternating (off, on, off, on...) so that a
-machine that slows down over time weighs on both sides, and prints for each run the
+and locust swarm) ``--pairs`` times each way, in ABBA order (off, on, on, off, ...) so that a
+machine that slows down or warms up over time weighs on both sides, and prints for each run the
 operator's CPU-seconds, its CPU-seconds from the apply to the settled aggregates, and the
 time to settle, then the medians and the ratios on/off. With metrics on, each run also
 checks ``/metrics`` against the checker's counts (loadtest/metrics_check.py), so the
@@ -58,7 +58,8 @@ def main() -> int:
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; work dirs under {root}"
     )
     for pair in range(args.pairs):
-        for metrics in ("off", "on"):
+        # ABBA: off-on, then on-off, so neither side always runs on a warmer machine
+        for metrics in ("off", "on") if pair % 2 == 0 else ("on", "off"):
             figures = one_run(args, metrics, root / f"{pair}-{metrics}")
             results[metrics].append(figures)
             cpu = figures["operator_cpu_s"]

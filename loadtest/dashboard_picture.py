@@ -142,7 +142,10 @@ def panel_data(
             expr = target["expr"].replace("$job", ".*").replace("$__rate_interval", RATE)
             found = query(prom, expr, start=start, end=end, step=step)
             if panel["type"] == "table":  # a table shows what is true at the end only
-                found = [(labels, pts) for labels, pts in found if pts and pts[-1][0] >= end - step]
+                last = max((pts[-1][0] for _labels, pts in found if pts), default=end)
+                found = [
+                    (labels, pts) for labels, pts in found if pts and pts[-1][0] >= last - step
+                ]
             for labels, raw in found:
                 points = [(t, v) for t, v in raw if math.isfinite(v)]  # a quantile of nothing
                 if points:
@@ -286,6 +289,15 @@ def screenshot(page_file: Path, out: Path, *, height: int) -> None:
 # -- the run --------------------------------------------------------------------------------
 
 
+def _verdict_at(log: Path) -> float | None:
+    """When the run printed its verdict (a line PASS or FAIL), once it has."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return time.time() if any(line in ("PASS", "FAIL") for line in lines) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.dashboard_picture")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "dashboard.png")
@@ -310,13 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         timeout=120)  # fmt: skip
         with prometheus(workdir, base.removeprefix("http://")) as prom:
             start = time.time()
+            # The picture ends when the run's verdict is out: after it, the swarm and the
+            # operator stop, which the panels would show as devices going dark.
+            end = wait_for("the run's verdict", lambda: _verdict_at(workdir / "loadtest.log"),
+                           timeout=args.timeout)  # fmt: skip
             try:
-                code = run.wait(timeout=args.timeout)
+                code = run.wait(timeout=300)
             except subprocess.TimeoutExpired:
                 os.killpg(run.pid, signal.SIGTERM)
                 code = run.wait(timeout=120)
-            end = time.time()
-            time.sleep(2)  # the last scrape
             data = panel_data(prom, dashboard, start=start, end=end, step=2)
     finally:
         if run.poll() is None:
