@@ -55,11 +55,7 @@ class PodmanEventStream:
         self._closed.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        abort_stream(response)
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(5)
         with contextlib.suppress(Exception):
@@ -108,3 +104,14 @@ class PodmanEventStream:
         )
         if all(attributes.get(k) == v for k, v in self._labels.items()):
             self._on_event(event)
+
+
+def abort_stream(response: Any) -> None:
+    """Shut a streaming HTTP response's socket (None: nothing to shut), so the thread
+    blocked reading it wakes at once; podman's events and a followed log both stream so."""
+    if response is None:
+        return
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

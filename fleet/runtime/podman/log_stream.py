@@ -24,12 +24,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import socket
 import struct
 import threading
 from typing import Any, Final
 
 from fleet.contracts.ondemand import MAX_LOG_LINE_CHARS, clean_log_line
+from fleet.runtime.podman.events import abort_stream
 
 logger = logging.getLogger(__name__)
 
@@ -146,11 +146,7 @@ class PodmanLogFollower:
         self._closed.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        abort_stream(response)
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(5)
         with contextlib.suppress(Exception):
