@@ -25,7 +25,9 @@ from ..process import operator_process
 from ..rollouts.tap import DesiredTap
 from ..sim import Fleet, eventually
 
-DEVICES = [f"dev-{i:03d}" for i in range(200)]
+# Enough that the first write batch outlasts the test thread noticing it under load
+# (at 200, a loaded CI machine saw all of them written before the SIGKILL landed).
+DEVICES = [f"dev-{i:04d}" for i in range(1000)]
 LABELLED = DEVICES[:-1]
 BARE = DEVICES[-1]  # no site label: unrenderable
 LIVE = 600.0  # the simulated devices beat once: they must stay reachable throughout
@@ -38,7 +40,7 @@ SEL = {"matchLabels": {"role": "edge"}}
 
 
 def site_of(device: str) -> str:
-    return f"site-{int(device[-3:]) % 7}"
+    return f"site-{int(device[-4:]) % 7}"
 
 
 def rendered(fleet: Fleet) -> dict[str, dict[str, str] | None]:
