@@ -99,6 +99,8 @@ from .kube import (
     SINGULAR_DEVICE,
     SINGULAR_ENROLLMENT_REQUEST,
 )
+from .kube_score import KUBERNETES_SCORE_TYPE, KubernetesScore
+from .kvm_score import KVM_SCORE_TYPE, Artifact, CloudInit, GuestPort, KernelBoot, KvmScore
 from .labels import is_label_key, is_label_value
 from .names import DeploymentName, DeviceId
 from .ondemand import (
@@ -122,9 +124,9 @@ from .score import (
     PodmanScore,
     PortMapping,
     PortProtocol,
-    ReconcileScore,
     RestartPolicy,
 )
+from .scores import ReconcileScore
 from .state import DeploymentState, Phase
 
 __all__ = [
@@ -150,6 +152,8 @@ __all__ = [
     "KIND_DEPLOYMENT_REVISION",
     "KIND_DEVICE",
     "KIND_ENROLLMENT_REQUEST",
+    "KUBERNETES_SCORE_TYPE",
+    "KVM_SCORE_TYPE",
     "LABEL_REVISION_OF",
     "PLURAL_BOOTSTRAP_TOKENS",
     "PLURAL_DEPLOYMENTS",
@@ -169,6 +173,8 @@ __all__ = [
     "SINGULAR_DEVICE",
     "SINGULAR_ENROLLMENT_REQUEST",
     "AgentHealth",
+    "Artifact",
+    "CloudInit",
     "ContainerSpec",
     "DeploymentName",
     "DeploymentState",
@@ -180,10 +186,14 @@ __all__ = [
     "EnrollmentReply",
     "EnrollmentRequest",
     "EnrollmentStatus",
+    "GuestPort",
     "HeartbeatEntry",
     "HeartbeatPayload",
     "InfoEntry",
     "Inventory",
+    "KernelBoot",
+    "KubernetesScore",
+    "KvmScore",
     "LogsChunk",
     "LogsRequest",
     "OnDemandError",

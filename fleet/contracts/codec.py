@@ -37,7 +37,8 @@ from .limits import (
     check_json_bounds,
 )
 from .names import DeploymentName, DeviceId
-from .score import SCORE_TAG_FIELD, ReconcileScore
+from .score import SCORE_TAG_FIELD
+from .scores import ReconcileScore
 from .state import DeploymentState
 
 _T = TypeVar("_T")
@@ -123,7 +124,7 @@ def _decode(decoder: msgspec.json.Decoder[_T], data: Buffer, *, what: str, max_b
         raise ContractError(f"invalid {what}: {type(exc).__name__}: {exc}") from exc
 
 
-def _convert(obj: object, type_: type[_T], *, what: str) -> _T:
+def _convert(obj: object, type_: Any, *, what: str) -> Any:
     try:
         return msgspec.convert(obj, type_, dec_hook=dec_hook)
     except msgspec.MsgspecError as exc:
@@ -174,7 +175,8 @@ def convert_score(obj: object) -> ReconcileScore:
     except Exception as exc:  # not JSON-shaped
         raise ContractError(f"invalid score: {type(exc).__name__}: {exc}") from exc
     check_json_bounds(raw, what="score", max_bytes=MAX_DESIRED_BYTES)
-    return _convert(obj, ReconcileScore, what="score")
+    score: ReconcileScore = _convert(obj, ReconcileScore, what="score")
+    return score
 
 
 def score_hash(score: ReconcileScore) -> str:

@@ -48,7 +48,7 @@ from .keys import (
 )
 from .limits import truncate_message
 from .names import DeploymentName, DeviceId
-from .score import ReconcileScore
+from .scores import ReconcileScore
 from .state import DeploymentState, Phase
 
 

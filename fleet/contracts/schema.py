@@ -44,7 +44,8 @@ from .ondemand import (
     LogsChunk,
     LogsRequest,
 )
-from .score import SCORE_TAG_FIELD, SCORE_TYPES
+from .score import SCORE_TAG_FIELD
+from .scores import SCORE_TYPES
 from .state import DeploymentState
 
 WIRE_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (

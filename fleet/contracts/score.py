@@ -1,9 +1,9 @@
-"""The desired-state value: a score, a tagged union on the JSON field ``type``.
+"""The ``podman`` score (:class:`PodmanScore`): the containers a deployment runs on a device.
 
-The only variant today is ``"podman"`` (:class:`PodmanScore`): the containers a
-deployment runs on a device. A new variant is a new Struct with its own ``tag`` added
-to :data:`SCORE_TYPES` and to the :data:`ReconcileScore` union; decoders of an older
-version then reject it by its ``type`` with a clear error instead of misreading it.
+The desired-state value is a tagged union on the JSON field ``type``
+(:data:`fleet.contracts.scores.ReconcileScore`); this module holds its podman variant and
+what every variant shares (the tag field, ports). Decoders of an older version reject a
+variant they do not know by its ``type`` with a clear error instead of misreading it.
 
 Score structs omit fields equal to their defaults when encoded, so the canonical form
 (and :func:`fleet.contracts.codec.score_hash`) does not change when a release adds a new
@@ -188,9 +188,3 @@ class PodmanScore(
                         field=f"containers[{index}].ports[{port_index}].host_port",
                     )
                 published.add((port.host_port, port.protocol))
-
-
-ReconcileScore: TypeAlias = PodmanScore
-"""The desired-state value. Grows into ``PodmanScore | OtherScore`` with new variants."""
-
-SCORE_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (PodmanScore,)

@@ -35,7 +35,6 @@ from fleet.contracts import (
     DeploymentName,
     DeploymentState,
     DeviceId,
-    decode_score,
     decode_state,
     device_state_key,
     parse_desired_state_key,
@@ -48,6 +47,7 @@ from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.server import LocalNatsServer
 from fleet.runtime.podman.port import DEPLOYMENT_LABEL, DEVICE_LABEL, MANAGED_BY_LABEL
 from loadtest.check import Verdict, check_until
+from tests.scores import podman
 
 GROUP, VERSION = "fleet.nationtech.io", "v1alpha1"
 NAMESPACE = "chaos"
@@ -315,7 +315,7 @@ class ChaosWorld:
         desired = self.desired()
         wanted: dict[str, tuple[str, str]] = {}
         for (device, deployment), entry in desired.items():
-            for spec in decode_score(entry.value).containers:
+            for spec in podman(entry.value).containers:
                 wanted[f"fleet-{device}-{deployment}-{spec.name}"] = (device, deployment)
         problems = []
         seen: set[str] = set()

@@ -29,6 +29,7 @@ from fleet.contracts import (
     encode_score,
     encode_state,
 )
+from tests.scores import podman
 
 from . import samples
 
@@ -90,7 +91,7 @@ def test_decoded_names_are_validated_types() -> None:
 
 def test_score_defaults_apply_when_optional_fields_are_omitted() -> None:
     data = b'{"type": "podman", "containers": [{"name": "a", "image": "busybox"}]}'
-    container = decode_score(data).containers[0]
+    container = podman(data).containers[0]
     assert container == ContainerSpec(name="a", image="busybox")
     assert (container.command, container.env, container.ports) == (None, None, None)
     assert container.restart_policy == "always"
@@ -102,7 +103,7 @@ def test_score_defaults_apply_when_optional_fields_are_omitted() -> None:
 def test_port_protocol_defaults_to_tcp() -> None:
     data = b'{"type":"podman","containers":[{"name":"a","image":"b",'
     data += b'"ports":[{"host_port":1,"container_port":65535}]}]}'
-    port = decode_score(data).containers[0].ports
+    port = podman(data).containers[0].ports
     assert port is not None
     assert port[0].protocol == "tcp"
 

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from fleet.actors.operator.spec import parse_spec
-from fleet.contracts import API_VERSION, DeploymentName, DeviceId, convert_score, decode_score
+from fleet.contracts import API_VERSION, DeploymentName, DeviceId, convert_score
 from tests.deploy.conftest import DEPLOY
+from tests.scores import podman
 
 EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
 
@@ -94,7 +95,7 @@ def test_example_passes_its_crd_schema_and_the_operator_checks(path: Path) -> No
 def test_hello_web_serves_a_page_on_a_published_port() -> None:
     (obj,) = _documents(DEPLOY / "examples" / "hello-web.yaml")
     assert obj["spec"]["selector"]["matchLabels"]
-    score = convert_score(obj["spec"]["score"])
+    score = podman(convert_score(obj["spec"]["score"]))
     (container,) = score.containers
     assert container.image == "localhost:5000/busybox:test"  # the demo's registry fills it in
     assert container.command is not None
@@ -128,7 +129,7 @@ def test_the_per_device_values_example_renders_for_each_device() -> None:
     spec = parse_spec(name=obj["metadata"]["name"], spec_json=json.dumps(obj["spec"]).encode())
     assert spec.template is not None
     pi = spec.template.render(device=DeviceId("pi_01"), labels={"site": "paris"})
-    (container,) = decode_score(pi).containers
+    (container,) = podman(pi).containers
     assert container.env == {"SITE_ID": "paris", "REGION": "EU-WEST", "HOSTNAME_HINT": "pi-01"}
     assert container.command is not None
     assert "gateway pi_01 at paris" in container.command[2]

@@ -28,7 +28,6 @@ from fleet.contracts import (
     BUCKET_DEVICE_STATE,
     DeploymentState,
     Phase,
-    decode_score,
     decode_state,
 )
 from fleet.devtools.podman_sandbox import PodmanEnv
@@ -37,6 +36,7 @@ from fleet.runtime.nats.transport import Message
 from loadtest.tap import Write
 from tests.chaos.world import GROUP, NAMESPACE, VERSION, ChaosWorld
 from tests.operator.rollouts.tap import DesiredTap
+from tests.scores import podman
 
 SELECTOR = {"matchLabels": {"role": "chaos"}}  # the chaos world's agents all carry it
 
@@ -183,7 +183,7 @@ class Timeline(DesiredTap):
                 lines.append(f"{kind} {at} (deleted)")
             else:
                 try:
-                    images = [c.image for c in decode_score(payload).containers]
+                    images = [c.image for c in podman(payload).containers]
                 except ContractError:
                     images = ["?"]
                 lines.append(f"{kind} {at} {' '.join(images)}")

@@ -14,11 +14,11 @@ import msgspec
 import pytest
 
 from fleet.actors.agent.replacing import Replacer
-from fleet.contracts import decode_score
 from fleet.runtime.host.desired_store import DesiredStore, StoredDesired, StoredEntry
 from fleet.runtime.podman.adapter import PodmanRuntime
 from fleet.runtime.podman.port import owner_labels, temporary_name
 from tests.agent.conftest import AgentWorld, running, sleep_score
+from tests.scores import podman
 
 pytestmark = pytest.mark.podman
 
@@ -59,7 +59,7 @@ def test_an_interrupted_replace_converges_to_one_container(world: AgentWorld, st
     update = sleep_score("a", image=image, env={"V": "2"})
     second = world.put_desired("web", update)
     value = msgspec.json.encode(update)
-    spec = decode_score(value).containers[0]
+    spec = podman(value).containers[0]
     # the agent persists an entry before it starts to apply it
     store = DesiredStore(world.config().state_dir)
     store.save(StoredDesired(entries={"web": StoredEntry(revision=second, value=value)}))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleet.actors.operator.app import Operator
-from fleet.contracts import Phase, decode_score
+from fleet.contracts import Phase
 from tests.fixtures.kube import KubeCluster
+from tests.scores import podman
 
 from ..sim import SCORE, Fleet, eventually
 
@@ -25,7 +26,7 @@ def test_matching_devices_get_entries_and_aggregate(
 
     eventually(lambda: keys(fleet) == {"d1.web", "d2.web"})
     entry = fleet.desired()["d1.web"]
-    assert decode_score(entry.value).containers[0].image == "localhost/busybox:test"
+    assert podman(entry.value).containers[0].image == "localhost/busybox:test"
     eventually(
         lambda: (
             kube.aggregate("ns", "web")

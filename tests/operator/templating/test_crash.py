@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from fleet.contracts import decode_score
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.nats import NatsServer
+from tests.scores import podman
 
 from ..process import operator_process
 from ..rollouts.tap import DesiredTap
@@ -45,7 +45,7 @@ def site_of(device: str) -> str:
 
 def rendered(fleet: Fleet) -> dict[str, dict[str, str] | None]:
     return {
-        key.partition(".")[0]: decode_score(entry.value).containers[0].env
+        key.partition(".")[0]: podman(entry.value).containers[0].env
         for key, entry in fleet.desired().items()
         if key.endswith(".web")
     }

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from fleet.actors.operator.app import Operator
-from fleet.contracts import Phase, decode_score
+from fleet.contracts import Phase
 from tests.fixtures.kube import KubeCluster
+from tests.scores import podman
 
 from ..sim import SCORE, Fleet, eventually
 
@@ -32,7 +33,7 @@ def env_of(fleet: Fleet, key: str) -> dict[str, str] | None:
     entry = fleet.desired().get(key)
     if entry is None:
         return None
-    return decode_score(entry.value).containers[0].env
+    return podman(entry.value).containers[0].env
 
 
 def unrenderable(kube: KubeCluster) -> list[dict[str, Any]]:
@@ -50,7 +51,7 @@ def test_two_sites_get_their_own_values(
 
     eventually(lambda: env_of(fleet, "d1.web") == {"SITE": "paris", "TIER": "GOLD"}, timeout=30)
     eventually(lambda: env_of(fleet, "d2.web") == {"SITE": "oslo", "TIER": "LAB"}, timeout=30)
-    command = decode_score(fleet.desired()["d2.web"].value).containers[0].command
+    command = podman(fleet.desired()["d2.web"].value).containers[0].command
     assert command == ["httpd", "-f", "-h", "/www/d2"]
     fleet.report(["d1", "d2"], "web", Phase.RUNNING)
     eventually(lambda: kube.ready("ns", "web").get("reason") == "AllRunning", timeout=30)

@@ -13,6 +13,7 @@ from fleet.contracts import DeviceId, convert_score, decode_score, encode_score,
 from fleet.contracts.score_template import encode_template_score
 from fleet.errors import SpecError
 from fleet.runtime.kube.revisions import RevisionRecord, parse_revision
+from tests.scores import podman
 
 D1, D2, D3 = DeviceId("d1"), DeviceId("d2"), DeviceId("d3")
 PLAIN = {
@@ -67,7 +68,7 @@ def test_each_device_gets_its_own_validated_rendering() -> None:
     one, two = render.value(D1, parsed.desired), render.value(D2, parsed.desired)
     assert one is not None
     assert two is not None
-    first, second = decode_score(one).containers[0], decode_score(two).containers[0]
+    first, second = podman(one).containers[0], podman(two).containers[0]
     assert first.image == "registry.example/paris/web:1"
     assert first.command == ["serve", "--id=d1"]
     assert first.env == {"SITE": "PARIS", "ZONE": "lab", "PLAIN": "x"}
