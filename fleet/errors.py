@@ -6,7 +6,8 @@ to do from the *kind* of error, never from its message::
     FleetError
     ├── TemporaryError          retry after ``delay`` seconds (server away, registry down)
     │   ├── BusUnavailable      NATS cannot be reached or the request timed out
-    │   └── RevisionMismatch    a compare-and-swap on a KV revision lost a race
+    │   ├── RevisionMismatch    a compare-and-swap on a KV revision lost a race
+    │   └── Fenced              this replica does not hold the leader Lease: no writes
     └── PermanentError          retrying the same thing will fail the same way
         ├── BusError            NATS answered with an error that retrying will not fix
         ├── KeyExists           a create on a KV key that already holds a value
@@ -32,6 +33,10 @@ class TemporaryError(FleetError):
     def __init__(self, message: str, *, delay: float = 1.0) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class Fenced(TemporaryError):
+    """This replica does not hold the leader Lease (any more): it must not write."""
 
 
 class PermanentError(FleetError):

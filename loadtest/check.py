@@ -49,6 +49,7 @@ from loadtest.expected import (
     desired_differences,
     differences,
     expected_aggregate,
+    unrunnable_differences,
 )
 
 EXIT_PASS = 0
@@ -97,12 +98,12 @@ def view_of(
         for e in decoded(states, decode_report_entry)
         if e.state is not None
     }
+    device_infos = {
+        str(e.device): e.info for e in decoded(infos, decode_info_entry) if e.info is not None
+    }
     return FleetView(
-        labels={
-            str(e.device): e.info.labels
-            for e in decoded(infos, decode_info_entry)
-            if e.info is not None
-        },
+        labels={device: info.labels for device, info in device_infos.items()},
+        runtimes={device: info.runnable for device, info in device_infos.items()},
         beats={
             str(e.device): e.beat.at.timestamp()
             for e in decoded(beats, decode_heartbeat_entry)
@@ -157,6 +158,7 @@ def judge(
                 now=now,
                 liveness_timeout=liveness_timeout,
                 margin=margin,
+                score_type=str(((obj.get("spec") or {}).get("score") or {}).get("type", "podman")),
             )
         except SelectorError as exc:
             verdict.lines.append(f"{name}: {exc}")
@@ -168,6 +170,9 @@ def judge(
         )
         verdict.lines += desired_differences(
             name=name, expected=expected, written=written.get(name, [])
+        )
+        verdict.lines += unrunnable_differences(
+            name=name, expected=expected, listed=status.get("unrunnable") or []
         )
         generation = obj["metadata"].get("generation")
         observed = status.get("observedGeneration")

@@ -10,7 +10,9 @@ operator issue, with its own label-selector matcher (Kubernetes semantics):
 * *running* / *failed*: the device's latest report at ``state.<device>.<deployment>`` says
   Running / Failed **and** its ``desired_revision`` is the revision of the desired entry
   currently written at ``<device>.<deployment>``;
-* *pending*: every other targeted device.
+* *pending*: every other targeted device, among them those whose device-info lists no
+  runtime of the Deployment's score type (they must have no desired entry at all, and
+  are listed in ``status.unrunnable``: issue 17).
 
 A device whose heartbeat age is within ``margin`` of the timeout is *undecided* (the
 operator's sweep may have seen it on either side): a check with undecided devices is
@@ -71,6 +73,8 @@ class FleetView:
     beats: Mapping[str, float]  # device -> last heartbeat ``at`` (epoch seconds)
     desired: Mapping[tuple[str, str], int]  # (device, deployment) -> KV revision
     reports: Mapping[tuple[str, str], Report]  # (device, deployment) -> latest report
+    # device -> the score types its device-info lists (absent: podman only)
+    runtimes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -79,6 +83,7 @@ class Expected:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FIELDS, 0))
     targeted: set[str] = field(default_factory=set)
+    unrunnable: set[str] = field(default_factory=set)  # targeted, without the score's runtime
     undecided: set[str] = field(default_factory=set)
     examples: dict[str, list[str]] = field(default_factory=dict)  # class -> a few devices
 
@@ -114,12 +119,15 @@ def expected_aggregate(
     now: float,
     liveness_timeout: float,
     margin: float,
+    score_type: str = "podman",
 ) -> Expected:
     out = Expected()
     for device, labels in view.labels.items():
         if not selector_matches(selector, labels):
             continue
         out.targeted.add(device)
+        if score_type not in view.runtimes.get(device, ("podman",)):
+            out.unrunnable.add(device)
         out.counts["targeted"] += 1
         at = view.beats.get(device)
         if at is not None and abs((now - at) - liveness_timeout) < margin:
@@ -153,11 +161,19 @@ def differences(*, name: str, expected: Expected, aggregate: Mapping[str, Any] |
 
 
 def desired_differences(*, name: str, expected: Expected, written: Iterable[str]) -> list[str]:
-    """Desired entries must exist exactly for the targeted devices."""
+    """Desired entries must exist exactly for the targeted devices that run the score's
+    type; none for one that does not."""
     written_set = set(written)
-    missing = sorted(expected.targeted - written_set)
+    runnable = expected.targeted - expected.unrunnable
+    missing = sorted(runnable - written_set)
     extra = sorted(written_set - expected.targeted)
+    unrunnable = sorted(written_set & expected.unrunnable)
     lines = []
+    if unrunnable:
+        lines.append(
+            f"{name}: {len(unrunnable)} desired entries for devices that cannot run its type "
+            f"(e.g. {', '.join(unrunnable[:5])})"
+        )
     if missing:
         lines.append(
             f"{name}: {len(missing)} targeted devices have no desired entry "
@@ -169,3 +185,15 @@ def desired_differences(*, name: str, expected: Expected, written: Iterable[str]
             f"(e.g. {', '.join(extra[:5])})"
         )
     return lines
+
+
+def unrunnable_differences(
+    *, name: str, expected: Expected, listed: Iterable[Mapping[str, Any]], bound: int = 10
+) -> list[str]:
+    """``status.unrunnable`` lists the first ``bound`` devices (by id) that cannot run it."""
+    want = sorted(expected.unrunnable)[:bound]
+    got = [str(u.get("device")) for u in listed]
+    if got == want:
+        return []
+    return [f"{name}: status.unrunnable lists {got[:5]}..., devices say {want[:5]}... "
+            f"({len(got)} listed, {len(expected.unrunnable)} cannot run it)"]  # fmt: skip

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from fleet.errors import BusError, BusUnavailable, FleetError
 from fleet.runtime.aiokit.tasks import cancel_and_wait
+from fleet.runtime.nats.buckets import BucketSettings
 from fleet.runtime.nats.bus import Bus, Connection
 from fleet.runtime.nats.transport import Message, MessageHandler, Subscription
 from loadtest.natsauth import LeanCredentials
@@ -170,9 +171,15 @@ class LiteBus(Bus):
             create_buckets=False,
         )
 
-    async def ensure_buckets(self, *, enforce_limits: bool = False) -> None:
+    async def ensure_buckets(
+        self,
+        *,
+        enforce_limits: bool = False,
+        settings: BucketSettings | None = None,
+        update: bool = False,
+    ) -> dict[str, list[str]]:
         """Check the four buckets exist (LiteBus never creates them: a nats-py bus does)."""
-        del enforce_limits
+        del enforce_limits, settings, update
         try:
             await self.kv.check_buckets()
         except BusUnavailable:
@@ -181,3 +188,4 @@ class LiteBus(Bus):
             raise BusError(
                 f"{exc}: not usable; create the buckets with Bus.ensure_buckets"
             ) from exc
+        return {}

@@ -48,6 +48,7 @@ from loadtest.connections import CLIENTS
 from loadtest.control import control_subject
 from loadtest.device import DeviceBehaviour, SimulatedDevice
 from loadtest.plan import MOVED, RING_LABEL, SWARM_LABEL
+from loadtest.runtime_mix import parse_mix
 from loadtest.swarm import Swarm, SwarmSettings
 
 logging.getLogger("fleet.runtime.nats.bus").setLevel(logging.WARNING)  # one line per connection
@@ -103,6 +104,11 @@ def _options(parser: Any) -> None:
     add("--seed", type=int, default=0, help="seed of every device's random choices")
     add("--auth-file", default="", help="device identity on: the run's authority seeds")
     add("--nats-ca", default="", help="the CA the devices trust for TLS")
+    add(
+        "--runtime-mix",
+        default="",
+        help="the runtimes devices list, by weight: podman=8,kvm=1,kubernetes=1 (default podman)",
+    )
 
 
 def settings_from(options: Any) -> SwarmSettings:
@@ -135,6 +141,7 @@ def settings_from(options: Any) -> SwarmSettings:
         auth_file=options.auth_file,
         tls_ca=options.nats_ca,
         control_subject=control_subject(options.swarm_id) if options.control else "",
+        runtime_mix=parse_mix(options.runtime_mix or ""),
     )
 
 

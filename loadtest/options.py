@@ -17,6 +17,7 @@ from pathlib import Path
 
 from loadtest.connections import CLIENTS
 from loadtest.rollout_plan import IMAGE_V2
+from loadtest.runtime_mix import parse_mix, render_mix, score_types
 from loadtest.services import locust_argv
 
 SCENARIOS = ("aggregates", "rollout")
@@ -135,6 +136,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "counts after the run (on, the default); off: --metrics-address off (to measure "
         "what the metrics cost: benchmarks/metrics_overhead.py)",
     )
+    p.add_argument(
+        "--operator-dashboard",
+        choices=["on", "off"],
+        default="off",
+        help="on: the operator serves its web dashboard and one viewer follows it as the page "
+        "does (loadtest/dashboard_viewer.py; its counts in dashboard.json), to measure what "
+        "an open dashboard costs: benchmarks/dashboard_overhead.py (default: off)",
+    )
     p.add_argument("--workdir", type=Path, help="logs, CSV and figures.json (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -148,8 +157,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --auth: JWT auth without TLS (to tell the two costs apart; never in a fleet)",
     )
+    p.add_argument(
+        "--runtime-mix",
+        default="",
+        help="the kinds of devices, by weight: the runtimes each lists (podman=8,kvm=1,"
+        "kubernetes=1; a kind may list several: podman+kvm=1). Deployment i's score is of "
+        "the mix's i-th type, round robin; every Deployment selects the whole swarm, so "
+        "the devices that cannot run its type are targeted without an entry (default: "
+        "podman only)",
+    )
+    _add_existing_services(p)
     args = p.parse_args(argv)
     rollout = args.scenario == "rollout"
+    try:
+        args.mix = parse_mix(args.runtime_mix)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.runtime_mix and rollout:
+        p.error("--runtime-mix only goes with --scenario aggregates")
+    if args.runtime_mix and args.deployments < len(score_types(args.mix)):
+        p.error(f"--runtime-mix: at least one Deployment a type: --deployments >= "
+                f"{len(score_types(args.mix))}")  # fmt: skip
     if rollout:
         _check_rollout_args(p, args)
     if args.bad_image and not rollout:
@@ -160,6 +188,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.failure_rate = 0.0 if rollout else 0.1
     if args.no_tls and not args.auth:
         p.error("--no-tls only goes with --auth")
+    if args.nats_url and args.auth:
+        p.error("--nats-url: the run's own identities (--auth) need its own nats-server")
     if args.auth and (args.client != "lite" or args.devices_per_connection > 1):
         p.error("--auth: the lite client, one device a connection (each its own credential)")
     if args.devices < 1 or args.deployments < 1:
@@ -179,6 +209,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.liveness_timeout = args.liveness_timeout or max(30.0, 3 * args.heartbeat_interval)
     args.churn_after = args.churn_after or args.duration / 3
     return args
+
+
+def _add_existing_services(p: argparse.ArgumentParser) -> None:
+    """Point the run at services that already run instead of starting its own."""
+    p.add_argument(
+        "--nats-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an existing NATS (JetStream) server; repeat for each server of a cluster. Its "
+        "buckets must hold no device yet: the verdict reads them whole (default: start a "
+        "nats-server of its own)",
+    )
+    p.add_argument(
+        "--kube-url",
+        metavar="URL",
+        help="an existing Kubernetes API over plain HTTP (another emulator, or `kubectl proxy` "
+        "to a real cluster) with fleet's CRDs; the namespace fleet-load must hold no "
+        "Deployment yet (default: start the API emulator)",
+    )
+    p.add_argument(
+        "--bucket-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="given to the operator (--bucket-replicas): 3 on a 3-server cluster (default: 1)",
+    )
 
 
 def _check_rollout_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -246,6 +303,8 @@ def locust_command(
     ]
     if args.processes > 1:
         argv += ["--processes", str(args.processes)]
+    if args.runtime_mix:
+        argv += ["--runtime-mix", render_mix(args.mix)]
     if args.scenario == "rollout":
         argv.append("--control")
         if args.bad_image:

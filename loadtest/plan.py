@@ -12,12 +12,14 @@ What it must never do: write anything but the run's own Deployments (namespace
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
+    BUCKET_DEVICE_INFO,
     BUCKET_DEVICE_STATE,
     CRD_GROUP,
     CRD_VERSION,
@@ -30,9 +32,11 @@ from fleet.contracts import (
 )
 from fleet.errors import ContractError
 from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.nats.buckets import BucketSettings
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.server import LocalNatsServer
 from loadtest.identities import RunIdentity
+from loadtest.runtime_mix import score_of
 
 SWARM_LABEL = "fleet.load/swarm"
 RING_LABEL = "fleet.load/ring"
@@ -42,14 +46,28 @@ MOVED = "moved"  # the ring a relabeled device moves to (see DeviceBehaviour.rel
 class Plane:
     """nats-server (own store under the work dir) and one connected Bus on uvloop."""
 
-    def __init__(self, *, workdir: Path, auth: bool = False, tls: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        auth: bool = False,
+        tls: bool = True,
+        urls: Sequence[str] = (),
+        buckets: BucketSettings | None = None,
+    ) -> None:
         """``auth``: device identity on (:mod:`loadtest.identities`): the server with JWT
-        auth and TLS, the run's own connection with the operator's credential."""
+        auth and TLS, the run's own connection with the operator's credential. ``urls``:
+        an existing NATS server or cluster instead of a server of its own (no ``auth``).
+        ``buckets``: how the run makes the buckets (the operator's ``--bucket-*``)."""
+        self._buckets = buckets
         self.identity = RunIdentity.create(workdir / "identity", tls=tls) if auth else None
         store = workdir / "jetstream"
-        self.nats = (
-            self.identity.server(store) if self.identity else LocalNatsServer(store_dir=store)
-        )
+        self.nats: LocalNatsServer | None = None
+        if not urls:
+            self.nats = (
+                self.identity.server(store) if self.identity else LocalNatsServer(store_dir=store)
+            )
+        self._urls = tuple(urls)
         self.loop: EventLoopThread
         self.bus: Bus
 
@@ -72,12 +90,13 @@ class Plane:
     def __enter__(self) -> Plane:
         import uvloop
 
-        self.nats.start()
+        if self.nats is not None:
+            self.nats.start()
         self.loop = EventLoopThread(name="loadtest-run", loop_factory=uvloop.new_event_loop)
         self.loop.start()
         ident = self.identity
         self.bus = Bus(
-            urls=[self.nats.url], name="loadtest-run",
+            urls=self.urls, name="loadtest-run",
             credentials=ident.operator_creds if ident else None,
             tls_ca=ident.ca_cert if ident else None,
             inbox_prefix=ident.operator.inbox_prefix if ident else "_INBOX",
@@ -86,10 +105,29 @@ class Plane:
         async def up() -> None:
             await self.bus.start()
             await self.bus.wait_connected(timeout=10)
-            await self.bus.ensure_buckets()
+            await self.bus.ensure_buckets(settings=self._buckets)
 
         self.loop.run(up(), timeout=30)
+        if self.nats is None:
+            self._check_empty()
         return self
+
+    def _check_empty(self) -> None:
+        """An existing NATS must not hold devices yet: the verdict reads the buckets whole."""
+        for bucket in (BUCKET_DEVICE_INFO, BUCKET_DESIRED_STATE):
+            messages, _last = self.loop.run(stream_counts(self.bus, bucket), timeout=30)
+            if messages:
+                self.__exit__(None, None, None)
+                raise SystemExit(
+                    f"loadtest: bucket {bucket} of {', '.join(self.urls)} already holds "
+                    f"{messages} entries: the verdict would count them. Use a fresh NATS, or "
+                    "delete the buckets' streams first (nats stream rm KV_{bucket})"
+                )
+
+    @property
+    def urls(self) -> list[str]:
+        """Where the run's processes connect: its own server, or the existing ones."""
+        return [self.nats.url] if self.nats is not None else list(self._urls)
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
@@ -98,11 +136,12 @@ class Plane:
             self.loop.run(self.bus.close(), timeout=10)
         finally:
             self.loop.stop()
-            self.nats.stop()
+            if self.nats is not None:
+                self.nats.stop()
 
     @property
     def nats_pid(self) -> int | None:
-        return self.nats.pid
+        return self.nats.pid if self.nats is not None else None
 
 
 async def stream_counts(bus: Bus, bucket: str) -> tuple[int, int]:
@@ -110,8 +149,11 @@ async def stream_counts(bus: Bus, bucket: str) -> tuple[int, int]:
     return await bus.kv.counts(bucket)
 
 
-def deployment_manifest(*, name: str, index: int, swarm: str) -> dict[str, Any]:
-    """The ``index``-th Deployment: selects the swarm, one busybox container."""
+def deployment_manifest(
+    *, name: str, index: int, swarm: str, score_type: str = "podman"
+) -> dict[str, Any]:
+    """The ``index``-th Deployment: selects the swarm; its score of ``score_type`` (podman:
+    one busybox container; :func:`loadtest.runtime_mix.score_of`)."""
     variants: list[dict[str, Any]] = [
         {"matchLabels": {SWARM_LABEL: swarm}},
         {
@@ -128,23 +170,16 @@ def deployment_manifest(*, name: str, index: int, swarm: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": {SWARM_LABEL: swarm}},
         "spec": {
             "selector": variants[index % len(variants)],
-            "score": {
-                "type": "podman",
-                "containers": [
-                    {
-                        "name": "app",
-                        "image": f"registry.local/load/app:{index}",
-                        "command": ["httpd", "-f", "-p", str(8000 + index)],
-                        "env": {"LOAD_INDEX": str(index)},
-                    }
-                ],
-            },
+            "score": score_of(score_type, index),
         },
     }
 
 
-def apply_deployments(*, kube_url: str, namespace: str, swarm: str, count: int) -> list[str]:
-    """Create ``count`` Deployments (load-0, load-1, ...); return their names."""
+def apply_deployments(
+    *, kube_url: str, namespace: str, swarm: str, count: int, types: tuple[str, ...] = ("podman",)
+) -> list[str]:
+    """Create ``count`` Deployments (load-0, load-1, ...), the ``i``-th of score type
+    ``types[i % len(types)]``; return their names."""
     from kubernetes import client
 
     config = client.Configuration()
@@ -158,7 +193,9 @@ def apply_deployments(*, kube_url: str, namespace: str, swarm: str, count: int) 
                 CRD_VERSION,
                 namespace,
                 PLURAL_DEPLOYMENTS,
-                deployment_manifest(name=name, index=i, swarm=swarm),
+                deployment_manifest(
+                    name=name, index=i, swarm=swarm, score_type=types[i % len(types)]
+                ),
             )
     return names
 

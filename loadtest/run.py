@@ -31,16 +31,23 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fleet.cli.fleetctl.snapshots import decoded
+from fleet.contracts import BUCKET_DEVICE_INFO, decode_info_entry
+from fleet.runtime.nats.buckets import BucketSettings
 from loadtest.check import check_until, list_deployments
+from loadtest.dashboard_viewer import OpenDashboard
 from loadtest.figures import Figures, locust_rows, write
 from loadtest.metrics_check import metrics_problems, metrics_url
 from loadtest.options import locust_command, parse_args
 from loadtest.plan import Plane, apply_deployments, inject_stale_aggregate, stream_counts
 from loadtest.rollout_run import Scenario
+from loadtest.runtime_mix import render_mix, score_types
 from loadtest.services import (
+    ExistingApi,
     KubeEmulatorProcess,
     Process,
     TreeUsage,
@@ -76,15 +83,24 @@ def main(argv: list[str] | None = None) -> int:
         load_average=[os.getloadavg()[0]],
     )
     what = "a rollout" if scenario else f"{args.deployments} Deployments"
+    if args.runtime_mix:
+        what += f" over the runtime mix {render_mix(args.mix)}"
     print(
         f"loadtest: {args.devices} devices, {what}, at most {args.duration:g}s, swarm {swarm}, "
         f"work dir {workdir}",
         flush=True,
     )
     with contextlib.ExitStack() as stack:
-        plane = stack.enter_context(Plane(workdir=workdir, auth=args.auth, tls=not args.no_tls))
-        kube = KubeEmulatorProcess(log=workdir / "kube-emulator.log")
-        stack.callback(kube.stop)
+        settings = BucketSettings(replicas=args.bucket_replicas)
+        plane = stack.enter_context(Plane(workdir=workdir, auth=args.auth, tls=not args.no_tls,
+                                          urls=args.nats_url, buckets=settings))  # fmt: skip
+        kube: KubeEmulatorProcess | ExistingApi
+        if args.kube_url:
+            kube = ExistingApi(args.kube_url, namespace=NAMESPACE)
+        else:
+            kube = KubeEmulatorProcess(log=workdir / "kube-emulator.log")
+            stack.callback(kube.stop)
+        dashboard = OpenDashboard(on=args.operator_dashboard == "on")
         operator = Process(
             name="fleet-operator",
             argv=[
@@ -92,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--metrics-address",
                 # one machine, many runs: never 8080 of the host
                 "127.0.0.1:0" if args.operator_metrics == "on" else "off",
-                "--nats-url",
-                plane.nats.url,
+                *(arg for url in plane.urls for arg in ("--nats-url", url)),
+                "--bucket-replicas",
+                str(args.bucket_replicas),
                 "--kube-url",
                 kube.url,
                 "--namespace",
@@ -103,16 +120,20 @@ def main(argv: list[str] | None = None) -> int:
                 "--log-level",
                 "INFO",
                 *plane.operator_args(),
+                *dashboard.operator_args(),
             ],
             log=workdir / "operator.log",
+            env=dashboard.operator_env(),
         )
         stack.callback(operator.stop)
+        stack.callback(dashboard.stop, workdir)
+        dashboard.start()
         csv = workdir / "locust"
         started = time.monotonic()
         locust = Process(
             name="locust",
             argv=locust_command(
-                args, nats_url=plane.nats.url, swarm=swarm, csv=csv, extra=plane.swarm_args()
+                args, nats_url=",".join(plane.urls), swarm=swarm, csv=csv, extra=plane.swarm_args()
             ),
             log=workdir / "locust.log",
         )
@@ -220,11 +241,19 @@ def rollout(
             f"swarm ended; see {locust.log}:\n{locust.tail()}"
         ]
     figures.spawn_s = time.monotonic() - started
+    types = score_types(args.mix)
+    # devices per score type that run it: the entries the operator must write
+    runnable = runnable_counts(plane, types) if args.runtime_mix else {"podman": args.devices}
     state0 = counts(plane, "device-state", default=(0, 0))[1]
     cpu0 = window_cpu(pids, usage)
     applied = time.monotonic()
-    apply_deployments(kube_url=kube_url, namespace=NAMESPACE, swarm=swarm, count=args.deployments)
-    wanted = args.devices * args.deployments
+    apply_deployments(
+        kube_url=kube_url, namespace=NAMESPACE, swarm=swarm, count=args.deployments, types=types
+    )
+    wanted = sum(runnable[types[i % len(types)]] for i in range(args.deployments))
+    unrunnable = (
+        {t: figures.registered - n for t, n in runnable.items()} if args.runtime_mix else None
+    )
     last_seq, last_change = state0, applied
     while (
         locust.alive()
@@ -242,7 +271,7 @@ def rollout(
             if written >= wanted:
                 figures.desired_s = now - applied
                 figures.desired_writes_per_s = wanted / max(figures.desired_s, 1e-3)
-        if figures.desired_s is not None and settled(kube_url, figures.registered):
+        if figures.desired_s is not None and settled(kube_url, figures.registered, unrunnable):
             figures.settled_s = now - applied
             figures.last_report_s = last_change - applied
             reports = counts(plane, "device-state", default=(state0, state0))[1]
@@ -291,14 +320,34 @@ def counts(plane: Plane, bucket: str, *, default: tuple[int, int]) -> tuple[int,
         return default
 
 
-def settled(kube_url: str, devices: int) -> bool:
-    """Every Deployment targets every registered device; none is pending or unreachable."""
+def settled(kube_url: str, devices: int, unrunnable: Mapping[str, int] | None = None) -> bool:
+    """Every Deployment targets every registered device; none is unreachable, and none
+    pending but those that cannot run its score's type (``unrunnable``, per type: they
+    have no entry, so they stay pending)."""
     items = list_deployments(kube_url, NAMESPACE)
     for obj in items:
         agg = (obj.get("status") or {}).get("aggregate") or {}
-        if agg.get("targeted") != devices or agg.get("pending") or agg.get("unreachable"):
+        kind = str(((obj.get("spec") or {}).get("score") or {}).get("type", "podman"))
+        left = (unrunnable or {}).get(kind, 0)
+        if agg.get("targeted") != devices or agg.get("pending") != left or agg.get("unreachable"):
             return False
     return bool(items)
+
+
+def runnable_counts(plane: Plane, types: tuple[str, ...]) -> dict[str, int]:
+    """How many registered devices list each score type in their device-info."""
+
+    async def read() -> dict[str, int]:
+        infos = await plane.bus.snapshot(BUCKET_DEVICE_INFO, timeout=300)
+        out = dict.fromkeys(types, 0)
+        for e in decoded(infos, decode_info_entry):
+            if e.info is not None:
+                for kind in e.info.runnable:
+                    if kind in out:
+                        out[kind] += 1
+        return out
+
+    return plane.loop.run(read(), timeout=600)
 
 
 def measure_costs(figures: Figures, *, operator: Process, nats_pid: int | None) -> None:

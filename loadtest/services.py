@@ -93,7 +93,10 @@ def child_env() -> dict[str, str]:
 class Process:
     """One child process with its output in ``log``."""
 
-    def __init__(self, *, name: str, argv: list[str], log: Path, stdin: int | None = None) -> None:
+    def __init__(
+        self, *, name: str, argv: list[str], log: Path, stdin: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.name = name
         self.argv = argv
         self.log = log
@@ -103,7 +106,7 @@ class Process:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             stdin=stdin,
-            env=child_env(),
+            env={**child_env(), **(env or {})},
             cwd=str(REPO),
             start_new_session=True,  # its own process group: stop() reaches its children
         )
@@ -188,6 +191,25 @@ class KubeEmulatorProcess(Process):
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         return super().stop(timeout=timeout)
+
+
+class ExistingApi:
+    """A Kubernetes API that already runs (``--kube-url``): nothing to start or stop; the
+    run's namespace must hold no Deployment yet, since the verdict reads it whole."""
+
+    pid: int | None = None
+
+    def __init__(self, url: str, *, namespace: str) -> None:
+        from loadtest.check import list_deployments
+
+        self.url = url.rstrip("/")
+        found = list_deployments(self.url, namespace)
+        if found:
+            names = ", ".join(d["metadata"]["name"] for d in found[:5])
+            raise SystemExit(
+                f"loadtest: namespace {namespace} of {self.url} already holds {len(found)} "
+                f"Deployments ({names}...): the verdict would count them; delete them first"
+            )
 
 
 def operator_argv() -> list[str]:

@@ -42,6 +42,7 @@ from loadtest.connections import ConnectionPool
 from loadtest.device import DeviceBehaviour, Measurement, SimulatedDevice
 from loadtest.identities import DeviceIssuer
 from loadtest.litebus import LiteBus
+from loadtest.runtime_mix import PODMAN_ONLY, Mix, runtimes_for
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class SwarmSettings:
     auth_file: str = ""  # device identity on: the run's authority seeds (loadtest/identities.py)
     tls_ca: str = ""
     control_subject: str = ""  # "": the run never powers devices off (loadtest/control.py)
+    runtime_mix: Mix = PODMAN_ONLY  # which runtimes each device lists (loadtest/runtime_mix.py)
 
 
 class Swarm:
@@ -134,6 +136,7 @@ class Swarm:
             seed=self.settings.seed,
             on_measure=self._record,
             limit=self._in_flight,
+            runtimes=runtimes_for(device_id, self.settings.runtime_mix),
         )
         async with self._starting:
             await device.start()

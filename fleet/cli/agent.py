@@ -63,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
 
     runtime = PodmanRuntime(url=config.podman_socket)
     app = AgentApp(config, runtime=runtime, loop_factory=uvloop.new_event_loop)
+    if config.kubernetes is not None:
+        try:
+            _add_kubernetes(app, config)
+        except ConfigError as exc:
+            print(f"fleet-agent: config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if config.kvm is not None:
+        try:
+            _add_kvm(app, config)
+        except ConfigError as exc:
+            print(f"fleet-agent: config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if config.metrics_address is not None:
         try:
             _serve_metrics(app, config.metrics_address)
@@ -91,6 +103,63 @@ def main(argv: list[str] | None = None) -> int:
     code = app.supervisor.run_until_signal()
     runtime.close()
     return code
+
+
+def _add_kubernetes(app: AgentApp, config: AgentConfig) -> None:
+    """``[kubernetes]``: the device also runs ``kubernetes`` scores, on the cluster of its
+    kubeconfig (docs/runtimes.md, "kubernetes"); podman's runtime stays the main one."""
+    from fleet.actors.agent.runtimes.kubernetes import KubernetesWorkloads
+    from fleet.actors.agent.runtimes.podman import PodmanWorkloads
+    from fleet.actors.agent.runtimes.registry import RuntimeRegistry
+    from fleet.runtime.host.container_files import device_files
+    from fleet.runtime.kube.cluster.client import KubeCluster
+    from fleet.runtime.kube.config import make_api_client
+
+    kube = config.kubernetes
+    assert kube is not None
+    api = make_api_client(kubeconfig=str(kube.kubeconfig), context=kube.context)
+    cluster = KubeCluster(api, field_manager=kube.field_manager)
+    app.supervisor.add_cleanup("kubernetes client", cluster.close)
+    app.runtimes = RuntimeRegistry(
+        [
+            PodmanWorkloads(
+                runtime=app.runtime, device_id=config.device_id,
+                stop_timeout=config.stop_timeout_s, tally=app.tally,
+                files=device_files(config.state_dir),
+            ),
+            KubernetesWorkloads(cluster=cluster, device_id=config.device_id),
+        ]
+    )  # fmt: skip
+
+
+def _add_kvm(app: AgentApp, config: AgentConfig) -> None:
+    """``[kvm]``: the device also runs ``kvm`` scores (virtual machines) through libvirt
+    (docs/runtimes.md, "kvm"); it joins the runtimes already there (podman's the main one)."""
+    from fleet.actors.agent.runtimes.kvm import KvmWorkloads
+    from fleet.actors.agent.runtimes.podman import PodmanWorkloads
+    from fleet.actors.agent.runtimes.registry import RuntimeRegistry
+    from fleet.runtime.host.container_files import device_files
+    from fleet.runtime.libvirt.adapter import LibvirtMachines
+    from fleet.runtime.libvirt.files import LocalMachineFiles
+
+    kvm = config.kvm
+    assert kvm is not None
+    machines = LibvirtMachines(uri=kvm.uri)
+    app.supervisor.add_cleanup("libvirt client", machines.close)
+    present = list(app.runtimes) if app.runtimes is not None else [
+        PodmanWorkloads(
+            runtime=app.runtime, device_id=config.device_id,
+            stop_timeout=config.stop_timeout_s, tally=app.tally,
+            files=device_files(config.state_dir),
+        )
+    ]  # fmt: skip
+    try:
+        files = LocalMachineFiles(kvm.cache(config.state_dir))
+    except OSError as exc:
+        raise ConfigError(f"kvm.cache_dir {kvm.cache(config.state_dir)}: {exc}") from exc
+    app.runtimes = RuntimeRegistry(
+        [*present, KvmWorkloads(machines=machines, files=files, device_id=config.device_id)]
+    )
 
 
 def _serve_metrics(app: AgentApp, address: tuple[str, int]) -> None:

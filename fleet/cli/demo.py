@@ -179,6 +179,7 @@ def run(fleet: LocalFleet, args: argparse.Namespace) -> int:
                 return 0 if ok else 1
             enroll = "  .venv/bin/fleetctl enroll list\n" if auth is not None else ""
             instructions = (
+                f"\nThe dashboard (a live web page of the fleet): {fleet.dashboard_url}\n"
                 "\nThe fleet keeps running. In another terminal:\n"
                 f"{_exports(fleet)}"
                 "  .venv/bin/fleetctl devices\n  .venv/bin/fleetctl deployments\n"

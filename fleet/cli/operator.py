@@ -21,20 +21,26 @@ import argparse
 import gc
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fleet.cli import operator_dashboard
 from fleet.errors import ConfigError
 from fleet.runtime.aiokit.loop import hush_tls_eof_warning
 from fleet.runtime.prometheus.address import parse_address
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fleet.actors.operator.app import OperatorConfig
     from fleet.actors.operator.ports import MetricsPort
     from fleet.runtime.actorkit.supervisor import Supervisor
     from fleet.runtime.aiokit.loop import EventLoopThread
     from fleet.runtime.kube.health import ApiHealth
+    from fleet.runtime.kube.lease import LeaseElector
+    from fleet.runtime.nats.buckets import BucketSettings
     from fleet.runtime.nats.bus import Bus
     from fleet.runtime.nats.identity import Authority
 
@@ -173,6 +179,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "for IPv6, port 0: any free port); '' or off: no HTTP port "
         "(default: $FLEET_METRICS_ADDRESS or 0.0.0.0:8080)",
     )
+    _add_leader_args(parser)
+    _add_bucket_args(parser)
+    parser.add_argument(
+        "--privileged-namespaces",
+        type=_privileged_namespaces,
+        default=_privileged_namespaces(os.environ.get("FLEET_PRIVILEGED_NAMESPACES", "*")),
+        metavar="NS[,NS...]",
+        help="only Deployments in these namespaces may be granted privileges (spec.privileges:"
+        " host network, devices, capabilities, privileged); '' none, '*' every namespace "
+        "(default: $FLEET_PRIVILEGED_NAMESPACES or *; docs/workloads.md)",
+    )
+    operator_dashboard.add_args(parser)
     parser.add_argument(
         "--log-level",
         default=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
@@ -193,6 +211,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.pending_retry <= 300:
         parser.error(f"--pending-retry must be 1..300, got {args.pending_retry:g}")
     _check_auth_args(parser, args)
+    operator_dashboard.check_args(parser, args)
+    args.lease_timing = _lease_timing(parser, args.lease_timing)
+    args.bucket_settings = _bucket_settings(parser, args)
     try:
         args.metrics_address = parse_address(args.metrics_address)
     except ValueError as exc:
@@ -204,6 +225,105 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.nats_url:
         args.nats_url = [os.environ.get("FLEET_NATS_URL", "nats://127.0.0.1:4222")]
     return args
+
+
+def _privileged_namespaces(text: str) -> frozenset[str] | None:
+    """``--privileged-namespaces``: ``*`` (every namespace), or the namespaces listed."""
+    if text.strip() == "*":
+        return None
+    return frozenset(ns.strip() for ns in text.split(",") if ns.strip())
+
+
+def _add_bucket_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bucket-replicas",
+        type=int,
+        default=int(os.environ.get("FLEET_BUCKET_REPLICAS", "1")),
+        metavar="N",
+        help="copies of each bucket on a JetStream cluster, 1..5 (default: "
+        "$FLEET_BUCKET_REPLICAS or 1; 3 on a 3-node cluster)",
+    )
+    parser.add_argument(
+        "--bucket-history",
+        type=int,
+        default=1,
+        metavar="N",
+        help="values kept per key, 1..64 (default: 1)",
+    )
+    parser.add_argument(
+        "--bucket-max-bytes",
+        type=int,
+        default=-1,
+        metavar="BYTES",
+        help="the most each bucket may hold; a put past it is refused (default: -1, no bound)",
+    )
+    parser.add_argument(
+        "--bucket-update",
+        action="store_true",
+        help="change existing buckets whose replicas, history or max bytes differ from "
+        "the --bucket-* settings (default: report the difference and use them as they are)",
+    )
+
+
+def _bucket_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BucketSettings:
+    from fleet.runtime.nats.buckets import BucketSettings
+
+    try:
+        return BucketSettings(
+            replicas=args.bucket_replicas, history=args.bucket_history,
+            max_bytes=args.bucket_max_bytes,
+        )  # fmt: skip
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+def _add_leader_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("FLEET_LEADER_ELECT", "") in {"1", "true", "yes"},
+        help="run as one of several replicas: only the holder of the Lease writes; the "
+        "others wait to take over (default: off, or $FLEET_LEADER_ELECT=true)",
+    )
+    parser.add_argument(
+        "--lease-name",
+        default="fleet-operator",
+        metavar="NAME",
+        help="the coordination.k8s.io Lease the replicas elect a leader on "
+        "(default: fleet-operator)",
+    )
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        metavar="NAMESPACE",
+        help="the Lease's namespace (default: $POD_NAMESPACE or default)",
+    )
+    parser.add_argument(
+        "--lease-identity",
+        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        metavar="ID",
+        help="this replica's name in the Lease (default: $POD_NAME or host-pid)",
+    )
+    parser.add_argument(
+        "--lease-timing",
+        default="15,10,2",
+        metavar="DURATION,RENEW,RETRY",
+        help="Lease duration, renew deadline and retry period in seconds, as client-go's "
+        "(default: 15,10,2; duration > renew > retry)",
+    )
+
+
+def _lease_timing(parser: argparse.ArgumentParser, text: str) -> tuple[float, float, float]:
+    try:
+        timing = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        timing = ()
+    if len(timing) != 3 or not timing[0] > timing[1] > timing[2] > 0:
+        parser.error(
+            f"--lease-timing must be DURATION,RENEW,RETRY seconds with duration > renew > "
+            f"retry > 0, got {text!r}"
+        )
+    return timing[0], timing[1], timing[2]
 
 
 def _check_auth_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -229,8 +349,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     hush_tls_eof_warning()
     _tune_interpreter()
-    import uvloop
-
     try:
         if args.rotate_signing_key:
             return _rotate(args)
@@ -241,15 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init_auth:
         return 0
 
-    from fleet.actors.operator.app import Operator, OperatorConfig
-    from fleet.actors.operator.enrollment.service import EnrollmentSetup
-    from fleet.runtime.actorkit import failfast
-    from fleet.runtime.actorkit.supervisor import Supervisor
-    from fleet.runtime.aiokit.loop import EventLoopThread
-    from fleet.runtime.kube.client import KubeClient
     from fleet.runtime.kube.config import make_api_client
-    from fleet.runtime.nats.bus import Bus
-    from fleet.runtime.nats.permissions import operator_permissions
 
     try:
         api_client = make_api_client(
@@ -258,33 +368,65 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    return _run(args, auth, api_client)
+
+
+def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | None,
+         api_client: Any) -> int:  # fmt: skip
+    """Wire the operator's parts and run until a signal (or a lost Lease, or a death)."""
+    import uvloop
+
+    from fleet.actors.operator.app import Operator, OperatorConfig
+    from fleet.actors.operator.enrollment.service import EnrollmentSetup
+    from fleet.runtime.actorkit import failfast
+    from fleet.runtime.actorkit.supervisor import Supervisor
+    from fleet.runtime.aiokit.loop import EventLoopThread
+    from fleet.runtime.fencing import OPEN
+    from fleet.runtime.kube.client import KubeClient
+    from fleet.runtime.nats.bus import Bus
+    from fleet.runtime.nats.permissions import operator_permissions
+
     supervisor = Supervisor(name="fleet-operator")
     failfast.install(supervisor.fail)  # an actor that dies stops the operator: exit 70
     loop_thread = EventLoopThread(name="operator-loop", loop_factory=uvloop.new_event_loop)
     credentials = args.nats_credentials or (auth[1] if auth is not None else None)
+    elector = _elector(args, api_client) if args.leader_elect else None
     bus = Bus(
         urls=args.nats_url, name="fleet-operator", credentials=credentials, tls_ca=args.nats_ca,
         inbox_prefix=operator_permissions().inbox_prefix if credentials else "_INBOX",
+        fence=elector,
     )  # fmt: skip
     config = OperatorConfig(
         liveness_timeout=args.liveness_timeout, device_retention=args.device_retention,
         namespaces=tuple(args.namespace), device_qps=args.device_qps,
+        privileged_namespaces=args.privileged_namespaces,
     )  # fmt: skip
     try:  # first: it answers while the operator waits for NATS, and stops last
         metrics, health = _serve_http(
             args.metrics_address, supervisor=supervisor, loop_thread=loop_thread, bus=bus,
-            config=config,
+            config=config, standby=lambda: elector is not None and not elector.led,
         )  # fmt: skip
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if elector is not None and not _lead(elector, supervisor):
+        supervisor.stop()
+        return 0  # stopped (a signal) while waiting to lead
     loop_thread.start()
     supervisor.add_cleanup("event-loop", loop_thread.stop)
+    try:
+        dashboard = operator_dashboard.start(args, supervisor=supervisor, api_client=api_client)
+    except ConfigError as exc:
+        print(f"fleet-operator: {exc}", file=sys.stderr)
+        supervisor.stop()
+        return EXIT_CONFIG
 
     async def connect() -> None:
         await bus.start()
         await bus.wait_connected(timeout=None)
-        await bus.ensure_buckets(enforce_limits=True)
+        await bus.ensure_buckets(
+            enforce_limits=True, settings=args.bucket_settings, update=args.bucket_update
+        )
 
     _warn_about_nats(args, credentials=credentials)
     logger.info("connecting to NATS at %s", ", ".join(args.nats_url))
@@ -293,9 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     operator = Operator(
         bus=bus,
         loop_thread=loop_thread,
-        kube=KubeClient(api_client, health=health),
+        kube=KubeClient(api_client, health=health, fence=elector or OPEN),
         config=config,
         metrics=metrics,
+        dashboard=dashboard,
         supervisor=supervisor,  # its parts start after the loop and NATS, and stop before
         enrollment=None
         if auth is None
@@ -313,6 +456,29 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.stop()
         raise
     return supervisor.run_until_signal()
+
+
+def _elector(args: argparse.Namespace, api_client: Any) -> LeaseElector:
+    from fleet.runtime.kube.lease import LeaseElector, LeaseTiming
+
+    duration, renew, retry = args.lease_timing
+    return LeaseElector(
+        api_client, namespace=args.lease_namespace, name=args.lease_name,
+        identity=args.lease_identity,
+        timing=LeaseTiming(duration=duration, renew_deadline=renew, retry_period=retry),
+    )  # fmt: skip
+
+
+def _lead(elector: LeaseElector, supervisor: Supervisor) -> bool:
+    """Wait until this replica leads (False: stopped first); then keep the Lease, and
+    stop the process (exit 70: Kubernetes restarts it as a candidate) if it is lost.
+    Released on a clean stop, so the next replica takes over at once."""
+    supervisor.catch_signals()  # SIGTERM while waiting: a clean stop
+    if not elector.acquire(supervisor.stop_event):
+        return False
+    elector.keep(on_lost=supervisor.fail)
+    supervisor.add_cleanup("leader-lease", elector.release)
+    return True
 
 
 def _tune_interpreter() -> None:
@@ -347,6 +513,7 @@ def _serve_http(
     loop_thread: EventLoopThread,
     bus: Bus,
     config: OperatorConfig,
+    standby: Callable[[], bool],
 ) -> tuple[MetricsPort, ApiHealth]:
     """Start the HTTP port (``--metrics-address``; None: none); the metrics the
     operator's parts publish to, and the Kubernetes API health its client reports to."""
@@ -374,6 +541,7 @@ def _serve_http(
         nats_connected=lambda: bus.connected, synced=lambda: metrics.is_synced, kube=health,
         # a healthy operator opens a watch again at least this often
         kube_within=2 * (config.watch_timeout + config.watch_read_timeout),
+        standby=standby,  # waiting for the leader Lease
     )  # fmt: skip
     host, port = address
     endpoint = HttpEndpoint(

@@ -46,6 +46,7 @@ from .entries import (
     info_entry,
     report_entry,
 )
+from .files import FileSpec, KeyRef
 from .heartbeat import AGENT_HEALTH_COUNTERS, AgentHealth, HeartbeatPayload
 from .info import DeviceInfo, Inventory
 from .keys import (
@@ -127,7 +128,9 @@ from .score import (
     RestartPolicy,
 )
 from .scores import ReconcileScore
+from .sealed import SealedValue
 from .state import DeploymentState, Phase
+from .workload import PRIVILEGED_FIELDS, HealthCheck, VolumeMount
 
 __all__ = [
     "AGENT_HEALTH_COUNTERS",
@@ -161,6 +164,7 @@ __all__ = [
     "PLURAL_DEVICES",
     "PLURAL_ENROLLMENT_REQUESTS",
     "PODMAN_SCORE_TYPE",
+    "PRIVILEGED_FIELDS",
     "SCORE_HASH_LENGTH",
     "SHORT_NAME_BOOTSTRAP_TOKEN",
     "SHORT_NAME_DEPLOYMENT",
@@ -186,12 +190,15 @@ __all__ = [
     "EnrollmentReply",
     "EnrollmentRequest",
     "EnrollmentStatus",
+    "FileSpec",
     "GuestPort",
+    "HealthCheck",
     "HeartbeatEntry",
     "HeartbeatPayload",
     "InfoEntry",
     "Inventory",
     "KernelBoot",
+    "KeyRef",
     "KubernetesScore",
     "KvmScore",
     "LogsChunk",
@@ -205,6 +212,8 @@ __all__ = [
     "RenewalRequest",
     "ReportEntry",
     "RestartPolicy",
+    "SealedValue",
+    "VolumeMount",
     "convert_score",
     "decode_describe_request",
     "decode_description",

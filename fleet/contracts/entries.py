@@ -49,7 +49,7 @@ from .keys import (
 from .limits import truncate_message
 from .names import DeploymentName, DeviceId
 from .scores import ReconcileScore
-from .state import DeploymentState, Phase
+from .state import DeploymentState, Health, Phase
 
 
 class InfoEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -161,9 +161,11 @@ def info_entry(
     agent_version: str,
     at: dt.datetime,
     runtimes: Sequence[str] | None = None,
+    runtime_versions: Mapping[str, str] | None = None,
 ) -> tuple[str, bytes]:
     """``(key, value)`` of a device's info; ``runtimes``: the score types it can run
-    (left out when ``None``, as an older agent leaves it out)."""
+    (left out when ``None``, as an older agent leaves it out); ``runtime_versions``:
+    what each drives, in words (left out when ``None`` or empty)."""
     info = DeviceInfo(
         device_id=device,
         labels=dict(labels),
@@ -171,6 +173,7 @@ def info_entry(
         agent_version=agent_version,
         updated_at=at,
         runtimes=None if runtimes is None else list(runtimes),
+        runtime_versions=dict(runtime_versions) if runtime_versions else None,
     )
     return device_info_key(device), encode_info(info)
 
@@ -199,8 +202,11 @@ def report_entry(
     at: dt.datetime,
     message: str | None = None,
     running_revision: int | None = None,
+    health: Health | None = None,
+    exit_code: int | None = None,
 ) -> tuple[str, bytes]:
-    """``(key, value)`` of a device's report; the message is cut to its bound."""
+    """``(key, value)`` of a device's report; the message is cut to its bound
+    (``health``, ``exit_code``: left out when None, as an older agent leaves them out)."""
     state = DeploymentState(
         device_id=device,
         deployment=deployment,
@@ -209,6 +215,8 @@ def report_entry(
         message=truncate_message(message),
         updated_at=at,
         running_revision=running_revision,
+        health=health,
+        exit_code=exit_code,
     )
     return device_state_key(device, deployment), encode_state(state)
 

@@ -57,8 +57,8 @@ class Inventory(msgspec.Struct, frozen=True, kw_only=True):
             check_length(getattr(self, field), field=field, limit=MAX_TEXT_LENGTH)
 
 
-# omit_defaults concerns ``runtimes`` only (no other field has a default): an info without
-# it encodes as it always did.
+# omit_defaults concerns ``runtimes`` and ``runtime_versions`` only (no other field has a
+# default): an info without them encodes as it always did.
 class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A device's identity, labels, inventory, agent version and the runtimes it has."""
 
@@ -86,6 +86,20 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         ]
         | None
     ) = None
+    runtime_versions: (
+        Annotated[
+            dict[RuntimeName, str],
+            msgspec.Meta(
+                description=(
+                    "What each listed runtime drives, in words: its name and version, and "
+                    "what a user must know (e.g. kvm: 'libvirt 9.0.0 (qemu 7.2.22, "
+                    "emulation)': no hardware virtualization). Absent: not said."
+                ),
+                extra_json_schema={"maxProperties": MAX_RUNTIMES},
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         device_id_field(self, "device_id")
@@ -95,6 +109,8 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         utc_field(self, "updated_at")
         if self.runtimes is not None:
             _check_runtimes(self.runtimes)
+        if self.runtime_versions is not None:
+            _check_runtime_versions(self.runtime_versions, self.runnable)
 
     @property
     def runnable(self) -> tuple[str, ...]:
@@ -113,6 +129,17 @@ def _check_runtimes(runtimes: list[str]) -> None:
         if name in seen:
             raise ContractError(f"runtime {name!r} is listed twice", field=f"runtimes[{index}]")
         seen.add(name)
+
+
+def _check_runtime_versions(versions: dict[str, str], runnable: tuple[str, ...]) -> None:
+    check_length(versions, field="runtime_versions", limit=MAX_RUNTIMES, what="runtimes")
+    for name, text in versions.items():
+        if name not in runnable:
+            raise ContractError(
+                f"runtime {name!r} has a version but is not one of the device's runtimes",
+                field=f"runtime_versions.{name}"[:80],
+            )
+        check_length(text, field=f"runtime_versions.{name}", limit=MAX_TEXT_LENGTH)
 
 
 _TEXT_FIELDS: tuple[str, ...] = (

@@ -20,6 +20,7 @@ import msgspec
 from fleet.errors import ContractError, InvalidName
 
 from ._checks import int_field
+from .files import MAX_FILES, MAX_FILES_BYTES, FileSpec, check_files
 from .limits import (
     MAX_COMMAND_ARGS,
     MAX_CONTAINERS,
@@ -29,6 +30,27 @@ from .limits import (
     check_length,
 )
 from .names import DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE, check_dns_label
+from .pull_auth import MAX_PULL_SECRETS, MAX_REGISTRY_AUTHS, PullSecretRef, RegistryAuth
+from .workload import (
+    CAPABILITY_PATTERN,
+    DEVICE_PATTERN,
+    MAX_CAPABILITIES,
+    MAX_CONTAINER_LABELS,
+    MAX_DEVICES,
+    MAX_VOLUMES,
+    MEMORY_PATTERN,
+    USER_PATTERN,
+    ContainerPath,
+    HealthCheck,
+    VolumeMount,
+    check_capabilities,
+    check_container_labels,
+    check_cpus,
+    check_devices,
+    check_path,
+    check_user,
+    parse_memory,
+)
 
 RestartPolicy: TypeAlias = Literal["always", "on-failure", "no"]
 PortProtocol: TypeAlias = Literal["tcp", "udp"]
@@ -126,8 +148,56 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
         Annotated[list[PortMapping], msgspec.Meta(extra_json_schema={"maxItems": MAX_PORTS})] | None
     ) = None
     restart_policy: RestartPolicy = "always"
+    # Issue 14 (docs/workloads.md). Each optional and left out when default, so a
+    # score without them encodes and hashes as before. The privileged ones
+    # (workload.PRIVILEGED_FIELDS) need the privilege policy's consent.
+    volumes: (
+        Annotated[list[VolumeMount], msgspec.Meta(extra_json_schema={"maxItems": MAX_VOLUMES})]
+        | None
+    ) = None
+    devices: (
+        Annotated[
+            list[Annotated[str, msgspec.Meta(extra_json_schema={"pattern": DEVICE_PATTERN})]],
+            msgspec.Meta(extra_json_schema={"maxItems": MAX_DEVICES}),
+        ]
+        | None
+    ) = None
+    host_network: bool = False
+    privileged: bool = False
+    cap_add: (
+        Annotated[
+            list[Annotated[str, msgspec.Meta(extra_json_schema={"pattern": CAPABILITY_PATTERN})]],
+            msgspec.Meta(extra_json_schema={"maxItems": MAX_CAPABILITIES}),
+        ]
+        | None
+    ) = None
+    user: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": USER_PATTERN})] | None = None
+    working_dir: ContainerPath | None = None
+    entrypoint: (
+        Annotated[list[str], msgspec.Meta(extra_json_schema={"maxItems": MAX_COMMAND_ARGS})] | None
+    ) = None
+    labels: (
+        Annotated[
+            dict[str, str], msgspec.Meta(extra_json_schema={"maxProperties": MAX_CONTAINER_LABELS})
+        ]
+        | None
+    ) = None
+    healthcheck: HealthCheck | None = None
+    memory: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": MEMORY_PATTERN})] | None = (
+        None
+    )
+    cpus: (
+        Annotated[float, msgspec.Meta(extra_json_schema={"minimum": 0.01, "maximum": 1024})] | None
+    ) = None
+    files: (
+        Annotated[list[FileSpec], msgspec.Meta(extra_json_schema={"maxItems": MAX_FILES})] | None
+    ) = None
 
     def __post_init__(self) -> None:
+        self._check_basics()
+        self._check_extras()
+
+    def _check_basics(self) -> None:
         try:
             check_dns_label(self.name, what="container name")
         except InvalidName as exc:
@@ -149,6 +219,54 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
                 field="restart_policy",
             )
 
+    def _check_extras(self) -> None:
+        check_length(self.volumes, field="volumes", limit=MAX_VOLUMES, what="volumes")
+        paths: set[str] = set()
+        for index, volume in enumerate(self.volumes or ()):
+            if volume.path in paths:
+                raise ContractError(
+                    f"two volumes are mounted at {volume.path!r}", field=f"volumes[{index}].path"
+                )
+            paths.add(volume.path)
+        if self.host_network and self.ports:
+            raise ContractError(
+                "ports cannot be published with host_network: the container uses the "
+                "device's own ports",
+                field="ports",
+            )
+        check_length(self.devices, field="devices", limit=MAX_DEVICES, what="devices")
+        check_devices(self.devices or [])
+        check_length(self.cap_add, field="cap_add", limit=MAX_CAPABILITIES, what="capabilities")
+        check_capabilities(self.cap_add or [])
+        if self.user is not None:
+            check_user(self.user)
+        if self.working_dir is not None:
+            check_path(self.working_dir, field="working_dir")
+        check_length(self.entrypoint, field="entrypoint", limit=MAX_COMMAND_ARGS, what="arguments")
+        check_length(self.labels, field="labels", limit=MAX_CONTAINER_LABELS, what="labels")
+        check_container_labels(self.labels or {})
+        if self.memory is not None:
+            parse_memory(self.memory)
+        if self.cpus is not None:
+            check_cpus(self.cpus)
+        if self.files is not None:
+            check_files(self.files, volume_paths={v.path for v in self.volumes or ()})
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """``memory`` in bytes (checked when built), or None: no limit."""
+        return None if self.memory is None else parse_memory(self.memory)
+
+    def privileges(self) -> list[str]:
+        """The privileged fields this container sets (:data:`~.workload.PRIVILEGED_FIELDS`)."""
+        used = {
+            "privileged": self.privileged,
+            "host_network": self.host_network,
+            "devices": bool(self.devices),
+            "cap_add": bool(self.cap_add),
+        }
+        return [name for name, on in used.items() if on]
+
 
 Containers = Annotated[
     list[ContainerSpec],
@@ -164,9 +282,23 @@ class PodmanScore(
     tag=PODMAN_SCORE_TYPE,
     tag_field=SCORE_TAG_FIELD,
 ):
-    """Run these containers (at least one; unique names; no host port published twice)."""
+    """Run these containers (at least one; unique names; no host port published twice).
+    A Deployment's image_pull_secrets become registry_auth, sealed per device, in the
+    entries the operator writes (docs/workloads.md, "Registry credentials")."""
 
     containers: Containers
+    image_pull_secrets: (
+        Annotated[
+            list[PullSecretRef], msgspec.Meta(extra_json_schema={"maxItems": MAX_PULL_SECRETS})
+        ]
+        | None
+    ) = None
+    registry_auth: (
+        Annotated[
+            list[RegistryAuth], msgspec.Meta(extra_json_schema={"maxItems": MAX_REGISTRY_AUTHS})
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         if not self.containers:
@@ -188,3 +320,28 @@ class PodmanScore(
                         field=f"containers[{index}].ports[{port_index}].host_port",
                     )
                 published.add((port.host_port, port.protocol))
+        _check_shared_volumes(self.containers)
+        check_length(self.image_pull_secrets, field="image_pull_secrets",
+                     limit=MAX_PULL_SECRETS, what="Secrets")  # fmt: skip
+        check_length(self.registry_auth, field="registry_auth",
+                     limit=MAX_REGISTRY_AUTHS, what="registries")  # fmt: skip
+        total = sum(f.size for c in self.containers for f in c.files or ())
+        if total > MAX_FILES_BYTES:
+            raise ContractError(
+                f"the files of the score hold {total} bytes, at most {MAX_FILES_BYTES} allowed",
+                field="containers",
+            )
+
+
+def _check_shared_volumes(containers: list[ContainerSpec]) -> None:
+    """Containers mounting one volume must agree on whether it goes with the deployment."""
+    removal: dict[str, bool] = {}
+    for index, container in enumerate(containers):
+        for v_index, volume in enumerate(container.volumes or ()):
+            seen = removal.setdefault(volume.name, volume.remove_with_deployment)
+            if seen != volume.remove_with_deployment:
+                raise ContractError(
+                    f"volume {volume.name!r} is mounted by two containers that disagree on "
+                    "remove_with_deployment",
+                    field=f"containers[{index}].volumes[{v_index}].remove_with_deployment",
+                )

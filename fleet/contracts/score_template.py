@@ -1,13 +1,18 @@
 """A score whose strings may hold per-device templates, and its canonical bytes.
 
 Why it exists: a Deployment's ``spec.score`` (and a ``DeploymentRevision``'s) may write
-``{{ device.labels.site }}`` in a container's ``image``, ``command`` arguments or ``env``
-values (docs/workloads.md, "Per-device values"); the operator renders them per device.
+``{{ device.labels.site }}`` in a container's ``image``, ``command`` arguments, ``env``
+values or an inline file's ``content`` (docs/workloads.md, "Per-device values"); the
+operator renders them per device.
 The score *as written* is the revision's identity, so it needs one canonical encoding
 that both the operator's spec reader and its revision reader agree on. This module finds
 the templated strings (:func:`templated_fields`) and encodes such a score
 (:func:`encode_template_score`): validated as a score with each templated image replaced
 by a placeholder, then encoded as usual with the template text put back.
+
+Only a ``podman`` score's containers are walked: a ``kvm`` or ``kubernetes`` score is
+written verbatim, ``{{`` and all (cloud-init user data and manifests carry templates of
+their own, for cloud-init's Jinja or a cluster's tools, that are not the operator's).
 
 A score without any template is encoded by :func:`~fleet.contracts.encode_score` itself:
 its bytes, and its score hash, are exactly those of a release without templates.
@@ -36,8 +41,8 @@ MAX_TEMPLATED_FIELDS: Final = 128
 _PLACEHOLDER_IMAGE: Final = "template.invalid/placeholder"
 
 FieldPath = tuple[int, str, str | int | None]
-"""Where a templated string is: ``(container index, "image" | "command" | "env", key)``
-(the argument's index, the variable's name, None for the image)."""
+"""Where a templated string is: ``(container index, "image" | "command" | "env" | "files",
+key)`` (the argument's index, the variable's name, the file's index, None for the image)."""
 
 
 def field_name(path: FieldPath) -> str:
@@ -47,6 +52,8 @@ def field_name(path: FieldPath) -> str:
         return f"containers[{index}].image"
     if kind == "command":
         return f"containers[{index}].command[{key}]"
+    if kind == "files":
+        return f"containers[{index}].files[{key}].content"
     return f"containers[{index}].env.{key}"
 
 
@@ -63,7 +70,9 @@ def templated_fields(score: object) -> list[tuple[FieldPath, str]]:
     """The templated strings of a parsed score (a dict), in a stable order. Shapes that
     are not a score's are skipped: :func:`~fleet.contracts.convert_score` names them."""
     out: list[tuple[FieldPath, str]] = []
-    containers = score.get("containers") if isinstance(score, dict) else None
+    if not isinstance(score, dict) or score.get("type", "podman") != "podman":
+        return out  # kvm, kubernetes: written verbatim, markers and all (docs/workloads.md)
+    containers = score.get("containers")
     if not isinstance(containers, list):
         return out
     for index, container in enumerate(containers):
@@ -78,6 +87,13 @@ def templated_fields(score: object) -> list[tuple[FieldPath, str]]:
         env = container.get("env")
         if isinstance(env, dict):
             out += [((index, "env", k), v) for k, v in env.items() if is_template(v)]
+        files = container.get("files")
+        if isinstance(files, list):  # an inline file's content (issue 14, "Files")
+            out += [
+                ((index, "files", i), f["content"])
+                for i, f in enumerate(files)
+                if isinstance(f, dict) and is_template(f.get("content"))
+            ]
     if len(out) > MAX_TEMPLATED_FIELDS:
         raise ContractError(
             f"{len(out)} templated strings, at most {MAX_TEMPLATED_FIELDS} allowed",
@@ -92,6 +108,8 @@ def put_field(tree: dict[str, Any], path: FieldPath, value: str) -> None:
     container = tree["containers"][index]
     if kind == "image":
         container["image"] = value
+    elif kind == "files":
+        container["files"][key]["content"] = value
     else:
         container[kind][key] = value
 

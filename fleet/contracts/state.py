@@ -7,7 +7,7 @@ the operator to build each Deployment's aggregate. This module must never do I/O
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -30,6 +30,10 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
 
 
+Health: TypeAlias = Literal["healthy", "unhealthy", "starting"]
+HEALTH_VALUES: Final[tuple[str, ...]] = get_args(Health)
+
+
 class DeploymentState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The phase of ``deployment`` on ``device_id``.
 
@@ -39,6 +43,12 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     ``running_revision`` (optional) is the revision whose containers are actually running
     when that is not ``desired_revision``: an update whose image could not be pulled
     leaves the previous revision running (make-before-break), and says so here.
+    ``health`` (optional) is what the containers' health checks say, when the score has
+    any: ``unhealthy`` if one is, else ``starting`` if one is in its start period or not
+    checked yet, else ``healthy``; the phase stays what it is (a Running deployment may
+    be unhealthy). ``exit_code`` (optional) is how a container that ran and stays ended
+    ended (``restart_policy: "no"``, or ``"on-failure"`` after a 0): ``0`` with
+    ``Running`` (it did what it was for), non-zero with ``Failed``.
     """
 
     device_id: DeviceId
@@ -50,6 +60,10 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     )
     updated_at: Timestamp
     running_revision: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})] | None = None
+    health: Health | None = None
+    exit_code: (
+        Annotated[int, msgspec.Meta(extra_json_schema={"minimum": -255, "maximum": 255})] | None
+    ) = None
 
     def __post_init__(self) -> None:
         device_id_field(self, "device_id")
@@ -59,6 +73,13 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
         if self.running_revision is not None:
             int_field(self, "running_revision", low=0)
         check_length(self.message, field="message", limit=MAX_MESSAGE_LENGTH)
+        if self.health is not None and self.health not in HEALTH_VALUES:
+            raise ContractError(
+                f"health must be one of {', '.join(HEALTH_VALUES)}, got {self.health!r}",
+                field="health",
+            )
+        if self.exit_code is not None:
+            int_field(self, "exit_code", low=-255, high=255)
         utc_field(self, "updated_at")
 
 

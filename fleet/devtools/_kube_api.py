@@ -26,8 +26,11 @@ import kmock
 import yaml
 from kmock._internal import dicts, enums, k8s, k8s_dicts, references, rendering
 
+from . import _kube_apply as apply
+from . import _kube_builtin as builtin
 from . import _kube_discovery as discovery
 from . import _kube_http as http
+from . import _kube_reviews as reviews
 from ._kube_reads import CLOSE, ReadsMixin
 from ._kube_tables import crd_columns
 from ._kube_validation import ApiError, check_patch, check_strict
@@ -69,7 +72,8 @@ class FleetKubeEmulator(ReadsMixin, kmock.KubernetesEmulator):  # type: ignore[m
         self.patches: collections.Counter[str] = collections.Counter()  # "plural[/sub]" -> count
         self._updating = asyncio.Lock()  # a version check and its patch, as one step
         self.served: dict[tuple[str, str, str], discovery.ServedResource] = {}
-        for res in (*discovery.CORE, _CRDS):
+        self.reviews = reviews.Reviews()  # TokenReview, SubjectAccessReview (_kube_reviews)
+        for res in (*discovery.CORE, *discovery.COORDINATION, *builtin.KINDS, _CRDS):
             self._serve(res)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             key = (references.resource("", "v1", "namespaces"), None, name)
@@ -156,6 +160,8 @@ class FleetKubeEmulator(ReadsMixin, kmock.KubernetesEmulator):  # type: ignore[m
                 found := http.discovery_response(raw, self.served.values())
             ):
                 return found
+            if (reviewed := await self.reviews.answer(raw)) is not None:
+                return reviewed
             request = await http.parse(raw)
             if request.action == enums.action.WATCH and request.resource is not None:
                 return await http.stream(raw, self._serve_watch(request))
@@ -194,6 +200,12 @@ class FleetKubeEmulator(ReadsMixin, kmock.KubernetesEmulator):  # type: ignore[m
             self._check_create(request, info)
             self._stamp_create(request, info)
             return await super()._handle(request)
+        if (
+            request.resource is not None
+            and request.action == enums.action.UPDATE
+            and apply.is_apply(request.headers.get("Content-Type", ""))
+        ):  # server-side apply: create-if-absent, managed fields (_kube_apply)
+            return await apply.serve(self, request, info)
         if request.resource is not None and request.action in (
             enums.action.UPDATE,
             enums.action.DELETE,

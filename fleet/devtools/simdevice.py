@@ -7,12 +7,13 @@ payloads, through the same bus surface (``Bus.put``, and the agent's own
 :class:`~fleet.runtime.nats.desired_feed.DesiredFeed`):
 
 * ``info.<device>`` (its labels, :data:`.simprofile.SIMULATED_INVENTORY`, the runtimes
-  it says it has: podman, as an agent with podman) once its feed is synced, and again on
-  a relabel;
+  it says it has: podman, as an agent with podman, unless it is made with others, e.g.
+  ``("kvm",)`` or ``("kubernetes",)``) once its feed is synced, and again on a relabel;
 * ``heartbeat.<device>`` every ``heartbeat_interval_s`` (``seq`` from 0 under one
   ``instance_id``, as one run of the agent), the first right after its info;
-* for every desired entry, the reports of :mod:`.simrollout`, echoing the entry's
-  revision, written one at a time, latest value per key (:mod:`.simwrites`).
+* for every desired entry, the reports of :mod:`.simrollout` (a score of a type it does
+  not run: ``Failed`` naming ``type``, as the agent), echoing the entry's revision,
+  written one at a time, latest value per key (:mod:`.simwrites`).
 
 Every value is built by the agent's own :class:`~fleet.actors.agent.reporting.DeviceEntries`
 over the contracts' builders, so the bytes are the agent's. It runs on an asyncio loop and
@@ -88,8 +89,11 @@ class SimulatedDevice:
         inventory: Inventory = SIMULATED_INVENTORY,
         instance_id: str | None = None,
         clock: Clock = utc_now,
+        runtimes: tuple[str, ...] | None = None,
     ) -> None:
         self.device_id = DeviceId.try_new(device_id)
+        if runtimes is not None:
+            self.runtimes = runtimes
         self.labels = dict(labels)
         self.behaviour = behaviour
         # Between the steps of a rollout (four at most: Pending, Pulling, Starting, final).
@@ -214,7 +218,7 @@ class SimulatedDevice:
 
     def _on_desired(self, entry: KvEntry) -> None:
         """Called on the loop by the feed, in revision order per key."""
-        rollout = rollout_of(entry)
+        rollout = rollout_of(entry, self.runtimes)
         if rollout is None:
             return
         seen = asyncio.get_running_loop().time()

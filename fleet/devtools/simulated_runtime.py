@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
@@ -46,6 +46,7 @@ class SimulatedRuntime:
     ) -> None:
         self.containers: dict[str, Container] = {}
         self.specs: dict[str, ContainerSpec] = {}
+        self.mounts: dict[str, tuple[tuple[str, str], ...]] = {}
         self.images: set[str] = set()
         self.registry = registry
         self.registry_up = True
@@ -79,7 +80,7 @@ class SimulatedRuntime:
         self._check("image_present")
         return image in self.images
 
-    def pull(self, image: str, *, timeout: float) -> None:
+    def pull(self, image: str, *, timeout: float, auth: Mapping[str, str] | None = None) -> None:
         self._check(f"pull {image}")
         if not self.registry_up:
             raise ImagePullFailed(f"pulling {image}: connection refused")
@@ -87,7 +88,14 @@ class SimulatedRuntime:
             raise ImagePullFailed(f"pulling {image}: manifest unknown", not_found=True)
         self.images.add(image)
 
-    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
+    def create(
+        self,
+        *,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        mounts: Sequence[tuple[str, str]] = (),
+    ) -> str:
         self._check(f"create {name}")
         with self._lock:
             if any(c.name == name for c in self.containers.values()):
@@ -97,6 +105,7 @@ class SimulatedRuntime:
                 id=cid, name=name, labels=dict(labels), state="created"
             )
             self.specs[cid] = spec
+            self.mounts[cid] = tuple(mounts)
             return cid
 
     def start(self, container_id: str) -> None:

@@ -73,14 +73,14 @@ class RecordingRuntime(PodmanRuntime):
         self.images.append(image)
         return super().image_present(image)
 
-    def pull(self, image: str, *, timeout: float) -> None:
+    def pull(self, image: str, *, timeout: float, auth: Any = None) -> None:
         self.images.append(image)
         self.pulls += 1
-        super().pull(image, timeout=timeout)
+        super().pull(image, timeout=timeout, auth=auth)
 
-    def create(self, *, name: str, spec: Any, labels: Any) -> str:
+    def create(self, *, name: str, spec: Any, labels: Any, mounts: Any = ()) -> str:
         self.images.append(spec.image)
-        return super().create(name=name, spec=spec, labels=labels)
+        return super().create(name=name, spec=spec, labels=labels, mounts=mounts)
 
 
 @dataclass

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,25 @@ def check_kubectl_against(output: str, cache: Path) -> None:
         time.sleep(1)
 
 
+def check_dashboard_against(output: str) -> None:
+    """The dashboard URL the demo prints opens the fleet; without its token, a 401."""
+    url = field(output, "operator dashboard")
+    assert f"The dashboard (a live web page of the fleet): {url}" in output
+    base, _, token = url.partition("/?token=")
+    assert base.startswith("http://127.0.0.1:"), url
+    assert len(token) >= 32, url
+    request = urllib.request.Request(
+        base + "/api/overview", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        overview = json.loads(response.read())
+    assert overview["devices"]["total"] == 3
+    assert {d["name"] for d in overview["deployments"]} == {"hello-web", "hello-shop"}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(base + "/api/overview", timeout=30)
+    assert refused.value.code == 401
+
+
 @pytest.mark.timeout(210)  # the demo's 120 s, then fleetctl, kubectl and the teardown
 def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile(tmp_path: Path) -> None:
     proc = subprocess.Popen(
@@ -225,6 +246,7 @@ def test_ctrl_c_tears_everything_down_and_fleetctl_works_meanwhile(tmp_path: Pat
         assert_server_runs_auth_and_tls(output)
         check_fleetctl_against(output)
         check_kubectl_against(output, tmp_path / "kube-cache")
+        check_dashboard_against(output)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:

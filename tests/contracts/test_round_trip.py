@@ -72,7 +72,7 @@ def test_unknown_fields_are_ignored(
 
 def test_unknown_fields_inside_nested_structs_are_ignored() -> None:
     payload = samples.score_json()
-    payload["containers"][0]["healthcheck"] = {"cmd": "true"}
+    payload["containers"][0]["gpus"] = {"count": 1}  # a field of some later release
     payload["containers"][0]["ports"][0]["host_ip"] = "0.0.0.0"
     info = samples.info_json()
     info["inventory"]["gpu"] = "none"

@@ -166,3 +166,26 @@ def test_unknown_type_is_refused_naming_type() -> None:
     with pytest.raises(ContractError) as caught:
         decode_score(b'{"type":"firecracker","name":"vm"}')
     assert "firecracker" in str(caught.value)
+
+
+def test_runtime_versions_are_optional_bounded_and_of_listed_runtimes() -> None:
+    from fleet.contracts import decode_info, encode_info
+
+    from . import samples
+
+    base = samples.info_json()
+    plain = decode_info(msgspec.json.encode(base))
+    assert plain.runtime_versions is None
+    assert b"runtime_versions" not in encode_info(plain)  # older readers see what they did
+    said = {**base, "runtimes": ["podman", "kvm"],
+            "runtime_versions": {"kvm": "libvirt 9.0.0 (qemu 7.2.22, emulation)"}}  # fmt: skip
+    assert decode_info(msgspec.json.encode(said)).runtime_versions == {
+        "kvm": "libvirt 9.0.0 (qemu 7.2.22, emulation)"
+    }
+    for versions, field in (
+        ({"kubernetes": "v1.30"}, "runtime_versions.kubernetes"),  # not a listed runtime
+        ({"kvm": "x" * 257}, "runtime_versions.kvm"),
+    ):
+        with pytest.raises(ContractError) as caught:
+            decode_info(msgspec.json.encode({**said, "runtime_versions": versions}))
+        assert caught.value.field == field, str(caught.value)

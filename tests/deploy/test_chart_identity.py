@@ -108,6 +108,8 @@ def chart_operator_argv(local: dict[str, Path], *, url: str) -> list[str]:
             value = url
         elif flag == "--metrics-address":
             value = "127.0.0.1:0"  # the pod's port is its own; here it shares the machine's
+        elif flag == "--bucket-replicas":
+            value = "1"  # the chart's NATS is a 3-server cluster; here it is one server
         for mount, volume in mounts.items():
             if value.startswith(mount + "/") or value == mount:
                 value = str(local[volume]) + value[len(mount) :]

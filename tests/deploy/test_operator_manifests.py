@@ -38,6 +38,8 @@ EXPECTED = {
     ("ServiceAccount", RELEASE),
     ("ClusterRole", RELEASE),
     ("ClusterRoleBinding", RELEASE),
+    ("Role", RELEASE),  # leader election: the Lease
+    ("RoleBinding", RELEASE),
     ("Deployment", RELEASE),
     ("Service", f"{RELEASE}-metrics"),
     ("PersistentVolumeClaim", f"{RELEASE}-authority"),
@@ -126,6 +128,11 @@ def test_chart_values_reach_fleet_operator_as_arguments_it_accepts() -> None:
     assert args.namespace == ["edge", "lab"]
     assert args.liveness_timeout == 45.0
     assert args.device_qps == 20.0
+    assert args.leader_elect  # two replicas by default, one leader
+    assert args.lease_name == RELEASE
+    assert args.lease_timing == (15.0, 10.0, 2.0)
+    assert args.bucket_settings.replicas == 3  # the 3-server cluster of deploy/nats
+    assert args.privileged_namespaces is None  # every namespace, until the admin says
 
 
 def test_default_arguments_are_accepted_and_point_at_the_fleet_nats_release(

@@ -6,18 +6,18 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def operator_process(
-    nats_url: str, kube_url: str, log: Path, *, liveness: float = 30.0
+    nats_url: str, kube_url: str, log: Path, *, liveness: float = 30.0, extra: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fleet.cli.operator", "--nats-url", nats_url,
-             "--kube-url", kube_url, "--liveness-timeout", str(liveness)],
+             "--kube-url", kube_url, "--liveness-timeout", str(liveness), *extra],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -72,11 +72,20 @@ class Fleet:
 
         self.run(go())
 
-    def info(self, devices: Iterable[str], labels: dict[str, str], *, age: float = 0.0) -> None:
+    def info(
+        self,
+        devices: Iterable[str],
+        labels: dict[str, str],
+        *,
+        age: float = 0.0,
+        runtimes: Iterable[str] | None = None,
+    ) -> None:
+        """``runtimes``: the score types the info lists (None: left out, podman only)."""
         at = now() - datetime.timedelta(seconds=age)
+        listed = None if runtimes is None else list(runtimes)
         self.put_all(BUCKET_DEVICE_INFO, [
             self.entries(d).info(labels=labels, inventory=INVENTORY,
-                                 agent_version=AGENT_VERSION, at=at)
+                                 agent_version=AGENT_VERSION, at=at, runtimes=listed)
             for d in devices
         ])  # fmt: skip
 
@@ -88,9 +97,15 @@ class Fleet:
             BUCKET_DEVICE_HEARTBEAT, [self.entries(d, instance).heartbeat(at=at) for d in devices]
         )
 
-    def join(self, devices: Iterable[str], labels: dict[str, str]) -> None:
+    def join(
+        self,
+        devices: Iterable[str],
+        labels: dict[str, str],
+        *,
+        runtimes: Iterable[str] | None = None,
+    ) -> None:
         devices = list(devices)
-        self.info(devices, labels)
+        self.info(devices, labels, runtimes=runtimes)
         self.beat(devices)
 
     def desired(self) -> dict[str, KvEntry]:

@@ -17,6 +17,14 @@ makes its own key and asks to join), with ``[enrollment] token`` and
 renewed, default 2/3). Without any of them the agent connects as it always did.
 ``[metrics] address`` (``HOST:PORT``, off by default; e.g. ``127.0.0.1:9101``) serves the
 agent's own ``/metrics``, ``/healthz`` and ``/readyz`` (docs/agent.md, "Metrics").
+``[policy] allow`` (a list of ``privileged``, ``host_network``, ``devices``, ``cap_add``;
+empty by default) names the privileged container fields this device will run
+(docs/security.md, "Privileged workloads").
+
+``[kubernetes]`` (``kubeconfig``, ``context``, ``field_manager``: :mod:`.kube_config`) makes
+the device run ``kubernetes`` scores on that cluster too (docs/runtimes.md).
+``[kvm]`` (``enabled``, ``uri``, ``cache_dir``: :mod:`.kvm_config`) makes the device run
+``kvm`` scores (virtual machines) through libvirt too (docs/runtimes.md).
 
 What it must never do: accept a value it would later fail on (a bad device id, a
 label Kubernetes would reject, an empty URL list).
@@ -31,11 +39,14 @@ from typing import Any
 
 import msgspec
 
-from fleet.contracts import DeviceId
+from fleet.contracts import PRIVILEGED_FIELDS, DeviceId
 from fleet.contracts.enrollment import MAX_TOKEN_LENGTH, TOKEN_PATTERN
 from fleet.contracts.labels import check_labels
 from fleet.errors import ConfigError, ContractError
 from fleet.runtime.prometheus.address import parse_address
+
+from .kube_config import KubernetesConfig, parse_kubernetes
+from .kvm_config import KvmConfig, parse_kvm
 
 DEFAULT_SOCKET = "unix:///run/podman/podman.sock"
 DEFAULT_STATE_DIR = "/var/lib/fleet-agent"
@@ -66,6 +77,9 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     nats_credentials: Path | None = None
     enrollment: EnrollmentConfig | None = None
     metrics_address: tuple[str, int] | None = None
+    kubernetes: KubernetesConfig | None = None  # [kubernetes]: kube_config.py
+    kvm: KvmConfig | None = None  # [kvm]: kvm_config.py
+    allow_privileges: frozenset[str] = frozenset()
     source: Path | None = None
 
     @property
@@ -191,7 +205,10 @@ def parse_config(text: str, *, where: str) -> AgentConfig:
     if not isinstance(state_dir, str) or not state_dir:
         raise ConfigError(f"{where}: key `agent.state_dir` must be a path, got {state_dir!r}")
     return AgentConfig(
+        allow_privileges=_policy(doc, where=where),
         metrics_address=_metrics_address(doc, where=where),
+        kubernetes=parse_kubernetes(doc, where=where),
+        kvm=parse_kvm(doc, where=where),
         device_id=device_id,
         labels=dict(labels),
         nats_urls=list(urls),
@@ -204,6 +221,20 @@ def parse_config(text: str, *, where: str) -> AgentConfig:
         nats_credentials=nats_credentials,
         enrollment=enrollment,
     )
+
+
+def _policy(doc: dict[str, Any], *, where: str) -> frozenset[str]:
+    policy = _table(doc, "policy", where=where)
+    unknown = sorted(set(policy) - {"allow"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `policy.{unknown[0]}` (only `allow`)")
+    allow = policy.get("allow", [])
+    if not isinstance(allow, list) or not all(a in PRIVILEGED_FIELDS for a in allow):
+        raise ConfigError(
+            f"{where}: key `policy.allow` must be a list of privileged fields this device "
+            f"runs, each one of {', '.join(PRIVILEGED_FIELDS)}; got {allow!r}"
+        )
+    return frozenset(allow)
 
 
 def _metrics_address(doc: dict[str, Any], *, where: str) -> tuple[str, int] | None:

@@ -27,6 +27,7 @@ from fleet.contracts import DeploymentName, decode_score
 from fleet.errors import ContractError
 from fleet.runtime.host.desired_store import DesiredStore, StoredDesired, StoredEntry
 
+from .admission import Admission
 from .messages import Apply, Remove
 from .reporting import malformed_message
 from .runtimes.registry import score_type, unsupported_message
@@ -37,10 +38,19 @@ logger = logging.getLogger(__name__)
 class DesiredBook:
     """What this device should run, persisted; each method answers with what to tell."""
 
-    def __init__(self, store: DesiredStore, *, runs: Collection[str] | None = None) -> None:
-        """``runs``: the score types this device has a runtime for (None: any)."""
+    def __init__(
+        self,
+        store: DesiredStore,
+        *,
+        runs: Collection[str] | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        """``runs``: the score types this device has a runtime for (None: any);
+        ``admission``: the device's rules (unknown fields, privileges; default: none
+        allowed)."""
         self._store = store
         self._runs = runs
+        self._admission = admission if admission is not None else Admission()
         self._entries: dict[str, StoredEntry] = {}  # valid entries, as persisted
         self._removing: dict[str, int] = {}  # deletions not finished: deployment -> revision
         self._rejected: dict[str, int] = {}  # deployment -> malformed revision answered
@@ -66,6 +76,14 @@ class DesiredBook:
                 logger.warning("dropping the stored entry of %r: %s", deployment, exc)
                 del self._entries[deployment]
                 continue
+            refused = self._admission.refuse(deployment, entry.value, score)
+            if refused is not None:  # the device's policy changed since: it runs no more
+                logger.warning("removing the stored entry of %r: %s", deployment, refused)
+                del self._entries[deployment]
+                self._removing[deployment] = entry.revision  # what runs of it goes...
+                out.append((name, Remove(revision=entry.revision)))
+                out.append((name, Apply(revision=entry.revision, score=None, error=refused)))
+                continue  # ...and the report says why
             out.append((name, Apply(revision=entry.revision, score=score)))
         return out
 
@@ -83,6 +101,11 @@ class DesiredBook:
             error = malformed_message(deployment, exc)
             logger.warning("%s (revision %d)", error, revision)
             return Apply(revision=revision, score=None, error=error)
+        refused = self._admission.refuse(deployment, bytes(value), score)
+        if refused is not None:  # never persisted, as a malformed value
+            self._rejected[deployment] = revision
+            logger.warning("%s (revision %d)", refused, revision)
+            return Apply(revision=revision, score=None, error=refused)
         kind = score_type(score)
         if self._runs is not None and kind not in self._runs:  # as an older agent: not kept
             self._rejected[deployment] = revision

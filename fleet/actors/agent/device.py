@@ -31,13 +31,16 @@ from typing import Any
 import pykka
 
 from fleet.contracts import DeploymentName, parse_desired_state_key
+from fleet.contracts.limits import MAX_TEXT_LENGTH
 from fleet.errors import ContractError, FleetError
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.aiokit.timers import TimerPort
+from fleet.runtime.host.container_files import device_files
 from fleet.runtime.host.desired_store import DesiredStore, StoredDesired
 from fleet.runtime.nats.publisher import PublisherPort
 from fleet.runtime.podman.port import ContainerRuntime
 
+from .admission import Admission
 from .config import AgentConfig
 from .crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from .desired import DesiredBook
@@ -96,6 +99,7 @@ class DeviceActor(SupervisedActor):
                 runtime, device_id=config.device_id, stop_timeout=config.stop_timeout_s,
                 max_backoff=max_backoff, crash_window=crash_window,
                 crash_restarts=crash_restarts, tally=self._tally,
+                files=device_files(config.state_dir),
             )  # fmt: skip
         self._runtimes = runtimes
         self._reporter = DeviceReporter(
@@ -110,7 +114,9 @@ class DeviceActor(SupervisedActor):
             "runtimes": runtimes,
         }
         self._debounce = event_debounce
-        self._desired = DesiredBook(store, runs=runtimes.types)
+        self._desired = DesiredBook(
+            store, runs=runtimes.types, admission=Admission(allow=config.allow_privileges)
+        )
         self._reconcilers: dict[str, pykka.ActorRef[Any]] = {}
         self._sweeper: pykka.ActorRef[Any] | None = None
         self._synced = False
@@ -308,7 +314,20 @@ class DeviceActor(SupervisedActor):
             runtime_name=name,
             runtime_version=version,
             runtimes=self._runtimes.types,
+            runtime_versions=self._runtime_versions(),
         )
+
+    def _runtime_versions(self) -> dict[str, str]:
+        """Each runtime's "name version" (the kvm one says emulation or KVM); one that
+        does not answer now is left out, and said at the next publish."""
+        versions: dict[str, str] = {}
+        for runtime in self._runtimes:
+            try:
+                name, version = runtime.version()
+            except FleetError:
+                continue
+            versions[runtime.score_type] = f"{name} {version}"[:MAX_TEXT_LENGTH]
+        return versions
 
     def _heartbeat(self) -> None:
         self._reporter.heartbeat(health=self._tally.health())

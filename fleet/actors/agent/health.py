@@ -58,6 +58,8 @@ class Health:
         self._clock = clock
         self._exits: dict[str, int] = {}  # container name -> last non-zero exit code
         self._unhealthy: dict[str, str] = {}  # container id -> its report, until healthy
+        self.ended: dict[str, int] = {}  # name -> exit code, of those that stay ended
+        self.running: set[str] = set()  # ids of the containers running (last check)
 
     def exited(self, exits: Iterable[tuple[str, int]]) -> None:
         """Exit codes that podman events reported (``died`` carries one)."""
@@ -67,10 +69,15 @@ class Health:
         """What is unhealthy among ``containers`` (name -> (spec, id)), or None."""
         problems = []
         now = self._clock()
+        self.ended, self.running = {}, set()
         for spec, cid in containers.values():
             found = self._runtime.inspect(cid)
             if found is None:
                 continue  # gone meanwhile: its event brings the next pass
+            if found.running:
+                self.running.add(cid)
+            elif found.state in ("exited", "stopped") and not should_run(spec, found):
+                self.ended[spec.name] = found.exit_code or 0
             looping = self._crash.observe(
                 spec.name, container_id=cid, restart_count=found.restart_count, now=now
             )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from fleet.contracts import DeploymentName, DeploymentState, DeviceId, Phase
 from fleet.contracts.limits import truncate_message
+from fleet.contracts.state import Health
 
 logger = logging.getLogger("fleet.actors.agent.reconciler")  # where these lines always were
 
@@ -33,7 +34,8 @@ class PhaseReports:
         self._device = device
         self._deployment = deployment
         self._send = send
-        self._last: tuple[Phase, str | None, int, int | None] | None = None
+        self._last: tuple[Phase, str | None, int, int | None, Health | None, int | None] | None
+        self._last = None
 
     @property
     def phase(self) -> Phase | None:
@@ -41,14 +43,24 @@ class PhaseReports:
         return self._last[0] if self._last is not None else None
 
     def report(
-        self, phase: Phase, message: str | None, *, revision: int, running: int | None
+        self,
+        phase: Phase,
+        message: str | None,
+        *,
+        revision: int,
+        running: int | None,
+        health: Health | None = None,
+        exit_code: int | None = None,
     ) -> None:
-        """Send ``phase`` for desired ``revision`` (``running``: what runs instead), unless
-        it is what was sent last. Only Failed and Pulling carry a message."""
+        """Send ``phase`` for desired ``revision`` (``running``: what runs instead; the
+        containers' ``health`` and ``exit_code``, when they say), unless it is what was
+        sent last. Only Failed and Pulling carry a message."""
         if phase is not Phase.FAILED and phase is not Phase.PULLING:
             message = None
+        if phase is not Phase.RUNNING and phase is not Phase.FAILED:
+            health, exit_code = None, None
         message = truncate_message(message)
-        key = (phase, message, revision, running)
+        key = (phase, message, revision, running, health, exit_code)
         if key == self._last:
             return
         self._last = key
@@ -59,7 +71,9 @@ class PhaseReports:
             phase.value,
             revision,
             f", revision {running} runs" if running is not None else "",
-            f": {message}" if message else "",
+            (f", {health}" if health else "")
+            + (f", exit code {exit_code}" if exit_code is not None else "")
+            + (f": {message}" if message else ""),
         )
         self._send(
             DeploymentState(
@@ -70,5 +84,7 @@ class PhaseReports:
                 message=message,
                 updated_at=dt.datetime.now(dt.UTC),
                 running_revision=running,
+                health=health,
+                exit_code=exit_code,
             )
         )

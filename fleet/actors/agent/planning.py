@@ -11,18 +11,24 @@ a wanted name is a stray, removed, never adopted).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fleet.contracts import ContainerSpec, DeploymentName, DeviceId, PodmanScore
 from fleet.runtime.podman.port import Container, container_name, spec_hash
 
 
 def plan_pass(
-    device: DeviceId, deployment: DeploymentName, score: PodmanScore, owned: Sequence[Container]
+    device: DeviceId,
+    deployment: DeploymentName,
+    score: PodmanScore,
+    owned: Sequence[Container],
+    files: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, ContainerSpec], dict[str, Container], list[Container], list[str]]:
     """``(wanted, current, strays, changed)``: the score's containers by podman name, the
     container found for each, the containers to remove, and the names whose container
-    must be made (absent, or made from another spec)."""
+    must be made (absent, or made from another spec). ``files``: the digest of each
+    container's files (by the score's container name), part of what it is made from."""
+    digests = files or {}
     wanted = {container_name(device, deployment, c.name): c for c in score.containers}
     current: dict[str, Container] = {}
     strays: list[Container] = []
@@ -35,6 +41,6 @@ def plan_pass(
     changed = [
         name
         for name, spec in wanted.items()
-        if name not in current or current[name].spec_hash != spec_hash(spec)
+        if name not in current or current[name].spec_hash != spec_hash(spec, digests.get(spec.name))
     ]
     return wanted, current, strays, changed

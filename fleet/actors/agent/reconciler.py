@@ -49,7 +49,7 @@ from .health import RESTART_GRACE
 from .messages import Apply, Check, ReconcilerIdle, Remove
 from .phases import PhaseReports
 from .runtimes.podman import podman_only
-from .runtimes.port import RetryLater, Unreported, Workload
+from .runtimes.port import Condition, ReportsCondition, RetryLater, Unreported, Workload
 from .runtimes.registry import RuntimeRegistry, score_type, unsupported_message
 from .tally import AgentTally
 
@@ -176,11 +176,12 @@ class DeploymentReconciler(SupervisedActor):
                 unhealthy = self._apply(self._score)
                 self._backoff = 0.0
                 self._applied = self._score_revision
+                condition = self._condition(self._score)
                 if self._error is not None or unhealthy is not None:
-                    self._report(Phase.FAILED, self._error or unhealthy)
+                    self._report(Phase.FAILED, self._error or unhealthy, condition=condition)
                     outcome = "failed"
                 else:
-                    self._report(Phase.RUNNING)
+                    self._report(Phase.RUNNING, condition=condition)
                     outcome = "running"
         except RetryLater:
             self._schedule_retry()
@@ -284,9 +285,20 @@ class DeploymentReconciler(SupervisedActor):
             return None
         return self._applied
 
-    def _report(self, phase: Phase, message: str | None = None) -> None:
+    def _condition(self, score: ReconcileScore) -> Condition | None:
+        """The health and exit code the score's workload found (issue 14), if it says."""
+        workload = self._workloads.get(score_type(score))
+        return workload.condition() if isinstance(workload, ReportsCondition) else None
+
+    def _report(
+        self, phase: Phase, message: str | None = None, *, condition: Condition | None = None
+    ) -> None:
         if self._error is not None and phase not in (Phase.FAILED, Phase.PENDING):
             return  # a malformed entry: repairs of the last valid score go unreported
+        if self._error is not None:
+            condition = None  # about the last valid score, not the entry reported on
         self._phases.report(
-            phase, message, revision=self._revision, running=self._running_revision(phase)
-        )
+            phase, message, revision=self._revision, running=self._running_revision(phase),
+            health=condition.health if condition else None,
+            exit_code=condition.exit_code if condition else None,
+        )  # fmt: skip

@@ -27,7 +27,7 @@ container that has run before (the reconciler replaces such a container with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from fleet.contracts import ContainerSpec
 from fleet.runtime.podman.port import (
@@ -49,18 +49,28 @@ class Replacer:
         self._stop_timeout = stop_timeout
 
     @staticmethod
-    def labels(owner: Mapping[str, str], spec: ContainerSpec, revision: int) -> dict[str, str]:
-        """A new container's labels: its owner's, its name, spec hash and revision."""
+    def labels(
+        owner: Mapping[str, str], spec: ContainerSpec, revision: int, files: str | None = None
+    ) -> dict[str, str]:
+        """A new container's labels: its owner's, its name, spec hash (with its files'
+        digest, if it has files) and revision."""
         return {
             **owner,
             CONTAINER_LABEL: spec.name,
-            SPEC_HASH_LABEL: spec_hash(spec),
+            SPEC_HASH_LABEL: spec_hash(spec, files),
             REVISION_LABEL: str(revision),
         }
 
-    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
+    def create(
+        self,
+        *,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        mounts: Sequence[tuple[str, str]] = (),
+    ) -> str:
         """Create ``name`` and start it; return its id."""
-        container_id = self._runtime.create(name=name, spec=spec, labels=labels)
+        container_id = self._runtime.create(name=name, spec=spec, labels=labels, mounts=mounts)
         self._runtime.start(container_id)
         return container_id
 
@@ -72,9 +82,12 @@ class Replacer:
         labels: Mapping[str, str],
         old: Container,
         on_break: Callable[[], None],
+        mounts: Sequence[tuple[str, str]] = (),
     ) -> str:
         """Steps 1-4 of the module doc; ``on_break`` is called just before step 2."""
-        new_id = self._runtime.create(name=temporary_name(name), spec=spec, labels=labels)
+        new_id = self._runtime.create(
+            name=temporary_name(name), spec=spec, labels=labels, mounts=mounts
+        )
         on_break()
         self.stop_and_remove(old.id)
         self._runtime.rename(new_id, name)
@@ -82,12 +95,18 @@ class Replacer:
         return new_id
 
     def renew(
-        self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str], old: Container
+        self,
+        *,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        old: Container,
+        mounts: Sequence[tuple[str, str]] = (),
     ) -> str:
         """A fresh container for one that has run and stopped (it is not running: no
         port to hand over, so no temporary name)."""
         self._runtime.remove(old.id)
-        return self.create(name=name, spec=spec, labels=labels)
+        return self.create(name=name, spec=spec, labels=labels, mounts=mounts)
 
     def start(self, container_id: str) -> None:
         """Start a container that was created and never started."""

@@ -39,6 +39,7 @@ from fleet.contracts import (
 )
 from fleet.contracts.info import DEFAULT_RUNTIMES
 from fleet.contracts.limits import truncate_message
+from fleet.contracts.state import Health
 from fleet.errors import ContractError
 from fleet.runtime.host.inventory import read_inventory
 from fleet.runtime.nats.publisher import PublisherPort
@@ -87,9 +88,10 @@ class DeviceEntries:
         agent_version: str = __version__,
         at: dt.datetime | None = None,
         runtimes: Sequence[str] | None = None,
+        runtime_versions: Mapping[str, str] | None = None,
     ) -> Entry:
         """``runtimes``: the score types the device runs (None: left out, as an older
-        agent leaves it out)."""
+        agent leaves it out); ``runtime_versions``: what each drives, in words."""
         return info_entry(
             device=self.device_id,
             labels=labels,
@@ -97,6 +99,7 @@ class DeviceEntries:
             agent_version=agent_version,
             at=self._clock() if at is None else at,
             runtimes=runtimes,
+            runtime_versions=runtime_versions,
         )
 
     def heartbeat(
@@ -120,6 +123,8 @@ class DeviceEntries:
         message: str | None = None,
         running_revision: int | None = None,
         at: dt.datetime | None = None,
+        health: Health | None = None,
+        exit_code: int | None = None,
     ) -> Entry | None:
         """A report; one too large encoded has its message shortened, or is ``None``."""
         when = self._clock() if at is None else at
@@ -136,6 +141,8 @@ class DeviceEntries:
                     at=when,
                     message=message if length is None else _shortened(message, length),
                     running_revision=running_revision,
+                    health=health,
+                    exit_code=exit_code,
                 )
             except ContractError as exc:
                 if error is None:
@@ -177,6 +184,8 @@ class DeviceReporter:
             message=state.message,
             running_revision=state.running_revision,
             at=state.updated_at,
+            health=state.health,
+            exit_code=state.exit_code,
         )
         if entry is not None:
             self._publisher.publish(BUCKET_DEVICE_STATE, *entry)
@@ -188,10 +197,15 @@ class DeviceReporter:
         runtime_name: str,
         runtime_version: str,
         runtimes: Sequence[str] = DEFAULT_RUNTIMES,
+        runtime_versions: Mapping[str, str] | None = None,
     ) -> None:
-        """``runtimes``: the score types the device runs (the device actor says which)."""
+        """``runtimes``: the score types the device runs (the device actor says which),
+        ``runtime_versions`` what each drives, in words."""
         inventory = read_inventory(runtime_name=runtime_name, runtime_version=runtime_version)
-        entry = self._entries.info(labels=labels, inventory=inventory, runtimes=runtimes)
+        entry = self._entries.info(
+            labels=labels, inventory=inventory, runtimes=runtimes,
+            runtime_versions=runtime_versions,
+        )  # fmt: skip
         self._publisher.publish(BUCKET_DEVICE_INFO, *entry)
 
     def heartbeat(self, *, health: AgentHealth | None = None) -> None:

@@ -31,6 +31,7 @@ from fleet.runtime.aiokit.timers import LoopTimers
 from fleet.runtime.kube.client import DEPLOYMENTS, KubeClient
 from fleet.runtime.kube.event_recorder import EventRecorder
 from fleet.runtime.kube.events import EventLimits
+from fleet.runtime.kube.file_objects import FileObjects
 from fleet.runtime.kube.gateway import KubeGateway, namespaces_or_all
 from fleet.runtime.kube.watch import ResourceWatcher
 from fleet.runtime.nats.bus import Bus
@@ -75,6 +76,11 @@ class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     write_in_flight: int = 256
     skip_log_window: float = 10.0
     events: EventLimits | None = EventLimits()  # None: post no Kubernetes Events
+    # the namespaces whose Deployments may be granted privileges (None: every namespace)
+    privileged_namespaces: frozenset[str] | None = None
+    # how often the ConfigMaps and Secrets Deployments' files name are read again: the
+    # longest a changed one takes to reach the devices (plus a write)
+    file_objects_interval: float = 10.0
 
 
 class Operator:
@@ -100,12 +106,16 @@ class Operator:
         supervisor: Supervisor | None = None,
         enrollment: EnrollmentSetup | None = None,
         metrics: MetricsPort = NO_METRICS,
+        dashboard: Callable[[m.Msg], None] | None = None,
     ) -> None:
-        """``enrollment``: answer enrollment and renewal requests and revoke keys
+        """``dashboard``: handed every decoded info, heartbeat, report and Deployment
+        batch too (``--dashboard-address``; docs/dashboard.md); it must never block.
+        ``enrollment``: answer enrollment and renewal requests and revoke keys
         (``--auth-dir``; docs/security.md); None: none of it, as before. ``metrics``:
         where the actors, the batch writer and the bus publish their figures
         (``/metrics``; docs/operator.md)."""
         self._metrics = metrics
+        self._dashboard = dashboard
         self._bus = bus
         self._enrollment = enrollment
         self._loop_thread = loop_thread
@@ -118,6 +128,7 @@ class Operator:
         self.index: pykka.ActorRef[Any] | None = None
         self.mirror: pykka.ActorRef[Any] | None = None
         self.desk: pykka.ActorRef[Any] | None = None
+        self.files: FileObjects | None = None  # ConfigMaps, Secrets, keys of files
         self.events: EventRecorder | None = None
 
     def start(self) -> None:
@@ -151,6 +162,10 @@ class Operator:
         # With enrollment, devices are targeted by their approved labels: nothing is
         # targeted before the Device resources holding them are listed.
         sources = (*BUCKETS, "kubernetes", *((m.APPROVED_LABELS,) if enrolling else ()))
+        # the ConfigMaps and Secrets Deployments' files name (get only; docs/workloads.md)
+        self.files = files = FileObjects(self._kube, interval=config.file_objects_interval)
+        files.start()
+        sup.add_cleanup("file objects", functools.partial(files.stop, timeout=10.0))
         self.index = index = sup.start(
             "fleet index",
             lambda: FleetIndex.start(
@@ -159,11 +174,13 @@ class Operator:
                 tick=config.tick, status_delay=config.status_delay,
                 status_interval=config.status_interval, retention=config.device_retention,
                 deleter=writer, enforce_approved_labels=enrolling, metrics=metrics,
-                events=events,
+                events=events, privileged_namespaces=config.privileged_namespaces,
+                file_sources=files,
             ),
         )  # fmt: skip
         kube_source = sup.start(
-            "kubernetes source", lambda: KubeSource.start(index=index, scopes=len(scopes))
+            "kubernetes source",
+            lambda: KubeSource.start(index=index, scopes=len(scopes), tap=self._dashboard),
         )
         followed: dict[str, Watch] = {}
         for bucket in BUCKETS:
@@ -172,6 +189,7 @@ class Operator:
                 functools.partial(
                     KvSource.start, bucket=bucket, index=index, timers=timers,
                     skip_window=config.skip_log_window,
+                    tap=self._dashboard if bucket != BUCKET_DESIRED_STATE else None,
                 ),
             )  # fmt: skip
             # desired-state is read once: the operator is its writer (docs/operator.md).
@@ -204,7 +222,7 @@ class Operator:
             self.desk = start_enrollment(
                 setup=self._enrollment, supervisor=sup, loop=loop,
                 kube=self._kube, watch_timeout=config.watch_timeout,
-                read_timeout=config.watch_read_timeout, index=index,
+                read_timeout=config.watch_read_timeout, index=index, keys=files,
             )  # fmt: skip
         logger.info("operator started (namespaces: %s)", ", ".join(map(str, scopes)))
 

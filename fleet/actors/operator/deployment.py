@@ -5,11 +5,11 @@ devices it targets, and this actor is their only keeper once the fleet index han
 over (``Activate``). It composes plain classes: the entries and the diff with foreign-write
 repair (:mod:`.desired`), their writes (:mod:`.writes`), its targets and what each was
 told (:mod:`.registrations`), the finalizer rules (:mod:`.finalizer`), the status
-throttle (:mod:`.throttle`) and each target's rendering of a templated score
-(:mod:`.rendering`). Its aggregate counts the class each targeted device actor
-decides for it: the device actor owns the device's reports and liveness, this actor tells
-it which revision to expect (``Expect``) and drains the answers in batches
-(:mod:`.batching`).
+throttle (:mod:`.throttle`), each target's rendering of a templated score
+(:mod:`.rendering`) and whether each target runs the score's type (:mod:`.runnable`).
+Its aggregate counts the class each targeted device actor decides for it: the device
+actor owns the device's reports and liveness, this actor tells it which revision to
+expect (``Expect``) and drains the answers in batches (:mod:`.batching`).
 
 States: inactive (waiting for the fleet index's initial sync, or another Deployment owns
 the name: ``conflict_with``), active, deleting (entries are deleted, then the finalizer is
@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import pykka
 
 from fleet.contracts import DeploymentName, DeviceId
@@ -39,6 +40,7 @@ from fleet.runtime.kube.client import KubeObject
 from . import messages as m
 from .desired import DesiredBook, Want
 from .events import DeploymentEvents
+from .file_sources import FileSourcesPort, may_reference, references, resolver
 from .finalizer import FinalizerRequests, is_deleting, may_release, needs_finalizer
 from .ports import (
     NO_EVENTS,
@@ -52,6 +54,7 @@ from .ports import (
 from .registrations import Registrations
 from .rendering import Renderer
 from .revisions import RevisionKeeper
+from .runnable import Runnability
 from .spec import DeploymentSpec
 from .status import SETTLED, Aggregate, deployment_status
 from .throttle import StatusPatches
@@ -76,9 +79,11 @@ class DeploymentActor(SupervisedActor):
         synced: bool = False,
         metrics: MetricsPort = NO_METRICS,
         events: EventsPort = NO_EVENTS,
+        file_sources: FileSourcesPort | None = None,
     ) -> None:
         super().__init__()
         self.key = key
+        self._files = file_sources  # ConfigMaps, Secrets, device keys (files, :mod:`.file_sources`)
         self._metrics = metrics
         self._events = DeploymentEvents(events)  # Ready, NotReady, DevicesFailed...
         # The fleet index has read every source (the Deployment list, the four buckets):
@@ -103,7 +108,10 @@ class DeploymentActor(SupervisedActor):
         self._retired = False
         self._targets = Registrations(timers=timers, owner=self.actor_ref, late=register_delay)
         self._book = DesiredBook()
-        self._render = Renderer()  # each target's value of a templated score
+        self._render = Renderer(  # each target's value of a templated score
+            resolver(file_sources, key[0]) if file_sources is not None else None
+        )
+        self._runnable = Runnability()  # which targets run the score's type
         self._agg = Aggregate()
         self._finalizer = FinalizerRequests(key, api=api, replies=self._replies)
         self._status = StatusPatches(
@@ -118,6 +126,8 @@ class DeploymentActor(SupervisedActor):
 
     def on_stop(self) -> None:
         self._metrics.deployment_gone(self.key, owner=self.actor_urn)
+        if self._files is not None:
+            self._files.need(self.actor_urn, self.key[0], set(), _nothing)
 
     def on_receive(self, message: Any) -> Any:
         if self._retired:
@@ -142,7 +152,9 @@ class DeploymentActor(SupervisedActor):
         self._name = msg.spec.name if msg.spec is not None else msg.name
         self._conflict_with = msg.conflict_with
         if msg.spec is not None:
+            self._need_files(msg.spec.desired)
             self._render.seed(msg.spec.template, msg.spec.desired)
+            self._runnable.seed(msg.spec.desired)
         touched = self._revisions.spec(msg.obj, msg.spec)
         if msg.spec is not None and msg.spec.desired != old:
             touched = list(self._targets)
@@ -153,6 +165,22 @@ class DeploymentActor(SupervisedActor):
             self._book.touch_all()
         elif needs_finalizer(msg.obj):
             self._finalizer.request(self._obj, present=True)
+        self._reconcile()
+
+    def _need_files(self, desired: bytes) -> None:
+        """Ask for the ConfigMaps and Secrets the score's files name (none: none)."""
+        if self._files is None:
+            return
+        refs: set[tuple[Any, str]] = set()
+        if may_reference(desired):
+            refs = set(references(msgspec.json.decode(desired)))
+        me = self.actor_ref
+        self._files.need(self.actor_urn, self.key[0], refs, lambda: me.tell(m.FilesChanged()))
+
+    def _on_files_changed(self, _msg: m.FilesChanged) -> None:
+        self._render.invalidate()
+        self._touch(list(self._targets))
+        self._step()
         self._reconcile()
 
     def _on_synced(self, _msg: m.Synced) -> None:
@@ -166,6 +194,7 @@ class DeploymentActor(SupervisedActor):
         self._book.touch_all()
         self._agg.clear()
         self._render.targets(msg.labels)
+        self._runnable.targets(msg.runtimes)
         self._revisions.targets(msg.labels)
         self._add(msg.targets, first=True)
         self._step()
@@ -188,12 +217,15 @@ class DeploymentActor(SupervisedActor):
     def _on_targets(self, msg: m.TargetChanges) -> None:
         self._revisions.targets(msg.labels, removed=msg.removed)
         rendered = self._render.targets(msg.labels, removed=msg.removed)
+        runs = self._runnable.targets(msg.runtimes, removed=msg.removed)
         self._add(msg.added, first=False)
         self._remove(msg.removed)
         self._book.touch(msg.relabelled)
-        if self._render.templated and msg.relabelled:  # their values may have changed
+        if msg.relabelled:  # their values may have changed, or what they run
             relabelled = set(msg.relabelled)
-            self._touch([d for d in rendered if d in relabelled])
+            changed = set(rendered) if self._render.templated else set()
+            changed.update(runs)
+            self._touch([d for d in changed if d in relabelled])
         self._step()
         self._reconcile()
         self._register_idle()
@@ -203,12 +235,14 @@ class DeploymentActor(SupervisedActor):
         gone = [d for d in self._targets if d not in new]
         self._revisions.targets(msg.labels, removed=gone)
         rendered = self._render.targets(msg.labels, removed=gone)
+        runs = self._runnable.targets(msg.runtimes, removed=gone)
         self._remove(gone)
         self._add(msg.targets, first=False)
         if self._revisions.engine is not None:
             self._book.touch(new)  # relabelled targets may be in other batches now
         if self._render.templated:
             self._touch(rendered)  # their values may have changed with their labels
+        self._touch(runs)  # what they run may have changed
         self._step()
         self._reconcile()
         self._register_idle()
@@ -260,7 +294,11 @@ class DeploymentActor(SupervisedActor):
     def _want(self) -> Want | None:
         """Each target's desired value, given its entry (None: the spec's bytes for every
         target): the rollout's rule, with each revision rendered for the device when its
-        score has templates (:mod:`.rendering`)."""
+        score has templates (:mod:`.rendering`), and None for a target that does not run
+        the value's type (:mod:`.runnable`)."""
+        return self._runnable.gate(self._rendered_want(), self._desired or b"")
+
+    def _rendered_want(self) -> Want | None:
         want, render = self._revisions.want, self._render
         if want is None:
             if not render.templated:
@@ -431,6 +469,8 @@ class DeploymentActor(SupervisedActor):
                 previous_progressing=self._previous_condition("Progressing"),
                 unrenderable=self._render.unrenderable(),
                 unrenderable_count=self._render.unrenderable_count,
+                unrunnable=self._runnable.unrunnable(),
+                unrunnable_count=self._runnable.unrunnable_count,
             ))
         )  # fmt: skip
 
@@ -479,4 +519,9 @@ _HANDLERS: dict[type, Any] = {
     m.OutcomeRecorded: DeploymentActor._on_outcome,
     m.RolloutTick: DeploymentActor._on_rollout_tick,
     m.PatchDone: DeploymentActor._on_patch_done,
+    m.FilesChanged: DeploymentActor._on_files_changed,
 }
+
+
+def _nothing() -> None:
+    pass

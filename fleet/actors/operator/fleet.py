@@ -16,6 +16,8 @@ Rules it enforces:
   reports (:mod:`.approvals`);
 * desired entries whose deployment name has no owner are orphans and are deleted;
 * a device has an actor (and a Device resource) only once it announced itself;
+* each target's runtimes (``DeviceInfo.runnable``) go to its Deployments with its
+  labels; a change of runtimes alone reaches them as a relabel (:mod:`.runnable`);
 * a device silent for longer than the retention is forgotten: its labels leave, so it
   stops being targeted (its desired entries are deleted), its actor marks its Device
   resource stale and stops, and its keys are deleted if unchanged since.
@@ -34,7 +36,7 @@ from typing import Any
 
 import pykka
 
-from fleet.contracts import DeploymentName, DeviceId
+from fleet.contracts import DeploymentName, DeviceId, DeviceInfo
 from fleet.runtime.actorkit.coarse_timers import CoarseTimers
 from fleet.runtime.actorkit.failfast import SupervisedActor
 from fleet.runtime.actorkit.pool import ActorPool
@@ -45,6 +47,7 @@ from . import messages as m
 from .approvals import LabelApprovals
 from .deployment import DeploymentActor
 from .device import DeviceActor
+from .file_sources import FileSourcesPort
 from .forgetting import KeysDeleted
 from .ownership import Ownership, Record, age, key_of
 from .ports import (
@@ -85,10 +88,13 @@ class FleetIndex(SupervisedActor):
         enforce_approved_labels: bool = False,
         metrics: MetricsPort = NO_METRICS,
         events: EventsPort = NO_EVENTS,
+        privileged_namespaces: frozenset[str] | None = None,
+        file_sources: FileSourcesPort | None = None,
     ) -> None:
         super().__init__()
         self._metrics = metrics
         self._labels = LabelApprovals(enforced=enforce_approved_labels)
+        self._privileged = privileged_namespaces  # None: Deployments anywhere may be granted
         self._timers = timers
         self._required = set(sources)
         self._synced_sources: set[str] = set()
@@ -98,7 +104,7 @@ class FleetIndex(SupervisedActor):
             DeploymentActor.start, writer=writer, api=api, timers=timers,
             status_delay=status_delay, status_interval=status_interval,
             register_delay=liveness_timeout,
-            index=self.actor_ref, metrics=metrics, events=events,
+            index=self.actor_ref, metrics=metrics, events=events, file_sources=file_sources,
         )  # fmt: skip
         replies, clock = TellReplies(self.actor_ref), CoarseTimers()
         start_device = functools.partial(
@@ -108,6 +114,9 @@ class FleetIndex(SupervisedActor):
         self._ownership = Ownership()
         self._refs: dict[m.DeploymentKey, pykka.ActorRef[Any]] = {}
         self._targeting = Targeting()
+        # device -> the score types it runs; equal tuples shared (a fleet has a few kinds)
+        self._runtimes: dict[DeviceId, tuple[str, ...]] = {}
+        self._runtime_kinds: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._unclaimed = Unclaimed(DesiredWriter(writer=writer, replies=replies))
         self.roster = DeviceRoster(
             start=lambda device, beat, reports, duplicate: start_device(
@@ -148,8 +157,12 @@ class FleetIndex(SupervisedActor):
 
     def _upsert(self, obj: KubeObject) -> None:
         where = f"{obj.namespace}/{obj.name}"
-        upserted = self._ownership.upsert(obj, read_spec(name=obj.name, spec_json=obj.spec,
-                                                         where=where))  # fmt: skip
+        forbidden = self._privileged is not None and obj.namespace not in self._privileged
+        reading = read_spec(
+            name=obj.name, spec_json=obj.spec, where=where,
+            privileges_forbidden_in=obj.namespace if forbidden else None,
+        )  # fmt: skip
+        upserted = self._ownership.upsert(obj, reading)
         record = upserted.record
         if upserted.created:
             self._refs[record.key] = self._start_deployment(key=record.key, synced=self.synced)
@@ -195,15 +208,17 @@ class FleetIndex(SupervisedActor):
         targets = self._targeting.target(record.key, selector)
         record.active = True
         activate = m.Activate(desired=self._unclaimed.take(name), targets=self._refs_of(targets),
-                              labels=self._labels_of(targets))  # fmt: skip
+                              labels=self._labels_of(targets),
+                              runtimes=self._runtimes_of(targets))  # fmt: skip
         self._refs[record.key].tell(activate)
 
     def _retarget(self, record: Record) -> None:
         assert record.spec is not None
         targets = self._targeting.target(record.key, record.spec.selector)
         self._refs[record.key].tell(
-            m.Retarget(targets=self._refs_of(targets), labels=self._labels_of(targets))
-        )
+            m.Retarget(targets=self._refs_of(targets), labels=self._labels_of(targets),
+                       runtimes=self._runtimes_of(targets))
+        )  # fmt: skip
 
     def _refs_of(self, devices: Iterable[DeviceId]) -> tuple[tuple[DeviceId, Any], ...]:
         get = self.roster.actors.get
@@ -213,6 +228,23 @@ class FleetIndex(SupervisedActor):
         """The devices' labels (immutable mappings, shared, never copied)."""
         get = self._targeting.labels
         return {d: labels for d in devices if (labels := get(d)) is not None}
+
+    def _runtimes_of(self, devices: Iterable[DeviceId]) -> dict[DeviceId, tuple[str, ...]]:
+        """The devices' runtimes (those known: a targeted device has announced itself)."""
+        get = self._runtimes.get
+        return {d: runtimes for d in devices if (runtimes := get(d)) is not None}
+
+    def _set_runtimes(self, device: DeviceId, info: DeviceInfo | None) -> bool:
+        """Record what ``device``'s info (None: gone) says it runs; whether it changed."""
+        old = self._runtimes.get(device)
+        if info is None:
+            self._runtimes.pop(device, None)
+            return old is not None
+        runnable = info.runnable
+        kinds = self._runtime_kinds
+        runtimes = kinds.setdefault(runnable, runnable) if len(kinds) < 256 else runnable
+        self._runtimes[device] = runtimes
+        return old != runtimes
 
     def _on_released(self, msg: m.Released) -> None:
         self._unclaimed.returned(msg.name, msg.entries)
@@ -272,7 +304,8 @@ class FleetIndex(SupervisedActor):
         for device, info, revision in msg.infos:
             self.roster.info(device, info, revision, now=now)
             labels = self._labels.report(device, info.labels if info is not None else None)
-            if self._targeting.set_labels(device, labels):
+            runtimes_changed = self._set_runtimes(device, info)
+            if self._targeting.set_labels(device, labels) or runtimes_changed:
                 changed.append(device)
         if self.synced and changed:
             self._retarget_devices(changed)
@@ -293,6 +326,7 @@ class FleetIndex(SupervisedActor):
                     removed=tuple(changes.removed) if changes is not None else (),
                     labels=self._labels_of([*added, *relabelled]),
                     relabelled=tuple(relabelled),
+                    runtimes=self._runtimes_of([*added, *relabelled]),
                 )
             )
 
@@ -315,6 +349,7 @@ class FleetIndex(SupervisedActor):
         self._metrics.agent_figures(agents.totals, reporting=agents.reporting)
         for old in forgotten:
             self._targeting.set_labels(old.device, self._labels.report(old.device, None))
+            self._set_runtimes(old.device, None)
         if forgotten:
             self._retarget_devices([f.device for f in forgotten])
 

@@ -87,6 +87,7 @@ class Report(Msg, frozen=True, kw_only=True):
     message: str | None
     updated_at: datetime.datetime | None  # formatted only when a Device is written
     revision: int = 0  # of the device-state entry (its delete, when forgotten, is a CAS)
+    unhealthy: bool = False  # its health checks say unhealthy (issue 14; phase unchanged)
 
 
 class ReportsSeen(Msg, frozen=True, kw_only=True):
@@ -154,6 +155,8 @@ class Activate(Msg, frozen=True, kw_only=True):
     desired: tuple[DesiredEntry, ...]
     targets: tuple[tuple[DeviceId, DeviceRef], ...]
     labels: dict[DeviceId, Any] = msgspec.field(default_factory=dict)  # of the targets
+    # the score types each target runs (DeviceInfo.runnable; absent: podman only)
+    runtimes: dict[DeviceId, tuple[str, ...]] = msgspec.field(default_factory=dict)
 
 
 class TargetChanges(Msg, frozen=True, kw_only=True):
@@ -163,11 +166,19 @@ class TargetChanges(Msg, frozen=True, kw_only=True):
     # (``relabelled``): a rollout's batch selectors match them
     labels: dict[DeviceId, Any] = msgspec.field(default_factory=dict)
     relabelled: tuple[DeviceId, ...] = ()
+    # the runtimes of the same devices as ``labels`` (a change of runtimes alone makes a
+    # target ``relabelled`` too: its entry may have to be written or deleted)
+    runtimes: dict[DeviceId, tuple[str, ...]] = msgspec.field(default_factory=dict)
 
 
 class Retarget(Msg, frozen=True, kw_only=True):
     targets: tuple[tuple[DeviceId, DeviceRef], ...]
     labels: dict[DeviceId, Any] = msgspec.field(default_factory=dict)  # of the targets
+    runtimes: dict[DeviceId, tuple[str, ...]] = msgspec.field(default_factory=dict)
+
+
+class FilesChanged(Msg, frozen=True, kw_only=True):
+    """A ConfigMap or Secret the Deployment's files name, or a device key, changed."""
 
 
 class Retire(Msg, frozen=True, kw_only=True):
@@ -280,6 +291,7 @@ class Classified(Msg, frozen=True, kw_only=True):
     # the revision the device actor expected when it decided (a rollout counts a class
     # only against the entry it has now: one decided for an older entry is stale)
     revision: int | None = None
+    unhealthy: bool = False  # running, but its health checks say unhealthy
 
 
 class Reported(Msg, frozen=True, kw_only=True):

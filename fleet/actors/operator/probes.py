@@ -8,6 +8,8 @@ loop runs: a restart would not help an operator merely waiting for NATS or Kuber
 Ready: the fleet index's initial sync is done, NATS is connected, and the Kubernetes API
 answered its latest call within ``kube_within`` seconds (a watch is opened again at least
 every watch timeout + read timeout, so a healthy operator calls it that often).
+A standby replica (leader election, waiting for the Lease) is alive and ready while it
+is not stopping: it does its job by waiting, and a rolling update must not wait on it.
 
 Plain and synchronous; each check reads a few values others keep up to date, from the
 HTTP server's thread. What it must never do: ask an actor, or block.
@@ -31,6 +33,7 @@ class Probes:
         synced: Callable[[], bool],
         kube: ApiHealth,
         kube_within: float,
+        standby: Callable[[], bool] = lambda: False,
     ) -> None:
         self._supervisor = supervisor
         self._loop_running = loop_running
@@ -38,6 +41,7 @@ class Probes:
         self._synced = synced
         self._kube = kube
         self._kube_within = kube_within
+        self._standby = standby
 
     def alive(self) -> str | None:
         """None while the operator runs (or waits to connect); else why it does not."""
@@ -46,12 +50,16 @@ class Probes:
             return f"stopping: {failure}"
         if self._supervisor.stopping:
             return "stopping"
+        if self._standby():
+            return None
         if not self._loop_running():
             return "the event loop is not running"
         return None
 
     def ready(self) -> str | None:
         """None when the operator does its job; else every reason it does not, on one line."""
+        if self._standby():
+            return self.alive()
         problems = []
         if not self._synced():
             problems.append("initial sync not done")

@@ -169,7 +169,7 @@ class Registrations:
                 ):
                     aggregate.set(value.device, "pending")
                 else:
-                    aggregate.set(value.device, cls, value.message)
+                    aggregate.set(value.device, cls, value.message, unhealthy=value.unhealthy)
         return reported
 
     def registered(self, devices: Iterable[DeviceId]) -> list[DeviceId]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -40,12 +40,15 @@ from fleet.contracts.score_template import (
 )
 from fleet.errors import ContractError
 
+from .file_sources import Unresolvable, has_references, may_reference
 from .templating import RenderError, Template, TemplateRefused
 
 UNRENDERABLE_MAX: Final = 10
 REASON_MAX: Final = 256
 _CACHED_SCORES: Final = 8  # the current score, the stable one, the one before: plenty
 
+Resolve = Callable[[DeviceId, dict[str, Any]], dict[str, Any]]
+"""A score's file references resolved for one device (:mod:`.file_sources`)."""
 Want = Callable[[DeviceId, bytes | None], bytes | None]
 """:data:`fleet.actors.operator.desired.Want` (not imported: desired -> messages -> spec
 -> here would be a circle)."""
@@ -54,12 +57,14 @@ Want = Callable[[DeviceId, bytes | None], bytes | None]
 class ScoreTemplate:
     """A score's bytes with its templated strings, compiled (an error: refused)."""
 
-    __slots__ = ("error", "fields", "source")
+    __slots__ = ("error", "fields", "references", "source")
 
     def __init__(self, source: bytes, fields: list[tuple[FieldPath, Template]]) -> None:
         self.source = source
         self.fields = fields
         self.error: str | None = None
+        # files naming a ConfigMap or Secret: resolved per device (sealed to its key)
+        self.references = False
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ScoreTemplate) and other.source == self.source
@@ -67,7 +72,9 @@ class ScoreTemplate:
     def __hash__(self) -> int:
         return hash(self.source)
 
-    def render(self, *, device: DeviceId, labels: Mapping[str, str]) -> bytes:
+    def render(
+        self, *, device: DeviceId, labels: Mapping[str, str], resolve: Resolve | None = None
+    ) -> bytes:
         """The device's value; :class:`RenderError` naming the field if it cannot be."""
         if self.error is not None:
             raise RenderError(self.error)
@@ -78,6 +85,14 @@ class ScoreTemplate:
             except RenderError as exc:
                 raise RenderError(f"spec.score.{field_name(path)}: {exc}") from exc
             put_field(tree, path, text)
+        if self.references:
+            if resolve is None:
+                raise RenderError("spec.score: files name ConfigMaps or Secrets, which this "
+                                  "operator does not read")  # fmt: skip
+            try:
+                tree = resolve(device, tree)
+            except Unresolvable as exc:
+                raise RenderError(str(exc)) from None
         try:
             return encode_score(convert_score(tree))
         except ContractError as exc:
@@ -98,13 +113,18 @@ def compile_score(source: bytes, fields: Iterable[tuple[FieldPath, str]]) -> Sco
 def score_template(source: bytes) -> ScoreTemplate | None:
     """The template of a score's bytes (a revision's); None when it has no template.
     Total: bytes it cannot read make a template every rendering of fails."""
-    if not may_hold_templates(source):
+    refs = may_reference(source)
+    if not may_hold_templates(source) and not refs:
         return None
     try:
-        fields = templated_fields(msgspec.json.decode(source))
-        if not fields:
+        tree = msgspec.json.decode(source)
+        fields = templated_fields(tree)
+        references = refs and has_references(tree)
+        if not fields and not references:
             return None
-        return compile_score(source, fields)
+        template = compile_score(source, fields)
+        template.references = references
+        return template
     except (msgspec.MsgspecError, ContractError, TemplateRefused, RecursionError) as exc:
         refused = ScoreTemplate(source, [])
         refused.error = str(exc)[:REASON_MAX]
@@ -112,7 +132,8 @@ def score_template(source: bytes) -> ScoreTemplate | None:
 
 
 class Renderer:
-    def __init__(self) -> None:
+    def __init__(self, resolve: Resolve | None = None) -> None:
+        self._resolve = resolve
         self._labels: dict[DeviceId, Mapping[str, str]] = {}
         self._templates: dict[bytes, ScoreTemplate | None] = {}
         # device -> {score bytes: its value, or the reason it has none}
@@ -147,6 +168,8 @@ class Renderer:
 
     def seed(self, template: ScoreTemplate | None, source: bytes) -> None:
         """The current spec's score (its template compiled by the spec reader)."""
+        if template is None or may_reference(source):
+            template = score_template(source)  # file references make one, too
         if source != self._current:
             self._current = source
             self._failing.clear()
@@ -177,7 +200,9 @@ class Renderer:
         got = cache.get(source)
         if got is None:
             try:
-                got = template.render(device=device, labels=self._labels.get(device, {}))
+                got = template.render(
+                    device=device, labels=self._labels.get(device, {}), resolve=self._resolve
+                )
             except RenderError as exc:
                 got = str(exc)[:REASON_MAX] or "cannot be rendered"
             if len(cache) >= _CACHED_SCORES:
@@ -225,6 +250,14 @@ class Renderer:
             return value(device, chosen)  # a revision's bytes: rendered for it now
 
         return wrapped
+
+    def invalidate(self) -> None:
+        """What the score's files name changed (a ConfigMap, a Secret, a device's key):
+        render every target again (the values of older scores too, when asked)."""
+        self._values.clear()
+        if self._current is not None and self._template(self._current) is not None:
+            for device in self._labels:
+                self.value(device, self._current)
 
     # -- what the status shows -------------------------------------------------------
 

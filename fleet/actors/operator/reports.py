@@ -33,7 +33,7 @@ from .status import Class, class_of
 class _Slot:
     """One deployment's report of this device, and that Deployment's registration."""
 
-    __slots__ = ("message", "ref", "report", "revision", "sent")
+    __slots__ = ("message", "ref", "report", "revision", "sent", "unhealthy")
 
     def __init__(self) -> None:
         self.report: Report | None = None
@@ -41,6 +41,7 @@ class _Slot:
         self.revision: int | None = None  # the revision it expects
         self.sent: Class | None = None  # the class last sent (None: nothing yet)
         self.message: str | None = None  # ... and its message
+        self.unhealthy = False  # ... and whether it was running unhealthy
 
 
 Send = tuple[Any, Classified | Reported]  # (a Deployment's reply channel, the value for it)
@@ -101,11 +102,12 @@ class DeviceReports:
         expected = slot.revision
         cls = class_of(online, expected, phase, report.desired_revision)
         message = report.message if cls == "failed" else None
+        unhealthy = cls == "running" and report.unhealthy
         out: list[Send] | tuple[()] = ()
-        if cls != slot.sent or message != slot.message:
-            slot.sent, slot.message = cls, message
+        if cls != slot.sent or message != slot.message or unhealthy != slot.unhealthy:
+            slot.sent, slot.message, slot.unhealthy = cls, message, unhealthy
             out = [(slot.ref, Classified(device=self.device, cls=cls, message=message,
-                                         revision=expected))]  # fmt: skip
+                                         revision=expected, unhealthy=unhealthy))]  # fmt: skip
         if phase is not None and (expected is None or report.desired_revision > expected):
             reported = Reported(device=self.device, revision=report.desired_revision)
             out = [*out, (slot.ref, reported)]
@@ -161,7 +163,9 @@ class DeviceReports:
         else:
             cls = class_of(online, slot.revision, report.phase, report.desired_revision)
         message = report.message if cls == "failed" and report is not None else None
-        if cls != slot.sent or message != slot.message:
-            slot.sent, slot.message = cls, message
-            out.append((slot.ref, Classified(device=self.device, cls=cls, message=message,
-                                             revision=slot.revision)))  # fmt: skip
+        unhealthy = cls == "running" and report is not None and report.unhealthy
+        if cls != slot.sent or message != slot.message or unhealthy != slot.unhealthy:
+            slot.sent, slot.message, slot.unhealthy = cls, message, unhealthy
+            classified = Classified(device=self.device, cls=cls, message=message,
+                                    revision=slot.revision, unhealthy=unhealthy)  # fmt: skip
+            out.append((slot.ref, classified))

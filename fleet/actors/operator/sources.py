@@ -98,6 +98,7 @@ def _report(e: KvEntry) -> m.Report:
         desired_revision=state.desired_revision,
         message=state.message,
         updated_at=state.updated_at,
+        unhealthy=state.health == "unhealthy",
         revision=e.revision,
     )
 
@@ -214,8 +215,11 @@ class KvSource(SupervisedActor):
         index: pykka.ActorRef[Any],
         timers: TimerPort | None = None,
         skip_window: float = 10.0,
+        tap: Callable[[m.Msg], None] | None = None,
     ) -> None:
+        """``tap``: also handed each decoded batch (the dashboard's feed: it must not block)."""
         super().__init__()
+        self._tap = tap
         self.bucket = bucket
         self._decode = DECODERS[bucket]
         self._coalesce = bucket in COALESCED
@@ -228,7 +232,10 @@ class KvSource(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, m.KvBatch):
             entries = latest_per_key(message.entries) if self._coalesce else message.entries
-            self._index.tell(self._decode(entries, self.skips))
+            decoded = self._decode(entries, self.skips)
+            self._index.tell(decoded)
+            if self._tap is not None:
+                self._tap(decoded)
         elif isinstance(message, m.KvSynced):
             self._index.tell(m.SourceSynced(source=self.bucket))
         elif isinstance(message, _FlushSkips):
@@ -243,9 +250,12 @@ class KvSource(SupervisedActor):
 class KubeSource(SupervisedActor):
     """Forwards the Deployment watches' lists and events to the fleet index, in order."""
 
-    def __init__(self, *, index: pykka.ActorRef[Any], scopes: int) -> None:
+    def __init__(
+        self, *, index: pykka.ActorRef[Any], scopes: int, tap: Callable[[m.Msg], None] | None = None
+    ) -> None:
         super().__init__()
         self._index = index
+        self._tap = tap
         self._unsynced = scopes
 
     def on_receive(self, message: Any) -> Any:
@@ -257,6 +267,8 @@ class KubeSource(SupervisedActor):
                     self._index.tell(m.SourceSynced(source="kubernetes"))
         elif isinstance(message, m.DeploymentEvent):
             self._index.tell(message)
+        if self._tap is not None and isinstance(message, m.DeploymentsListed | m.DeploymentEvent):
+            self._tap(message)
         return None
 
     @staticmethod

@@ -26,8 +26,10 @@ import msgspec
 from fleet.contracts import DeploymentName
 from fleet.contracts.limits import check_json_bounds
 from fleet.contracts.score_template import encode_template_score
+from fleet.contracts.unknown import unknown_score_field
 from fleet.errors import ContractError, SpecError
 
+from .privileges import check_privileges, parse_privileges
 from .rendering import ScoreTemplate, compile_score
 from .rollout_spec import HISTORY_DEFAULT, RolloutPolicy, parse_history_limit, parse_rollout
 from .selectors import LabelSelector, parse_selector, shown
@@ -49,8 +51,14 @@ class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
     history_limit: int = HISTORY_DEFAULT  # revisions kept (spec.revisionHistoryLimit)
 
 
-def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
-    """Validate a Deployment's name and spec; :class:`SpecError` says what is wrong."""
+def parse_spec(
+    *, name: str, spec_json: bytes, privileges_forbidden_in: str | None = None
+) -> DeploymentSpec:
+    """Validate a Deployment's name and spec; :class:`SpecError` says what is wrong.
+
+    ``privileges_forbidden_in``: the Deployment's namespace when the operator's cluster
+    admin does not let Deployments there be granted privileges
+    (``--privileged-namespaces``): then any grant in ``spec.privileges`` is refused."""
     try:
         deployment = DeploymentName.try_new(name)
     except ContractError as exc:
@@ -68,11 +76,27 @@ def parse_spec(*, name: str, spec_json: bytes) -> DeploymentSpec:
     selector = parse_selector(spec.get("selector"))
     if "score" not in spec:
         raise SpecError("spec.score is missing")
+    unknown = unknown_score_field(spec["score"])
+    # a container's field re-encoding would drop changes what runs: refuse it instead
+    # (docs/workloads.md); a score-level leftover (another type's, after a merge patch
+    # changed the type) changes nothing and is dropped, as before
+    if unknown is not None and unknown.startswith("containers["):
+        raise SpecError(
+            f"spec.score.{unknown}: unknown field; this operator cannot honour it (a newer "
+            "release's field, or a typo)"
+        )
     try:
         desired, fields = encode_template_score(spec["score"])
     except ContractError as exc:
         where = f"spec.score.{exc.field}" if "templated strings" in str(exc) else "spec.score"
         raise SpecError(f"{where}: {exc}") from exc
+    allowed = parse_privileges(spec.get("privileges"))
+    if allowed and privileges_forbidden_in is not None:
+        raise SpecError(
+            f"spec.privileges: Deployments in namespace {privileges_forbidden_in!r} may not be "
+            "granted privileges (the operator's --privileged-namespaces does not list it)"
+        )
+    check_privileges(spec["score"], allowed)
     try:
         template = compile_score(desired, fields) if fields else None
     except TemplateRefused as exc:
@@ -96,12 +120,16 @@ class SpecReading(msgspec.Struct, frozen=True, kw_only=True):
     name: DeploymentName | None
 
 
-def read_spec(*, name: str, spec_json: bytes, where: str = "") -> SpecReading:
+def read_spec(
+    *, name: str, spec_json: bytes, where: str = "", privileges_forbidden_in: str | None = None
+) -> SpecReading:
     """:func:`parse_spec`, total: any failure becomes the reason a user sees (and a
     warning naming the resource, ``where``)."""
     where = where or name
     try:
-        spec = parse_spec(name=name, spec_json=spec_json)
+        spec = parse_spec(
+            name=name, spec_json=spec_json, privileges_forbidden_in=privileges_forbidden_in
+        )
     except Exception as exc:  # SpecError; anything else is a bug, never a dead index
         if not isinstance(exc, SpecError):
             logger.exception("Deployment %s: parsing its spec failed", where)

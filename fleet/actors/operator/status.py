@@ -11,6 +11,9 @@ failed + unreachable`` holds by construction:
 * ``pending``: the rest (no entry yet, no report yet, a report about an older entry,
   or any other phase).
 
+``unhealthy`` is counted apart, not as a class: the ``running`` devices whose report
+says their health checks fail (issue 14; the classes, and the seven phases, stay).
+
 Pure: no I/O, no actors.
 """
 
@@ -62,6 +65,8 @@ class Aggregate:
         self._classes: dict[DeviceId, Class] = {}
         self._counts: dict[Class, int] = dict.fromkeys(CLASSES, 0)
         self.failed: dict[DeviceId, str | None] = {}
+        self.unhealthy: set[DeviceId] = set()  # running, health checks failing
+        self._shows_unhealthy = False  # once one was, the count stays shown (0 included)
 
     def __contains__(self, device: object) -> bool:
         return device in self._classes
@@ -69,14 +74,22 @@ class Aggregate:
     def get(self, device: DeviceId) -> Class | None:
         return self._classes.get(device)
 
-    def set(self, device: DeviceId, cls: Class, message: str | None = None) -> bool:
+    def set(
+        self, device: DeviceId, cls: Class, message: str | None = None, *, unhealthy: bool = False
+    ) -> bool:
         old = self._classes.get(device)
+        was = device in self.unhealthy
+        if unhealthy and cls == "running":
+            self.unhealthy.add(device)
+            self._shows_unhealthy = True
+        else:
+            self.unhealthy.discard(device)
         if cls == "failed":
             self.failed[device] = message
         elif old == "failed":
             del self.failed[device]
         if old == cls:
-            return False
+            return was != (device in self.unhealthy)
         if old is not None:
             self._counts[old] -= 1
         self._classes[device] = cls
@@ -89,17 +102,21 @@ class Aggregate:
             return False
         self._counts[old] -= 1
         self.failed.pop(device, None)
+        self.unhealthy.discard(device)
         return True
 
     def clear(self) -> None:
         self._classes.clear()
         self._counts = dict.fromkeys(CLASSES, 0)
         self.failed.clear()
+        self.unhealthy.clear()
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {"targeted": len(self._classes)}
         for cls, count in self._counts.items():
             counts[cls] = count
+        if self._shows_unhealthy:  # left out until one is, as before health checks
+            counts["unhealthy"] = len(self.unhealthy)
         return counts
 
     def failing(self) -> list[dict[str, str]]:
@@ -145,10 +162,11 @@ def ready_condition(
 
 
 def progress_condition(
-    counts: Mapping[str, int], *, writing: int, unrenderable: int = 0
+    counts: Mapping[str, int], *, writing: int, unrenderable: int = 0, unrunnable: int = 0
 ) -> tuple[str, str, str]:
     """(status, reason, message) of Ready for a valid, owned, synced Deployment
-    (``unrenderable``: targets its templated score cannot be rendered for, counted
+    (``unrenderable``: targets its templated score cannot be rendered for; ``unrunnable``:
+    targets whose device-info lists no runtime of the score's type; both counted
     ``pending``: they have no entry)."""
     targeted = counts["targeted"]
     summary = (
@@ -167,6 +185,12 @@ def progress_condition(
             "DevicesUnrenderable",
             f"the score cannot be rendered for {unrenderable} devices (status.unrenderable); "
             f"{summary}",
+        )
+    if unrunnable:
+        return (
+            "False",
+            "DevicesUnrunnable",
+            f"{unrunnable} devices cannot run the score's type (status.unrunnable); {summary}",
         )
     return "False", "Progressing", summary
 
@@ -187,12 +211,15 @@ def deployment_status(
     previous_progressing: Mapping[str, Any] | None = None,
     unrenderable: list[dict[str, str]] | None = None,
     unrenderable_count: int = 0,
+    unrunnable: list[dict[str, str]] | None = None,
+    unrunnable_count: int = 0,
 ) -> dict[str, Any]:
     """The ``.status`` of a Deployment: ``previous`` is the Ready condition last patched
     (``previous_progressing`` the Progressing one); ``rollout`` its ``.status.rollout``
     (:meth:`fleet.actors.operator.rollout.Rollout.status`), with its Progressing
     condition; ``unrenderable`` the targets (at most 10 of ``unrenderable_count``) its
-    templated score cannot be rendered for (:mod:`.rendering`)."""
+    templated score cannot be rendered for (:mod:`.rendering`); ``unrunnable`` likewise
+    the targets that do not run the score's type (:mod:`.runnable`)."""
     counts = aggregate.counts()
     if error is not None:
         cond = ("False", "InvalidSpec", error)
@@ -210,7 +237,9 @@ def deployment_status(
     elif deleting:
         cond = ("False", "Deleting", f"deleting {entries} desired-state entries")
     else:
-        cond = progress_condition(counts, writing=writing, unrenderable=unrenderable_count)
+        cond = progress_condition(
+            counts, writing=writing, unrenderable=unrenderable_count, unrunnable=unrunnable_count
+        )
     status, reason, text = cond
     conditions = [
         ready_condition(
@@ -222,6 +251,7 @@ def deployment_status(
         "aggregate": counts,
         "failingDevices": aggregate.failing() if conflict_with is None else [],
         "unrenderable": list(unrenderable or ()) if conflict_with is None and error is None else [],
+        "unrunnable": list(unrunnable or ()) if conflict_with is None and error is None else [],
         "conditions": conditions,
     }
     if rollout is not None and error is None and conflict_with is None:

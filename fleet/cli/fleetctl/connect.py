@@ -28,6 +28,7 @@ from fleet.runtime.kube.client import KubeClient, KubeNotFound, KubeUnavailable
 from fleet.runtime.kube.config import make_api_client
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.nats.kv import KvEntry
+from fleet.runtime.nats.kvstore import KvStore
 from fleet.runtime.nats.permissions import fleetctl_permissions
 from fleet.runtime.nats.transport import Transport
 
@@ -98,6 +99,17 @@ class Buckets:
             if bus is not None:
                 loop.run(bus.close(), timeout=10)
             loop.stop()
+
+    @property
+    def kv(self) -> KvStore:
+        """The buckets themselves (``fleetctl dashboard`` watches them)."""
+        assert self._bus is not None
+        return self._bus.kv
+
+    @property
+    def loop(self) -> EventLoopThread:
+        assert self._loop is not None
+        return self._loop
 
     @property
     def transport(self) -> Transport:

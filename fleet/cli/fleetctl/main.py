@@ -1,6 +1,6 @@
 """``fleetctl``: devices, deployments, status, apply, delete; enrollment (``enroll``,
 ``token``, ``device revoke|label``); ``logs`` and ``describe device`` (asked of the device);
-``rollout status|pause|resume|approve|undo|history``;
+``rollout status|pause|resume|approve|undo|history``; ``dashboard`` (a local web page);
 tables or JSON; ``--watch``.
 
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
@@ -29,7 +29,7 @@ from fleet.runtime.kube.client import (
     KubeNotFound,
 )
 
-from . import enrolling, manifests, ondemand, render, rollout, view
+from . import dashboard, enrolling, manifests, ondemand, render, rollout, view
 from .connect import Buckets, Unreachable, kube_client, kube_errors
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -143,6 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     enrolling.add_parsers(sub, common)
     ondemand.add_parsers(sub, common)
     rollout.add_parser(sub, common)
+    dashboard.add_parser(sub, common)
     args = parser.parse_args(argv)
     for key, value in COMMON_DEFAULTS.items():
         if not hasattr(args, key):
@@ -309,6 +310,9 @@ class Ctl:
 
     def rollout(self) -> int:
         return rollout.run(self.kube, self.args, self.out)
+
+    def dashboard(self) -> int:
+        return dashboard.run(self)
 
     def delete(self) -> int:
         ns, name = self.args.namespace, self.args.deployment

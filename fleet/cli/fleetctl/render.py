@@ -99,6 +99,10 @@ def status_text(deployment: Row, devices: Sequence[Row]) -> str:
     lines = [summary(deployment)]
     if deployment["message"] and deployment["reason"] not in ("AllRunning", "Progressing"):
         lines.append(f"  {deployment['message']}")
+    for kind in ("unrenderable", "unrunnable"):  # targets without an entry, so not below
+        lines += (
+            f"  {kind}: {u.get('device')}: {u.get('reason')}" for u in deployment.get(kind, ())
+        )
     if not devices:
         lines.append("No device is targeted (no desired-state entry for this Deployment).")
         return "\n".join(lines)

@@ -113,6 +113,10 @@ def deployment_row(obj: Mapping[str, Any]) -> Row:
         "observed_generation": observed,
         "converged": ready.get("status") == "True" and observed == generation and generation > 0,
         "failing_devices": list(status.get("failingDevices") or []),
+        # targets given no entry (at most 10 each): a template that cannot be rendered for
+        # them, a score type their device-info does not list
+        "unrenderable": list(status.get("unrenderable") or []),
+        "unrunnable": list(status.get("unrunnable") or []),
         "deleting": bool(meta.get("deletionTimestamp")),
         "created": meta.get("creationTimestamp"),
     }

@@ -98,6 +98,12 @@ class Supervisor:
         """A stop was asked for (a signal, :meth:`request_stop`, :meth:`fail`) or began."""
         return self._stopping.is_set()
 
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set once a stop was asked for: what a wait that must end with the process
+        waits on (the operator's wait for the leader Lease)."""
+        return self._stopping
+
     def request_stop(self) -> None:
         """Ask :meth:`run_until_signal` to return (from any thread)."""
         self._stopping.set()

@@ -26,6 +26,7 @@ import kubernetes
 import msgspec
 
 from fleet.contracts import CRD_GROUP, CRD_VERSION, FINALIZER
+from fleet.runtime.fencing import OPEN, WriteFence
 from fleet.runtime.kube.decode import (
     KubeDecodeError,
     KubeObject,
@@ -89,8 +90,10 @@ class KubeClient:
         *,
         timeout: float = 10.0,
         health: ApiHealth | None = None,
+        fence: WriteFence = OPEN,
     ) -> None:
         self.api_client = api_client
+        self.fence = fence  # asked before every write (create, patch, delete)
         self.api = kubernetes.client.CustomObjectsApi(api_client)
         self.timeout = timeout
         self.health = health if health is not None else ApiHealth()
@@ -183,6 +186,7 @@ class KubeClient:
     def create(self, resource: Resource, *, body: Mapping[str, Any]) -> None:
         name = body["metadata"]["name"]
         what = f"create {resource.plural} {name}"
+        self.fence.check(what)
         if resource.namespaced:
             namespace = body["metadata"]["namespace"]
             self._raw(
@@ -215,6 +219,7 @@ class KubeClient:
     ) -> None:
         """A JSON merge patch of the object (``status=True``: of its status subresource)."""
         what = f"patch {'status of ' if status else ''}{resource.plural} {namespace}/{name}"
+        self.fence.check(what)
         fn: Callable[..., Any]
         if resource.namespaced:
             fn = (
@@ -234,6 +239,7 @@ class KubeClient:
 
     def delete(self, resource: Resource, *, namespace: str | None, name: str) -> None:
         what = f"delete {resource.plural} {namespace}/{name}"
+        self.fence.check(what)
         try:
             if resource.namespaced:
                 self._raw(

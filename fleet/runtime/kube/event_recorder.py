@@ -224,7 +224,8 @@ class EventRecorder:
             return ""
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """One client call; the response is not read (it is not needed)."""
+        """One client call (a write); the response is not read (it is not needed)."""
+        self._client.fence.check(what)
         health = self._client.health
         try:
             resp = fn(*args, _preload_content=False, _request_timeout=self._client.timeout,

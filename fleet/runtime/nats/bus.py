@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Protocol
 
 from fleet.errors import BusError
-from fleet.runtime.nats.buckets import BUCKETS, HEADER_ROOM, max_value_size
+from fleet.runtime.fencing import WriteFence
+from fleet.runtime.nats.buckets import BUCKETS, HEADER_ROOM, BucketSettings, max_value_size
+from fleet.runtime.nats.fenced import FencedTransport
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kvstore import KvStore
 from fleet.runtime.nats.natspy import NatsPyClient, NatsPyJetStream, NatsPyTransport
@@ -59,6 +61,7 @@ class Bus:
         credentials: Path | None = None,
         tls_ca: Path | None = None,
         inbox_prefix: str = "_INBOX",
+        fence: WriteFence | None = None,
     ) -> None:
         """A bus on nats-py connecting to ``urls``, or on ``connection`` if given.
 
@@ -68,7 +71,8 @@ class Bus:
         ``credentials``, ``tls_ca``, ``inbox_prefix``: the user's ``.creds`` file, the CA
         of the server's certificate, and the inbox prefix its permissions allow
         (:class:`~fleet.runtime.nats.permissions.Permissions`); without, it connects as
-        it always did.
+        it always did. ``fence``: asked before every write to the buckets (leader
+        election: :class:`~fleet.runtime.nats.fenced.FencedTransport`).
         """
         if connection is None:
             if not urls:
@@ -79,15 +83,18 @@ class Bus:
             )  # fmt: skip
         self._name = name
         self._connection = connection
+        self._transport: Transport = (
+            connection if fence is None else FencedTransport(connection, fence)
+        )
         self._timeout = request_timeout
-        self.kv = KvStore(connection, timeout=request_timeout, create_buckets=create_buckets)
+        self.kv = KvStore(self._transport, timeout=request_timeout, create_buckets=create_buckets)
         self._js: NatsPyJetStream | None = None
 
     # -- connection -----------------------------------------------------------------
 
     @property
     def transport(self) -> Transport:
-        return self._connection
+        return self._transport
 
     @property
     def connected(self) -> bool:
@@ -137,14 +144,25 @@ class Bus:
 
     # -- buckets and KV operations ----------------------------------------------------
 
-    async def ensure_buckets(self, *, enforce_limits: bool = False) -> None:
+    async def ensure_buckets(
+        self,
+        *,
+        enforce_limits: bool = False,
+        settings: BucketSettings | None = None,
+        update: bool = False,
+    ) -> dict[str, list[str]]:
         """Create the four buckets if missing (idempotent, safe to race).
 
         A bucket is created with its server-side maximum value size
         (:func:`max_value_size`). ``enforce_limits`` (the operator, which owns the
         buckets) also sets it on buckets made by an older release that had none.
+        ``settings`` (the operator's ``--bucket-*``): how missing buckets are made, and
+        what existing ones are checked against (each bucket's differences are returned;
+        with ``update`` they are changed to match).
         """
-        await self.kv.ensure_buckets(enforce_limits=enforce_limits)
+        return await self.kv.ensure_buckets(
+            enforce_limits=enforce_limits, settings=settings, update=update
+        )
 
     async def put(self, bucket: str, key: str, value: bytes) -> int:
         """Write ``value``; return the new revision."""

@@ -60,14 +60,36 @@ class KvStore:
 
     # -- buckets --------------------------------------------------------------------
 
-    async def ensure_buckets(self, *, enforce_limits: bool = False) -> None:
+    async def ensure_buckets(
+        self,
+        *,
+        enforce_limits: bool = False,
+        settings: buckets.BucketSettings | None = None,
+        update: bool = False,
+    ) -> dict[str, list[str]]:
         """Create the four buckets if missing (idempotent, safe to race); with
         ``enforce_limits`` (the operator, which owns them) also give buckets an older
-        release made their maximum value size."""
+        release made their maximum value size. With ``settings`` (the operator's), a
+        missing bucket is created so, and an existing one is checked: returns each
+        bucket's differences (:func:`~fleet.runtime.nats.buckets.check_settings`;
+        changed to match with ``update``)."""
+        differences: dict[str, list[str]] = {}
         for bucket in buckets.BUCKETS:
-            await self._open(bucket, create=True)
+            if bucket not in self._opened:
+                await buckets.open_bucket(
+                    self.transport, bucket, timeout=self.timeout, create=True,
+                    settings=settings or buckets.DEFAULT_SETTINGS,
+                )  # fmt: skip
+                self._opened.add(bucket)
             if enforce_limits:
                 await buckets.enforce_limit(self.transport, bucket, timeout=self.timeout)
+            if settings is not None:
+                found = await buckets.check_settings(
+                    self.transport, bucket, settings, timeout=self.timeout, update=update
+                )
+                if found:
+                    differences[bucket] = found
+        return differences
 
     async def check_buckets(self) -> None:
         """Check the four buckets exist (create nothing): a ``BusError`` naming the first

@@ -60,6 +60,16 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
     key: Path
 
 
+class ClusterMember(msgspec.Struct, frozen=True, kw_only=True):
+    """This server's place in a JetStream cluster on loopback: its name, its route port,
+    and the route ports of the others."""
+
+    name: str
+    cluster: str = "fleet"
+    route_port: int
+    peers: tuple[int, ...]
+
+
 class LocalNatsServer:
     """One nats-server process with JetStream on a fixed port and store dir."""
 
@@ -70,8 +80,10 @@ class LocalNatsServer:
         port: int | None = None,
         auth: OperatorAuth | None = None,
         tls: TlsFiles | None = None,
+        member: ClusterMember | None = None,
     ) -> None:
         self.store_dir = store_dir
+        self.member = member
         self.port = port or free_port()
         self.log_path = store_dir.parent / f"nats-server-{self.port}.log"
         self.config_path = store_dir.parent / f"nats-server-{self.port}.conf"
@@ -108,6 +120,14 @@ class LocalNatsServer:
             "-sd",
             str(self.store_dir),
         ]
+        if self.member is not None:
+            routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.member.peers)
+            argv += [
+                "--server_name", self.member.name,
+                "--cluster_name", self.member.cluster,
+                "--cluster", f"nats://127.0.0.1:{self.member.route_port}",
+                "--routes", routes,
+            ]  # fmt: skip
         if self.auth is not None or self.tls is not None:
             self.config_path.write_text(self._config())
             argv += ["-c", str(self.config_path)]
@@ -161,6 +181,15 @@ class LocalNatsServer:
         self.stop()
         self.start()
 
+    def kill(self, *, timeout: float = 10.0) -> None:
+        """SIGKILL the server (a crash: nothing flushed, no goodbye to its peers)."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait(timeout)
+        self._proc = None
+
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
             return "(no log)"
@@ -172,3 +201,32 @@ def _q(value: str) -> str:
     if '"' in value or "\\" in value or "\n" in value:
         raise ValueError(f"cannot quote {value[:60]!r} in a nats-server config")
     return f'"{value}"'
+
+
+class LocalNatsCluster:
+    """``size`` nats-servers with JetStream clustered on 127.0.0.1 (fault tests, the load
+    swarm against replicated buckets). Each has its own store under ``root``."""
+
+    def __init__(self, root: Path, *, size: int = 3) -> None:
+        routes = [free_port() for _ in range(size)]
+        members = [
+            ClusterMember(
+                name=f"n{i}", route_port=port, peers=tuple(p for p in routes if p != port)
+            )
+            for i, port in enumerate(routes)
+        ]
+        self.servers = [
+            LocalNatsServer(store_dir=root / m.name / "jetstream", member=m) for m in members
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        for server in self.servers:
+            server.start(timeout=timeout)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

@@ -22,12 +22,13 @@ put an unescaped value in a path.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import podman
@@ -45,6 +46,7 @@ from fleet.runtime.podman.port import (
     NotAddressable,
     RuntimeUnavailable,
 )
+from fleet.runtime.podman.specgen import extra_fields
 
 _JSON = {"Content-Type": "application/json"}
 _NOT_FOUND = ("manifest unknown", "not found", "name unknown", "invalid reference format")
@@ -146,11 +148,16 @@ class PodmanRuntime:
         response = self._call("get", f"/images/{path_segment(image)}/exists")
         return bool(response.status_code == 204)
 
-    def pull(self, image: str, *, timeout: float) -> None:
+    def pull(self, image: str, *, timeout: float, auth: Mapping[str, str] | None = None) -> None:
+        headers = {}
+        if auth is not None:  # this pull only: podman keeps it nowhere (no auth.json)
+            token = json.dumps({"username": auth["username"], "password": auth["password"]})
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(token.encode()).decode()
         response = self._call(
             "post",
             "/images/pull",
             params={"reference": image, "policy": "always", "quiet": True},
+            headers=headers,
             timeout=timeout,
         )
         if not response.ok:
@@ -170,7 +177,14 @@ class PodmanRuntime:
                 return
         raise ImagePullFailed(f"pulling {image}: podman reported neither an image nor an error")
 
-    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
+    def create(
+        self,
+        *,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        mounts: Sequence[tuple[str, str]] = (),
+    ) -> str:
         body: dict[str, Any] = {
             "name": name,
             "image": spec.image,
@@ -188,10 +202,56 @@ class PodmanRuntime:
         }
         if spec.command is not None:
             body["command"] = list(spec.command)
+        body.update(extra_fields(spec, labels))
+        if mounts:  # the score's files, written by the agent (container_files)
+            body["mounts"] = [
+                {"Type": "bind", "Source": source, "Destination": target,
+                 "Options": ["ro", "rbind"]}
+                for source, target in mounts
+            ]  # fmt: skip
         response = self._call("post", "/containers/create", data=json.dumps(body), headers=_JSON)
         if not response.ok:
             raise ContainerFailed(f"podman could not create container {name}: {_message(response)}")
         return str(response.json()["Id"])
+
+    def ensure_volume(self, name: str, *, labels: Mapping[str, str]) -> None:
+        exists = self._call("get", f"/volumes/{path_segment(name)}/exists")
+        if exists.status_code == 204:
+            return
+        body = json.dumps({"Name": name, "Label": dict(labels)})
+        response = self._call("post", "/volumes/create", data=body, headers=_JSON)
+        if not response.ok and "already exists" not in _message(response):
+            raise ContainerFailed(f"podman could not create volume {name}: {_message(response)}")
+
+    def list_volumes(self, *, labels: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in sorted(labels.items())]})
+        response = self._call("get", "/volumes/json", params={"filters": filters})
+        if not response.ok:
+            raise RuntimeUnavailable(f"listing volumes: {_message(response)}")
+        found = [(str(v["Name"]), dict(v.get("Labels") or {})) for v in response.json() or []]
+        return [(n, lb) for n, lb in found if all(lb.get(k) == v for k, v in labels.items())]
+
+    def remove_volume(self, name: str) -> None:
+        response = self._call("delete", f"/volumes/{path_segment(name)}")
+        if not response.ok and response.status_code != 404:
+            raise ContainerFailed(f"podman could not remove volume {name}: {_message(response)}")
+
+    def health(self, container_id: str, *, timeout: float) -> str | None:
+        """Run the container's health check now; its status after (healthy, unhealthy,
+        starting), or None when it has none or is gone."""
+        path = f"/containers/{path_segment(container_id)}"
+        response = self._call(  # this run's result only...
+            "get", f"{path}/healthcheck", timeout=timeout + self._timeout
+        )
+        if not response.ok:  # 404 gone, 409 no check defined
+            return None
+        response = self._call("get", f"{path}/json")  # ...the verdict, retries and start
+        if not response.ok:  # period applied, is the container's
+            return None
+        state = response.json().get("State") or {}
+        health = state.get("Health") or state.get("Healthcheck") or {}
+        status = health.get("Status")
+        return str(status) if status in ("healthy", "unhealthy", "starting") else None
 
     def start(self, container_id: str) -> None:
         response = self._call("post", f"/containers/{path_segment(container_id)}/start")

@@ -38,6 +38,10 @@ CONTAINER_LABEL: Final = LABEL_PREFIX + "container"
 SPEC_HASH_LABEL: Final = LABEL_PREFIX + "spec-hash"
 REVISION_LABEL: Final = LABEL_PREFIX + "revision"
 """The desired-state revision a container was created for (what runs, after a restart)."""
+VOLUME_LABEL: Final = LABEL_PREFIX + "volume"
+"""On a volume the agent made: the volume's name in the score."""
+REMOVE_WITH_DEPLOYMENT_LABEL: Final = LABEL_PREFIX + "remove-with-deployment"
+"""On a volume the agent made: ``"true"`` when it goes when its deployment does."""
 TEMPORARY_SUFFIX: Final = ".next"
 """A replacement is created as ``<name>.next`` while the old container still runs. A '.'
 is in no device id, deployment or container name, so it never clashes with a real name."""
@@ -135,12 +139,21 @@ class ContainerRuntime(Protocol):
 
     def image_present(self, image: str) -> bool: ...
 
-    def pull(self, image: str, *, timeout: float) -> None:
-        """Pull ``image``; raise :class:`ImagePullFailed`."""
+    def pull(self, image: str, *, timeout: float, auth: Mapping[str, str] | None = None) -> None:
+        """Pull ``image``; raise :class:`ImagePullFailed`. ``auth``: the registry's
+        ``username`` and ``password``, for this pull only (never stored)."""
         ...
 
-    def create(self, *, name: str, spec: ContainerSpec, labels: Mapping[str, str]) -> str:
-        """Create (not start) a container; return its id. Raise :class:`ContainerFailed`."""
+    def create(
+        self,
+        *,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        mounts: Sequence[tuple[str, str]] = (),
+    ) -> str:
+        """Create (not start) a container; return its id. Raise :class:`ContainerFailed`.
+        ``mounts``: (file on the device, path in the container), bound read-only."""
         ...
 
     def start(self, container_id: str) -> None:
@@ -218,6 +231,42 @@ class LogSource(Protocol):
         ...
 
 
+@runtime_checkable
+class VolumeStore(Protocol):
+    """Named volumes (the podman adapter has them; a runtime without them refuses a
+    score that mounts one)."""
+
+    def ensure_volume(self, name: str, *, labels: Mapping[str, str]) -> None:
+        """Create volume ``name`` with ``labels`` unless it exists (then keep it as it
+        is: its data and labels); raise :class:`ContainerFailed`."""
+        ...
+
+    def list_volumes(self, *, labels: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
+        """``(name, labels)`` of every volume carrying all of ``labels``."""
+        ...
+
+    def remove_volume(self, name: str) -> None:
+        """Remove it (no container uses it any more); absent is not an error."""
+        ...
+
+
+@runtime_checkable
+class HealthProbe(Protocol):
+    """Runs a container's health check on demand (the podman adapter can; the agent
+    schedules the checks itself: :mod:`fleet.runtime.podman.specgen`)."""
+
+    def health(self, container_id: str, *, timeout: float) -> str | None:
+        """Run the check now (it may take ``timeout`` s); the container's health after
+        it (``healthy``, ``unhealthy``, ``starting``), or None when it has no check or is
+        gone."""
+        ...
+
+
+def volume_name(device_id: str, deployment: str, volume: str) -> str:
+    """The podman volume behind a score's volume ``volume``: one per deployment."""
+    return f"fleet-{device_id}-{deployment}-{volume}"
+
+
 def owner_labels(device_id: str, deployment: str | None = None) -> dict[str, str]:
     """The labels that mark a container as the agent's (for ``device_id``, ``deployment``)."""
     labels = {MANAGED_BY_LABEL: MANAGED_BY, DEVICE_LABEL: device_id}
@@ -244,9 +293,15 @@ def temporary_name(name: str) -> str:
     return name + TEMPORARY_SUFFIX
 
 
-def spec_hash(spec: ContainerSpec) -> str:
-    """A stable hash of one container's spec (keys sorted, defaults omitted)."""
-    return hashlib.sha256(msgspec.json.encode(spec, order="sorted")).hexdigest()[:16]
+def spec_hash(spec: ContainerSpec, files: str | None = None) -> str:
+    """A stable hash of one container's spec (keys sorted, defaults omitted). A spec with
+    ``files`` is hashed with the digest of their contents (``files``, from
+    :mod:`fleet.runtime.host.container_files`) in place of how they travelled, so a
+    value sealed again is no change and a changed content is one."""
+    if not spec.files:
+        return hashlib.sha256(msgspec.json.encode(spec, order="sorted")).hexdigest()[:16]
+    bare = msgspec.json.encode(msgspec.structs.replace(spec, files=None), order="sorted")
+    return hashlib.sha256(bare + b"\0files:" + (files or "").encode()).hexdigest()[:16]
 
 
 def port_args(spec: ContainerSpec) -> Sequence[tuple[int, int, str]]:

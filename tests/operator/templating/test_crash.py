@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -60,21 +59,6 @@ def listed(kube: KubeCluster) -> list[Any]:
     return [u["device"] for u in kube.status("ns", "web").get("unrenderable") or []]
 
 
-def kill_at_first_write(tap: DesiredTap, pid: int) -> threading.Event:
-    killed = threading.Event()
-
-    def run() -> None:
-        for _ in range(30_000):
-            if tap.writes("web"):
-                os.kill(pid, signal.SIGKILL)
-                killed.set()
-                return
-            threading.Event().wait(0.002)
-
-    threading.Thread(target=run, daemon=True).start()
-    return killed
-
-
 @pytest.mark.timeout(180)
 def test_a_restart_mid_write_writes_each_rendering_once(
     kube: KubeCluster, fleet: Fleet, nats_server: NatsServer, tmp_path: Path
@@ -87,7 +71,7 @@ def test_a_restart_mid_write_writes_each_rendering_once(
         with operator_process(
             nats_server.url, kube.url, tmp_path / "first.log", liveness=LIVE
         ) as first:
-            killed = kill_at_first_write(tap, first.pid)
+            killed = tap.on_first_write("web", lambda: os.kill(first.pid, signal.SIGKILL))
             kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
             assert killed.wait(timeout=60), "the operator never wrote"
             first.wait(timeout=30)

@@ -19,12 +19,13 @@ class World:
         self.loop = True
         self.nats = False
         self.synced = False
+        self.standby = False
         self.kube = ApiHealth()
         self.supervisor = Supervisor(name="test")
         self.probes = Probes(
             supervisor=self.supervisor, loop_running=lambda: self.loop,
             nats_connected=lambda: self.nats, synced=lambda: self.synced, kube=self.kube,
-            kube_within=60.0,
+            kube_within=60.0, standby=lambda: self.standby,
         )  # fmt: skip
 
 
@@ -64,3 +65,13 @@ def test_stopping_or_a_dead_loop_is_not_alive() -> None:
     other = World()
     other.supervisor.request_stop()
     assert other.probes.alive() == "stopping"
+
+
+def test_a_standby_replica_is_alive_and_ready_until_it_stops() -> None:
+    world = World()
+    world.standby, world.loop = True, False  # waiting for the Lease: no loop, no NATS yet
+    assert world.probes.alive() is None
+    assert world.probes.ready() is None  # a rolling update must not wait on a standby
+    world.supervisor.fail("lost the leader Lease")
+    assert world.probes.alive() == "stopping: lost the leader Lease"
+    assert world.probes.ready() == "stopping: lost the leader Lease"

@@ -8,13 +8,18 @@ tests). A pass (:meth:`PodmanWorkload.ensure`) goes in this order, so that an up
 never breaks what runs before the new thing can be made (docs/agent.md):
 
 1. pull every image the new and changed containers need; a failed pull stops the pass
-   with nothing touched;
+   with nothing touched; then make the named volumes they mount (:mod:`..volumes`),
+   which outlive every container;
 2. remove containers no longer in the score (and leftovers of an interrupted replace);
 3. create the new containers; replace the changed ones (:mod:`..replacing`);
 4. start containers that were created but never started; replace, with a fresh
    container, one that has run and stopped but should run (never ``start`` it again:
    see :data:`..health.RESTART_GRACE`);
-5. look at every container's health (:mod:`..health`, :mod:`..crash_loops`).
+5. look at every container's health (:mod:`..health`, :mod:`..crash_loops`), run the
+   health checks that are due (:mod:`..probing`) and note how a container that stays
+   ended ended: the :class:`~.port.Condition` its report carries.
+
+Removing a deployment removes its containers, then the volumes marked to go with it.
 
 Containers are the deployment's when they carry its owner labels
 (:func:`~fleet.runtime.podman.port.owner_labels`), checked again here; each carries the
@@ -30,6 +35,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
+import msgspec
+
 from fleet.contracts import (
     ContainerSpec,
     DeploymentName,
@@ -38,7 +45,9 @@ from fleet.contracts import (
     PodmanScore,
     ReconcileScore,
 )
+from fleet.contracts.pull_auth import canonical_registry, image_registry
 from fleet.errors import PermanentError
+from fleet.runtime.host.container_files import ContainerFiles, FilesFailed, Prepared
 from fleet.runtime.podman.port import (
     CONTAINER_LABEL,
     Container,
@@ -53,9 +62,19 @@ from fleet.runtime.podman.port import (
 from ..crash_loops import DEFAULT_RESTARTS, DEFAULT_WINDOW
 from ..health import RESTART_GRACE, Health, should_run
 from ..planning import plan_pass
+from ..probing import HealthChecks
 from ..replacing import Replacer
 from ..tally import AgentTally
-from .port import DriftEvent, EventStream, Observed, Progress, RetryLater, Unit
+from ..volumes import DeploymentVolumes
+from .port import (
+    Condition,
+    DriftEvent,
+    EventStream,
+    Observed,
+    Progress,
+    RetryLater,
+    Unit,
+)
 from .registry import RuntimeRegistry
 
 SCORE_TYPE = "podman"
@@ -79,8 +98,10 @@ class PodmanWorkloads:
         restart_grace: float = RESTART_GRACE,
         clock: Callable[[], float] = time.monotonic,
         tally: AgentTally | None = None,
+        files: ContainerFiles | None = None,
     ) -> None:
         self.runtime = runtime
+        self._files = files
         self._device = device_id
         self._options = (stop_timeout, pull_timeout, max_backoff, restart_grace)
         self._crash = (crash_window, crash_restarts)
@@ -98,7 +119,7 @@ class PodmanWorkloads:
             health=Health(runtime=self.runtime, window=self._crash[0],
                           restarts=self._crash[1], clock=self._clock),
             pull_timeout=pull_timeout, max_backoff=max_backoff, restart_grace=grace,
-            clock=self._clock, tally=self._tally,
+            clock=self._clock, tally=self._tally, files=self._files,
         )  # fmt: skip
 
     def deployments(self) -> Mapping[str, int]:
@@ -147,8 +168,10 @@ class PodmanWorkload:
         restart_grace: float,
         clock: Callable[[], float],
         tally: AgentTally,
+        files: ContainerFiles | None = None,
     ) -> None:
         self._runtime = runtime
+        self._files = files
         self._device = device_id
         self._deployment = deployment
         self._labels = owner_labels(device_id, deployment)
@@ -159,6 +182,9 @@ class PodmanWorkload:
         self._grace = restart_grace
         self._clock = clock
         self._tally = tally
+        self._volumes = DeploymentVolumes(runtime, device_id, deployment)
+        self._checks = HealthChecks(runtime, clock)
+        self._condition = Condition()
 
     def observe(self) -> Observed:
         """This deployment's containers (the labels checked again: never another's)."""
@@ -185,6 +211,9 @@ class PodmanWorkload:
             progress.report(Phase.STOPPING)
             for container in owned:
                 self._replacer.stop_and_remove(container.id)
+        self._volumes.remove_with_deployment()  # after every container that used them
+        if self._files is not None:
+            self._files.forget(deployment=str(self._deployment), keep={})
         return bool(owned)
 
     def ensure(
@@ -193,10 +222,18 @@ class PodmanWorkload:
         """One pass (see the module doc); returns what is unhealthy, or None."""
         if not isinstance(score, PodmanScore):  # the registry routes by type: a bug
             raise PermanentError(f"the podman runtime was given a {type(score).__name__}")
-        plan = plan_pass(self._device, self._deployment, score, self._owned(observed))
+        prepared = self._prepare_files(score, progress)  # 0. opened and written whole
+        digests = {name: p.digest for name, p in prepared.items()}
+        plan = plan_pass(self._device, self._deployment, score, self._owned(observed), digests)
         wanted, current, strays, changed = plan
         for image in dict.fromkeys(wanted[name].image for name in changed):
-            self._pull(image, progress)  # 1. make-before-break: every image first
+            auth = self._pull_auth(score, image, progress)
+            self._pull(image, progress, auth)  # 1. make-before-break: every image first
+        try:  # 1b. the volumes they mount, before any container is touched
+            self._volumes.ensure(wanted[name] for name in changed)
+        except ContainerFailed as exc:
+            progress.report(Phase.FAILED, str(exc))
+            raise RetryLater from exc
         if strays or changed:
             progress.touched()
         for container in strays:  # 2.
@@ -205,26 +242,61 @@ class PodmanWorkload:
             self._replacer.remove(container.id)
         ids: dict[str, str] = {}
         for name in changed:  # 3.
-            progress.report(Phase.STARTING)
-            labels = self._replacer.labels(self._labels, wanted[name], revision)
-            old = current.get(name)
-            try:
-                if old is None:
-                    ids[name] = self._replacer.create(name=name, spec=wanted[name], labels=labels)
-                else:
-                    ids[name] = self._replacer.replace(
-                        name=name,
-                        spec=wanted[name],
-                        labels=labels,
-                        old=old,
-                        on_break=progress.breaking,
-                    )
-            except ContainerFailed as exc:
-                _start_failed(progress, wanted[name], exc)
+            spec = wanted[name]
+            ids[name] = self._make(name, spec, current.get(name), revision=revision,
+                                   prepared=prepared.get(spec.name), progress=progress)  # fmt: skip
         for name, spec in wanted.items():  # 4.
             if name not in changed:
-                ids[name] = self._keep_running(name, spec, current[name], revision, progress)
-        return self._health.check({name: (wanted[name], cid) for name, cid in ids.items()})  # 5.
+                ids[name] = self._keep_running(
+                    name, spec, current[name], revision=revision, progress=progress,
+                    prepared=prepared.get(spec.name),
+                )  # fmt: skip
+        if self._files is not None:  # every container made: older contents can go
+            self._files.forget(deployment=str(self._deployment), keep=digests)
+        unhealthy = self._health.check({name: (wanted[name], cid) for name, cid in ids.items()})
+        self._observe_condition(wanted, ids, progress)  # 5. and what the report adds
+        return unhealthy
+
+    def _make(
+        self,
+        name: str,
+        spec: ContainerSpec,
+        old: Container | None,
+        *,
+        revision: int,
+        prepared: Prepared | None,
+        progress: Progress,
+    ) -> str:
+        """Step 3 for one container: create it, or replace ``old``; returns its id."""
+        progress.report(Phase.STARTING)
+        digest = prepared.digest if prepared is not None else None
+        labels = self._replacer.labels(self._labels, spec, revision, digest)
+        mounts = _mounts(prepared)
+        try:
+            if old is None:
+                return self._replacer.create(name=name, spec=spec, labels=labels, mounts=mounts)
+            return self._replacer.replace(
+                name=name, spec=spec, labels=labels, old=old,
+                on_break=progress.breaking, mounts=mounts,
+            )  # fmt: skip
+        except ContainerFailed as exc:
+            _start_failed(progress, spec, exc)
+
+    def condition(self) -> Condition:
+        return self._condition
+
+    def _observe_condition(
+        self, wanted: dict[str, ContainerSpec], ids: dict[str, str], progress: Progress
+    ) -> None:
+        running = self._health.running
+        health, due = self._checks.check(
+            {name: (wanted[name], cid, cid in running) for name, cid in ids.items()}
+        )
+        if due is not None:
+            progress.check_later(due, reason="health")
+        ended = self._health.ended
+        exit_code = next((c for c in ended.values() if c != 0), 0) if ended else None
+        self._condition = Condition(health=health, exit_code=exit_code)
 
     @staticmethod
     def _owned(observed: Observed) -> list[Container]:
@@ -238,8 +310,10 @@ class PodmanWorkload:
         name: str,
         spec: ContainerSpec,
         container: Container,
+        *,
         revision: int,
         progress: Progress,
+        prepared: Prepared | None = None,
     ) -> str:
         """Step 4 for a container whose spec is unchanged; returns its (new) id."""
         if container.running or container.state == "paused":
@@ -262,22 +336,75 @@ class PodmanWorkload:
             progress.check_later(self._grace - since, reason="settle")
             return container.id
         progress.report(Phase.STARTING)
-        labels = self._replacer.labels(self._labels, spec, revision)
+        digest = prepared.digest if prepared is not None else None
+        labels = self._replacer.labels(self._labels, spec, revision, digest)
         progress.breaking()
         progress.touched()
         try:
-            return self._replacer.renew(name=name, spec=spec, labels=labels, old=container)
+            return self._replacer.renew(
+                name=name, spec=spec, labels=labels, old=container, mounts=_mounts(prepared)
+            )
         except ContainerFailed as exc:
             _start_failed(progress, spec, exc)
 
-    def _pull(self, image: str, progress: Progress) -> None:
+    def _prepare_files(self, score: PodmanScore, progress: Progress) -> dict[str, Prepared]:
+        """Each container's files, opened and written (by the score's container name);
+        one that cannot be: ``Failed`` naming the field, nothing of the score touched."""
+        prepared: dict[str, Prepared] = {}
+        for index, spec in enumerate(score.containers):
+            if not spec.files:
+                continue
+            field = f"containers[{index}].files"
+            if self._files is None:
+                progress.report(Phase.FAILED, f"{field}: this agent has no place to write files")
+                raise RetryLater
+            try:
+                prepared[spec.name] = self._files.prepare(
+                    deployment=str(self._deployment), container=spec.name,
+                    files=spec.files, field=field,
+                )  # fmt: skip
+                self._files.owner(prepared[spec.name], uid=_uid(spec.user))
+            except FilesFailed as exc:
+                progress.report(Phase.FAILED, f"{exc}: nothing of it runs")
+                raise RetryLater from exc
+            except OSError as exc:
+                progress.report(Phase.FAILED, f"{field}: writing them failed: {exc.strerror}")
+                raise RetryLater from exc
+        return prepared
+
+    def _pull_auth(
+        self, score: PodmanScore, image: str, progress: Progress
+    ) -> dict[str, str] | None:
+        """The credential of ``image``'s registry (``registry_auth``), opened; None if
+        the score has none for it. One that does not open: ``Failed`` naming it."""
+        registry = image_registry(image)
+        for index, auth in enumerate(score.registry_auth or ()):
+            if canonical_registry(auth.registry) != registry:
+                continue
+            field = f"registry_auth[{index}].sealed"
+            if self._files is None:
+                progress.report(Phase.FAILED, f"{field}: this agent has no device key")
+                raise RetryLater
+            try:
+                plain = self._files.open_sealed(auth.sealed, field=field)
+                credential = msgspec.json.decode(plain, type=dict[str, str])
+                return {"username": credential["username"], "password": credential["password"]}
+            except FilesFailed as exc:
+                progress.report(Phase.FAILED, f"{exc}: nothing of it runs")
+                raise RetryLater from exc
+            except (msgspec.DecodeError, KeyError) as exc:
+                progress.report(Phase.FAILED, f"{field}: not a username and password")
+                raise RetryLater from exc
+        return None
+
+    def _pull(self, image: str, progress: Progress, auth: dict[str, str] | None = None) -> None:
         if self._runtime.image_present(image):
             return
         if progress.phase is not Phase.PULLING:
             progress.report(Phase.PULLING, f"pulling {image}")  # retries keep their reason
         started = self._clock()
         try:
-            self._runtime.pull(image, timeout=self._pull_timeout)
+            self._runtime.pull(image, timeout=self._pull_timeout, auth=auth)
         except ImagePullFailed as exc:
             self._tally.pulled(self._clock() - started, ok=False)
             delay = min(self._max_backoff, max(1.0, progress.backoff * 2))
@@ -294,6 +421,17 @@ class PodmanWorkload:
             self._tally.pulled(self._clock() - started, ok=False)
             raise
         self._tally.pulled(self._clock() - started, ok=True)
+
+
+def _mounts(prepared: Prepared | None) -> tuple[tuple[str, str], ...]:
+    return tuple((m.source, m.target) for m in prepared.mounts) if prepared else ()
+
+
+def _uid(user: str | None) -> int | None:
+    """The container's numeric uid (``"1000"``, ``"1000:1000"``), or None (a name: the
+    files stay root's)."""
+    uid = (user or "").split(":", 1)[0]
+    return int(uid) if uid.isdigit() else None
 
 
 def _start_failed(progress: Progress, spec: ContainerSpec, exc: ContainerFailed) -> NoReturn:

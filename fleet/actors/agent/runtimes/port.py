@@ -29,9 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from fleet.contracts import DeploymentName, Phase, ReconcileScore
+from fleet.contracts.state import Health
 
 
 class RetryLater(Exception):
@@ -152,6 +153,25 @@ class Workload(Protocol):
 
     def exited(self, exits: Iterable[tuple[str, int]]) -> None:
         """Non-zero exits (unit name, code) seen in drift events since the last pass."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """What a workload's last pass found beyond its phase (the report's optional fields):
+    its health checks' verdict, and how a unit that stays ended ended."""
+
+    health: Health | None = None
+    exit_code: int | None = None
+
+
+@runtime_checkable
+class ReportsCondition(Protocol):
+    """A :class:`Workload` that knows its :class:`Condition` (podman's does; a runtime
+    without health checks or exits need not)."""
+
+    def condition(self) -> Condition:
+        """As found by the last :meth:`Workload.ensure`."""
         ...
 
 

@@ -21,9 +21,10 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pykka
@@ -68,6 +69,7 @@ class EnrollmentSetup:
 class _Spec(msgspec.Struct, rename="camel"):
     public_key: str = ""
     decision: str = ""
+    device_id: str = ""
 
 
 def _spec(obj: KubeObject) -> _Spec:
@@ -86,8 +88,10 @@ def start_enrollment(
     watch_timeout: int = 60,
     read_timeout: float = 75.0,
     index: pykka.ActorRef[Any] | None = None,
+    keys: DeviceKeysPort | None = None,
 ) -> pykka.ActorRef[Any]:
-    """Start it (see the module docstring); returns the desk."""
+    """Start it (see the module docstring); returns the desk. ``keys`` hears every
+    Device's public key (Secrets are sealed to it)."""
     system = NatsPyTransport(
         urls=setup.nats_urls, name="fleet-operator-system", credentials=setup.system_credentials,
         tls_ca=setup.tls_ca, inbox_prefix="_INBOX_system",
@@ -144,7 +148,7 @@ def start_enrollment(
     watchers = (
         ResourceWatcher(
             client=kube, resource=DEVICES, namespace=None,
-            on_listed=_devices_listed(desk, index), on_event=_device_event(desk, index),
+            on_listed=_devices_listed(desk, index, keys), on_event=_device_event(desk, index, keys),
             timeout_seconds=watch_timeout,
             read_timeout=read_timeout,
         ),
@@ -164,9 +168,13 @@ def start_enrollment(
     return desk
 
 
-def _devices_listed(desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None) -> Any:
+def _devices_listed(
+    desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None, keys: DeviceKeysPort | None
+) -> Any:
     def listed(_scope: str | None, objects: list[KubeObject]) -> None:
         desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
+        if keys is not None:
+            keys.set_keys(dict(_device_key(o) for o in objects), listed=True)
         if index is not None:
             found = (approval(o) for o in objects)
             index.tell(LabelsApproved(approvals=tuple(a for a in found if a), listed=True))
@@ -174,8 +182,13 @@ def _devices_listed(desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None
     return listed
 
 
-def _device_event(desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None) -> Any:
+def _device_event(
+    desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None, keys: DeviceKeysPort | None
+) -> Any:
     def event(kind: str, obj: KubeObject) -> None:
+        if keys is not None:
+            device, key = _device_key(obj)
+            keys.set_keys({device: "" if kind == "DELETED" else key})
         if kind == "DELETED":
             desk.tell(DeviceDeleted(name=obj.name, public_key=_spec(obj).public_key))
         seen = approval(obj, deleted=kind == "DELETED")
@@ -183,6 +196,18 @@ def _device_event(desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None) 
             index.tell(LabelsApproved(approvals=(seen,)))
 
     return event
+
+
+class DeviceKeysPort(Protocol):
+    """Who keeps the devices' enrollment keys (to seal Secrets to: docs/contracts.md)."""
+
+    def set_keys(self, keys: Mapping[str, str], *, listed: bool = False) -> None: ...
+
+
+def _device_key(obj: KubeObject) -> tuple[str, str]:
+    """(device id, public key) of a Device resource ("" when it has none)."""
+    spec = _spec(obj)
+    return spec.device_id or obj.name, spec.public_key
 
 
 def _request_event(desk: pykka.ActorRef[Any]) -> Any:
