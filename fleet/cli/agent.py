@@ -127,7 +127,9 @@ def _add_kubernetes(app: AgentApp, config: AgentConfig) -> None:
                 stop_timeout=config.stop_timeout_s, tally=app.tally,
                 files=device_files(config.state_dir),
             ),
-            KubernetesWorkloads(cluster=cluster, device_id=config.device_id),
+            KubernetesWorkloads(
+                cluster=cluster, device_id=config.device_id, allowed=config.allow_privileges
+            ),
         ]
     )  # fmt: skip
 
@@ -139,8 +141,15 @@ def _add_kvm(app: AgentApp, config: AgentConfig) -> None:
     from fleet.actors.agent.runtimes.podman import PodmanWorkloads
     from fleet.actors.agent.runtimes.registry import RuntimeRegistry
     from fleet.runtime.host.container_files import device_files
-    from fleet.runtime.libvirt.adapter import LibvirtMachines
     from fleet.runtime.libvirt.files import LocalMachineFiles
+
+    try:
+        from fleet.runtime.libvirt.adapter import LibvirtMachines
+    except ImportError as exc:  # the kvm extra is not installed
+        raise ConfigError(
+            f"[kvm] needs libvirt's Python binding ({exc}): pip install 'fleet[kvm]' "
+            "(it builds against libvirt-dev), or remove the [kvm] table"
+        ) from exc
 
     kvm = config.kvm
     assert kvm is not None
@@ -154,7 +163,7 @@ def _add_kvm(app: AgentApp, config: AgentConfig) -> None:
         )
     ]  # fmt: skip
     try:
-        files = LocalMachineFiles(kvm.cache(config.state_dir))
+        files = LocalMachineFiles(kvm.cache(config.state_dir), artifact_dirs=kvm.artifact_dirs)
     except OSError as exc:
         raise ConfigError(f"kvm.cache_dir {kvm.cache(config.state_dir)}: {exc}") from exc
     app.runtimes = RuntimeRegistry(

@@ -60,7 +60,10 @@ _DEVICE: Final = re.compile(DEVICE_PATTERN)
 USER_PATTERN: Final = (
     r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})(?::(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31}))?$"
 )
-USER_RULE: Final = "uid[:gid], each a number or a lowercase user/group name of up to 32 characters"
+MAX_ID: Final = 2**32 - 2  # the largest uid/gid: 2**32-1 is "no id" to chown(2)
+USER_RULE: Final = (
+    f"uid[:gid], each a number up to {MAX_ID} or a lowercase user/group name of up to 32 characters"
+)
 _USER: Final = re.compile(USER_PATTERN)
 CAPABILITY_PATTERN: Final = r"^(?:CAP_)?[A-Z][A-Z_]{1,30}$"
 _CAPABILITY: Final = re.compile(CAPABILITY_PATTERN)
@@ -104,7 +107,8 @@ def check_path(value: object, *, field: str) -> None:
 class VolumeMount(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A named podman volume of the deployment, mounted at ``path``.
 
-    The agent names the podman volume ``fleet-<device>-<deployment>-<name>``: two
+    The agent names the podman volume ``fleet-<device>-<deployment>-<name>`` (with
+    ``.`` between the parts when the deployment or ``name`` has a ``-``): two
     deployments never share one, two containers of one deployment share it when they
     mount the same ``name``. It survives container replacement and updates; it is
     removed with the deployment only when ``remove_with_deployment`` (fixed when the
@@ -189,7 +193,11 @@ def check_cpus(value: object) -> None:
 
 
 def check_user(value: str) -> None:
-    if not isinstance(value, str) or _USER.fullmatch(value) is None:
+    if (
+        not isinstance(value, str)
+        or _USER.fullmatch(value) is None
+        or any(part.isdigit() and int(part) > MAX_ID for part in value.split(":"))
+    ):
         raise ContractError(f"user must be {USER_RULE}, got {str(value)[:40]!r}", field="user")
 
 

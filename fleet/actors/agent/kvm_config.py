@@ -3,7 +3,9 @@
 Why it exists: with ``[kvm] enabled = true`` the agent also runs ``kvm`` scores
 (docs/runtimes.md, "kvm"): ``uri`` (the libvirt connection, default ``qemu:///system``) and
 ``cache_dir`` (artifacts, overlays and seeds; default ``<agent.state_dir>/kvm``; it and
-its parents must be traversable by the user libvirt runs qemu as). Kept apart from
+its parents must be traversable by the user libvirt runs qemu as) and ``artifact_dirs``
+(absolute folders a score's local-path artifact may come from; none by default, so a
+score cannot make the agent copy its own files, such as the identity seed). Kept apart from
 :mod:`.config` so each runtime's table is read by a module of its own.
 
 What it must never do: talk to libvirtd (a libvirtd away at start is the runtime's
@@ -20,7 +22,7 @@ import msgspec
 from fleet.errors import ConfigError
 
 DEFAULT_URI: Final = "qemu:///system"
-_KEYS: Final = frozenset({"enabled", "uri", "cache_dir"})
+_KEYS: Final = frozenset({"enabled", "uri", "cache_dir", "artifact_dirs"})
 
 
 class KvmConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +30,7 @@ class KvmConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     uri: str = DEFAULT_URI
     cache_dir: Path | None = None  # None: <agent.state_dir>/kvm
+    artifact_dirs: tuple[Path, ...] = ()  # where local-path artifacts may be; none by default
 
     def cache(self, state_dir: Path) -> Path:
         return self.cache_dir if self.cache_dir is not None else state_dir / "kvm"
@@ -58,6 +61,17 @@ def parse_kvm(doc: dict[str, Any], *, where: str) -> KvmConfig | None:
         raise ConfigError(
             f"{where}: key `kvm.cache_dir` must be an absolute path, got {cache_dir!r}"
         )
+    dirs = table.get("artifact_dirs", [])
+    if not isinstance(dirs, list) or not all(
+        isinstance(d, str) and d.startswith("/") for d in dirs
+    ):
+        raise ConfigError(
+            f"{where}: key `kvm.artifact_dirs` must be a list of absolute paths, got {dirs!r}"
+        )
     if not enabled:
         return None
-    return KvmConfig(uri=uri, cache_dir=None if cache_dir is None else Path(cache_dir))
+    return KvmConfig(
+        uri=uri,
+        cache_dir=None if cache_dir is None else Path(cache_dir),
+        artifact_dirs=tuple(Path(d) for d in dirs),
+    )

@@ -138,11 +138,13 @@ class ContainerFiles:
         staging.mkdir(mode=0o711)
         for index, (file, content) in enumerate(zip(files, contents, strict=True)):
             secret = file.sealed is not None
-            mode = (file.file_mode & 0o600) if secret else file.file_mode
+            # The host copy is bind-mounted read-only: never setuid/setgid/sticky or
+            # group/other-writable there, whatever mode the score asks.
+            mode = file.file_mode & (0o600 if secret else 0o755)
             path = staging / str(index)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.write(fd, content)
+                _write_all(fd, content)
                 os.fchmod(fd, mode)
                 os.fsync(fd)
             finally:
@@ -156,7 +158,7 @@ class ContainerFiles:
         if uid is None:
             return
         for mount in prepared.mounts:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, OverflowError):
                 os.chown(mount.source, uid, -1)
 
     def forget(self, *, deployment: str, keep: dict[str, str]) -> None:
@@ -198,3 +200,11 @@ def _fsync(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    """Write all of ``content`` (os.write may write less than asked)."""
+    view = memoryview(content)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -87,17 +87,26 @@ class LibvirtMachines:
         self.uri = uri
         self.timeout = timeout
         self._conn: libvirt.virConnect | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="libvirt")
+        self._pool = _worker()
         self._domain_type: str | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     # -- the worker thread ---------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[libvirt.virConnect], T]) -> T:
-        future = self._pool.submit(self._on_worker, fn)
+        with self._lock:
+            pool = self._pool
+        future = pool.submit(self._on_worker, fn)
         try:
             return future.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError as exc:
+            # The worker is stuck in libvirt: leave it (and its connection) behind, so the
+            # next call gets a fresh worker instead of queueing behind it for good.
+            with self._lock:
+                if self._pool is pool and not self._closed:
+                    self._pool = _worker()
+            pool.shutdown(wait=False, cancel_futures=True)
             self._drop()
             raise LibvirtUnavailable(
                 f"libvirt at {self.uri} did not answer {what} within {self.timeout:.0f}s"
@@ -121,18 +130,28 @@ class LibvirtMachines:
                 self._conn = conn
         return fn(conn)
 
-    def _drop(self) -> None:
+    def _drop(self) -> threading.Thread | None:
+        """Forget the connection; close it on a thread of its own (a close on a connection
+        a stuck call holds can block, and never on the caller's thread)."""
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                logger.debug("closing a broken libvirt connection", exc_info=True)
+        if conn is None:
+            return None
+        closer = threading.Thread(
+            target=_close_quietly, args=(conn,), name="libvirt-close", daemon=True
+        )
+        closer.start()
+        return closer
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._drop()
+        """Stop the worker without waiting for a call stuck in libvirt (bounded)."""
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=False, cancel_futures=True)
+        closer = self._drop()
+        if closer is not None:
+            closer.join(timeout=self.timeout)
 
     # -- VirtualMachines -----------------------------------------------------------------
 
@@ -266,7 +285,10 @@ class LibvirtMachines:
         on_event: Callable[[DomainEvent], None],
         on_error: Callable[[BaseException], None],
     ) -> LibvirtEventStream:
-        return LibvirtEventStream(uri=self.uri, device=device, on_event=on_event, on_error=on_error)
+        return LibvirtEventStream(
+            uri=self.uri, device=device, on_event=on_event, on_error=on_error,
+            timeout=self.timeout,
+        )  # fmt: skip
 
 
 class LibvirtEventStream:
@@ -279,20 +301,22 @@ class LibvirtEventStream:
         device: str,
         on_event: Callable[[DomainEvent], None],
         on_error: Callable[[BaseException], None],
+        timeout: float = 30.0,
     ) -> None:
         self._device = device
         self._on_event, self._on_error = on_event, on_error
         self._lock = threading.Lock()
         self._closed = False
         events.ensure_running()
+        self._conn = _open_bounded(uri, timeout=timeout)
         try:
-            self._conn = libvirt.open(uri)
             self._conn.setKeepAlive(5, 3)
             self._conn.registerCloseCallback(self._lost, None)
             self._id = self._conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._event, None
             )
         except libvirt.libvirtError as exc:
+            _close_quietly(self._conn)  # not leaked: nothing else will close it
             raise LibvirtUnavailable(f"libvirt at {uri}: cannot listen for events: {exc}") from exc
 
     def _event(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
@@ -325,6 +349,50 @@ class LibvirtEventStream:
             self._conn.close()
         except libvirt.libvirtError:
             logger.debug("closing libvirt's event connection", exc_info=True)
+
+
+def _worker() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="libvirt")
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        logger.debug("closing a broken libvirt connection", exc_info=True)
+
+
+def _open_bounded(uri: str, *, timeout: float) -> Any:
+    """``libvirt.open(uri)`` within ``timeout``; one that answers later is closed."""
+    done = threading.Event()
+    lock = threading.Lock()
+    result: dict[str, Any] = {}
+
+    def opening() -> None:
+        try:
+            conn: Any = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            result["error"] = exc
+            done.set()
+            return
+        with lock:
+            abandoned = result.get("abandoned", False)
+            if not abandoned:
+                result["conn"] = conn
+                done.set()
+        if abandoned:
+            _close_quietly(conn)
+
+    threading.Thread(target=opening, name="libvirt-open", daemon=True).start()
+    if not done.wait(timeout):
+        with lock:
+            if not done.is_set():
+                result["abandoned"] = True
+                raise LibvirtUnavailable(f"libvirt at {uri} did not answer within {timeout:.0f}s")
+    if "error" in result:
+        error = result["error"]
+        raise LibvirtUnavailable(f"libvirt at {uri}: cannot listen for events: {error}") from error
+    return result["conn"]
 
 
 def _dotted(version: int) -> str:

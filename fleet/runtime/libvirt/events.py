@@ -9,13 +9,15 @@ made together with starting the pump thread (:func:`ensure_running`), before any
 connection of :mod:`.adapter` is opened, and the thread runs until the process ends
 (libvirt's own advice; a daemon thread named ``libvirt-events``).
 
-What it must never do: register the implementation without a thread pumping it.
+What it must never do: register the implementation without a thread pumping it, or
+spin on a loop that keeps failing (it backs off, up to :data:`MAX_BACKOFF_S`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Final
 
 import libvirt
@@ -23,6 +25,7 @@ import libvirt
 logger = logging.getLogger(__name__)
 
 TICK_MS: Final = 500  # a periodic wake-up: the pump never sleeps on an empty loop for good
+MAX_BACKOFF_S: Final = 5.0  # the longest pause after failures in a row
 
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
@@ -45,8 +48,19 @@ def _tick(timer: int, opaque: Any) -> None:
 
 
 def _pump() -> None:
+    failures = 0
     while True:
         try:
             libvirt.virEventRunDefaultImpl()
         except libvirt.libvirtError:
-            logger.exception("libvirt's event loop failed; pumping on")
+            failures += 1
+            if failures == 1 or failures % 100 == 0:
+                logger.exception("libvirt's event loop failed (%d times); pumping on", failures)
+            time.sleep(_backoff(failures))  # never a busy loop on a lasting failure
+        else:
+            failures = 0
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 0.05 doubling, at most 5."""
+    return float(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures - 1, 10)))

@@ -216,14 +216,22 @@ class MachineFiles(Protocol):
         ...
 
     def prepare(
-        self, name: str, *, disk: Path | None, user_data: str | None, meta_data: str | None
+        self,
+        name: str,
+        *,
+        disk: Path | None,
+        user_data: str | None,
+        meta_data: str | None,
+        uses: tuple[Path, ...] = (),
     ) -> tuple[Path | None, Path | None, Path]:
         """Domain ``name``'s own files: (its overlay over ``disk``, its cloud-init seed,
-        its console log path); made anew each time (a crashed try leaves nothing)."""
+        its console log path); made anew each time (a crashed try leaves nothing).
+        ``uses``: the cached artifacts the domain boots from (kept while it exists)."""
         ...
 
     def remove(self, name: str) -> None:
-        """Delete domain ``name``'s files; absent is not an error."""
+        """Delete domain ``name``'s files (absent is not an error), and cached artifacts
+        no domain uses any more (a bounded sweep)."""
         ...
 
     def names(self, prefix: str) -> list[str]:

@@ -84,6 +84,8 @@ def path_segment(value: str) -> str:
 def _message(response: Any) -> str:
     try:
         body = response.json()
+        if not isinstance(body, dict):
+            return str(response.text)[:500]
         return str(body.get("message") or body.get("cause") or response.text)
     except ValueError:
         return str(response.text)
@@ -217,18 +219,45 @@ class PodmanRuntime:
     def ensure_volume(self, name: str, *, labels: Mapping[str, str]) -> None:
         exists = self._call("get", f"/volumes/{path_segment(name)}/exists")
         if exists.status_code == 204:
+            self._check_volume_owner(name, labels=labels)
             return
         body = json.dumps({"Name": name, "Label": dict(labels)})
         response = self._call("post", "/volumes/create", data=body, headers=_JSON)
         if not response.ok and "already exists" not in _message(response):
             raise ContainerFailed(f"podman could not create volume {name}: {_message(response)}")
 
+    def _check_volume_owner(self, name: str, *, labels: Mapping[str, str]) -> None:
+        """A volume of that name made for another deployment (or by hand) is not ours."""
+        response = self._call("get", f"/volumes/{path_segment(name)}/json")
+        if not response.ok:
+            raise RuntimeUnavailable(f"inspecting volume {name}: {_message(response)}")
+        found = _json_answer(response, what=f"inspecting volume {name}")
+        have = found.get("Labels") if isinstance(found, dict) else None
+        have = have if isinstance(have, dict) else {}
+        differ = sorted(k for k, v in labels.items() if have.get(k) != v)
+        if differ:
+            raise ContainerFailed(
+                f"volume {name} exists but is not this deployment's (its {differ[0]} label "
+                f"is {str(have.get(differ[0]))[:80]!r}, not {labels[differ[0]]!r})"
+            )
+
     def list_volumes(self, *, labels: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in sorted(labels.items())]})
         response = self._call("get", "/volumes/json", params={"filters": filters})
         if not response.ok:
             raise RuntimeUnavailable(f"listing volumes: {_message(response)}")
-        found = [(str(v["Name"]), dict(v.get("Labels") or {})) for v in response.json() or []]
+        answer = _json_answer(response, what="listing volumes") or []
+        if not isinstance(answer, list):
+            raise RuntimeUnavailable("listing volumes: podman answered something not a list")
+        found: list[tuple[str, dict[str, str]]] = []
+        for v in answer:
+            name = v.get("Name") if isinstance(v, dict) else None
+            if not isinstance(name, str):
+                raise RuntimeUnavailable("listing volumes: an entry without a Name")
+            marks = v.get("Labels") or {}
+            if not isinstance(marks, dict):
+                raise RuntimeUnavailable(f"listing volumes: {name}'s Labels is not an object")
+            found.append((name, {str(k): str(x) for k, x in marks.items()}))
         return [(n, lb) for n, lb in found if all(lb.get(k) == v for k, v in labels.items())]
 
     def remove_volume(self, name: str) -> None:
@@ -248,9 +277,12 @@ class PodmanRuntime:
         response = self._call("get", f"{path}/json")  # ...the verdict, retries and start
         if not response.ok:  # period applied, is the container's
             return None
-        state = response.json().get("State") or {}
-        health = state.get("Health") or state.get("Healthcheck") or {}
-        status = health.get("Status")
+        found = _json_answer(response, what="inspecting the container")
+        state = (found.get("State") if isinstance(found, dict) else None) or {}
+        health = (
+            (state.get("Health") or state.get("Healthcheck")) if isinstance(state, dict) else None
+        ) or {}
+        status = health.get("Status") if isinstance(health, dict) else None
         return str(status) if status in ("healthy", "unhealthy", "starting") else None
 
     def start(self, container_id: str) -> None:
@@ -344,3 +376,11 @@ class PodmanRuntime:
         )
         stream.start()
         return stream
+
+
+def _json_answer(response: Any, *, what: str) -> Any:
+    """The JSON body of a podman answer; one that is not JSON: podman unusable."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RuntimeUnavailable(f"{what}: podman answered something not JSON") from exc

@@ -263,8 +263,17 @@ class HealthProbe(Protocol):
 
 
 def volume_name(device_id: str, deployment: str, volume: str) -> str:
-    """The podman volume behind a score's volume ``volume``: one per deployment."""
-    return f"fleet-{device_id}-{deployment}-{volume}"
+    """The podman volume behind a score's volume ``volume``: one per deployment.
+
+    ``fleet-<device>-<deployment>-<volume>`` when neither the deployment nor the volume
+    has a ``-`` (the name every earlier agent used, so those volumes are adopted; the
+    last two ``-``-separated parts are then unambiguous), else
+    ``fleet-<device>.<deployment>.<volume>``: no device id, deployment or volume name may
+    contain a ``.``, so ``web`` + ``data-x`` and ``web-data`` + ``x`` never share one.
+    """
+    if "-" not in deployment and "-" not in volume:
+        return f"fleet-{device_id}-{deployment}-{volume}"
+    return f"fleet-{device_id}.{deployment}.{volume}"
 
 
 def owner_labels(device_id: str, deployment: str | None = None) -> dict[str, str]:

@@ -253,7 +253,14 @@ class KvmAdapter:
         runtimes = RuntimeRegistry(
             [
                 KvmWorkloads(
-                    machines=machines, files=LocalMachineFiles(self.cache),
+                    machines=machines,
+                    files=LocalMachineFiles(
+                        self.cache,
+                        artifact_dirs=(
+                            self.guest.kernel.parent, self.guest.initrd.parent,
+                            self.guest.disk.parent,
+                        ),
+                    ),
                     device_id=config.device_id, max_backoff=1.0,
                 )
             ]

@@ -101,3 +101,31 @@ def test_sigkill_mid_write_leaves_no_partial_file_mounted(tmp_path: Path) -> Non
     assert [Path(m.source).read_text() for m in got.mounts] == ["A" * 4000, "B" * 4000]
     files.forget(deployment="d", keep={"app": got.digest})
     assert [p.name for p in (root / "d" / "app").iterdir()] == [got.digest]
+
+
+def test_a_plain_file_is_never_group_or_other_writable_on_the_host(tmp_path: Path) -> None:
+    files, _ = keyed(tmp_path)
+    spec = FileSpec(path="/usr/bin/tool", content="#!/bin/sh\n", mode=0o777)
+    got = files.prepare(deployment="d", container="app", files=[spec], field="files")
+    assert Path(got.mounts[0].source).stat().st_mode & 0o7777 == 0o755
+
+
+def test_a_short_write_is_written_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files, _ = keyed(tmp_path)
+    real_write = os.write
+
+    def short(fd: int, data: bytes | memoryview) -> int:
+        return real_write(fd, bytes(data[:3]))  # a full disk's or a signal's short write
+
+    monkeypatch.setattr(os, "write", short)
+    spec = FileSpec(path="/etc/app.conf", content="site=a\nmore=b\n")
+    got = files.prepare(deployment="d", container="app", files=[spec], field="files")
+    monkeypatch.undo()
+    assert Path(got.mounts[0].source).read_text() == "site=a\nmore=b\n"
+
+
+def test_an_out_of_range_uid_is_not_a_crash(tmp_path: Path) -> None:
+    files, _ = keyed(tmp_path)
+    spec = FileSpec(path="/etc/app.conf", content="x")
+    got = files.prepare(deployment="d", container="app", files=[spec], field="files")
+    files.owner(got, uid=9_999_999_999)  # no OverflowError out of os.chown

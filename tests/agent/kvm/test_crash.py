@@ -34,6 +34,7 @@ state_dir = "{state}"
 [kvm]
 uri = "{uri}"
 cache_dir = "{cache}"
+artifact_dirs = ["{guest_dir}"]
 """
 CHUNK = 256 * 1024
 
@@ -68,6 +69,7 @@ def agent_config(bench: Bench, kvm_adapter: KvmAdapter, tmp_path: Path) -> Path:
         CONFIG.format(
             device=bench.device, url=bench.nats_url, state=tmp_path / "state",
             uri=kvm_adapter.uri, cache=kvm_adapter.cache,
+            guest_dir=kvm_adapter.guest.kernel.parent,
         )
     )  # fmt: skip
     kvm_adapter.devices.add(bench.device)  # its close() removes what the agents left

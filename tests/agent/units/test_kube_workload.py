@@ -216,3 +216,30 @@ def test_remove_deletes_the_objects_then_the_namespace_and_never_anothers() -> N
     assert cluster.writes == ["delete ConfigMap/a", "delete Namespace/shop"]
     assert said.phases == [(Phase.STOPPING, None)]
     assert workload(cluster).remove(Said()) is False
+
+
+def _namespace_labels(cluster: FakeCluster, name: str) -> dict[str, str]:
+    [ns] = [
+        o for (kind, _n, nm), o in cluster.objects.items() if kind == "Namespace" and nm == name
+    ]
+    return dict(ns["metadata"]["labels"])
+
+
+def test_an_owned_namespace_enforces_the_baseline_pod_security_level() -> None:
+    cluster = FakeCluster()
+    ensure(cluster, kube_score("shop", cm("a")))
+    labels = _namespace_labels(cluster, "shop")
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "baseline"
+
+
+def test_a_device_allowing_privileged_labels_its_namespaces_privileged() -> None:
+    cluster = FakeCluster()
+    w = KubernetesWorkloads(
+        cluster=cluster, device_id=DEVICE, allowed=frozenset({"privileged"})
+    ).workload(DeploymentName("web"))
+    assert (
+        w.ensure(kube_score("shop", cm("a")), revision=1, observed=w.observe(), progress=Said())
+        is None
+    )
+    assert _namespace_labels(cluster, "shop")["pod-security.kubernetes.io/enforce"] == "privileged"

@@ -108,7 +108,13 @@ class FakeFiles:
         return self.cache.get(url)
 
     def prepare(
-        self, name: str, *, disk: Path | None, user_data: str | None, meta_data: str | None
+        self,
+        name: str,
+        *,
+        disk: Path | None,
+        user_data: str | None,
+        meta_data: str | None,
+        uses: tuple[Path, ...] = (),
     ) -> tuple[Path | None, Path | None, Path]:
         self.homes.add(name)
         home = Path("/domains") / name
@@ -244,3 +250,52 @@ def test_a_powered_off_guest_is_booted_again_and_removal_leaves_nothing() -> Non
     assert removing.phases == [(Phase.STOPPING, None)]
     assert machines.defined == {}
     assert files.homes == set()
+
+
+def test_health_probes_the_tcp_port_not_a_udp_one_on_the_same_host_port() -> None:
+    machines, _files, workload = world()
+    probed: list[int] = []
+
+    def answers(name: str, *, host_port: int, guest_port: int) -> bool:
+        probed.append(guest_port)
+        return True
+
+    machines.answers = answers  # type: ignore[method-assign]
+    ports = [
+        {"host_port": 8080, "guest_port": 53, "protocol": "udp"},
+        {"host_port": 8080, "guest_port": 80, "protocol": "tcp"},
+    ]
+    _progress, unhealthy = run(workload, score(ports=ports))
+    assert unhealthy is None
+    assert probed
+    assert set(probed) == {80}
+
+
+@pytest.mark.timeout(30)
+def test_the_event_pump_backs_off_on_a_lasting_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import libvirt
+
+    from fleet.runtime.libvirt import events
+
+    slept: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def failing() -> None:
+        raise libvirt.libvirtError("broken loop")
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) >= 12:
+            raise Stop
+
+    monkeypatch.setattr(libvirt, "virEventRunDefaultImpl", failing)
+    monkeypatch.setattr(time, "sleep", sleep)  # events.py calls time.sleep
+    with pytest.raises(Stop):
+        events._pump()
+    assert slept[0] > 0
+    assert slept == sorted(slept)
+    assert slept[-1] == events.MAX_BACKOFF_S

@@ -23,7 +23,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from fleet.contracts import DeploymentName, DeviceId
@@ -110,12 +110,35 @@ def desired_object(
     return obj
 
 
+POD_SECURITY_LABELS: Final = (
+    "pod-security.kubernetes.io/enforce",
+    "pod-security.kubernetes.io/warn",
+)
+"""Pod Security Admission's labels the agent sets on every namespace it owns."""
+
+
+def pod_security_level(allowed: Collection[str]) -> str:
+    """``privileged`` only when the device's ``[policy] allow`` has ``privileged``;
+    else ``baseline`` (no privileged pods, host namespaces, host paths or added
+    capabilities beyond the default set), whatever the score's manifests ask."""
+    return "privileged" if "privileged" in allowed else "baseline"
+
+
 def namespace_object(
-    name: str, *, device: DeviceId, deployment: DeploymentName, revision: int, kinds: list[str]
+    name: str,
+    *,
+    device: DeviceId,
+    deployment: DeploymentName,
+    revision: int,
+    kinds: list[str],
+    pod_security: str = "baseline",
 ) -> dict[str, Any]:
-    """The namespace the agent owns, with its inventory of applied kinds."""
+    """The namespace the agent owns, with its inventory of applied kinds and its Pod
+    Security Admission level (:func:`pod_security_level`)."""
     labels = owner_labels(device, deployment)
     labels[REVISION_LABEL] = str(revision)
+    for label in POD_SECURITY_LABELS:
+        labels[label] = pod_security
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -185,7 +208,8 @@ def readiness(group: str, kind: str, obj: Mapping[str, Any]) -> tuple[str, str |
     if (group, kind) not in WORKLOAD_KINDS:
         return "ready", None
     meta, spec, status = (_map(obj.get(key)) for key in ("metadata", "spec", "status"))
-    for condition in status.get("conditions") or []:
+    conditions = status.get("conditions")
+    for condition in conditions if isinstance(conditions, list) else []:  # hostile: total
         if (
             isinstance(condition, dict)
             and condition.get("type") == "Progressing"

@@ -34,7 +34,7 @@ apply a cluster-scoped kind, or loop inside a pass (a wait is :class:`~.port.Ret
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
@@ -58,6 +58,7 @@ from .kube_objects import (
     meta_str,
     namespace_object,
     owner_labels,
+    pod_security_level,
     readiness,
     revision_of,
 )
@@ -91,17 +92,25 @@ class KubernetesWorkloads:
 
     score_type = SCORE_TYPE
 
-    def __init__(self, *, cluster: ClusterClient, device_id: DeviceId) -> None:
+    def __init__(
+        self,
+        *,
+        cluster: ClusterClient,
+        device_id: DeviceId,
+        allowed: Collection[str] = frozenset(),
+    ) -> None:
         self.cluster = cluster
         self._device = device_id
+        self._pod_security = pod_security_level(allowed)  # [policy] allow
 
     def version(self) -> tuple[str, str]:
         return ("kubernetes", self.cluster.version())
 
     def workload(self, deployment: DeploymentName) -> KubernetesWorkload:
         return KubernetesWorkload(
-            cluster=self.cluster, device_id=self._device, deployment=deployment
-        )
+            cluster=self.cluster, device_id=self._device, deployment=deployment,
+            pod_security=self._pod_security,
+        )  # fmt: skip
 
     def deployments(self) -> Mapping[str, int]:
         found: dict[str, int] = {}
@@ -131,10 +140,16 @@ class KubernetesWorkload:
     """One deployment's objects (see the module doc for a pass)."""
 
     def __init__(
-        self, *, cluster: ClusterClient, device_id: DeviceId, deployment: DeploymentName
+        self,
+        *,
+        cluster: ClusterClient,
+        device_id: DeviceId,
+        deployment: DeploymentName,
+        pod_security: str = "baseline",
     ) -> None:
         self._cluster = cluster
         self._device = device_id
+        self._pod_security = pod_security
         self._deployment = deployment
         self._labels = owner_labels(device_id, deployment)
 
@@ -278,7 +293,7 @@ class KubernetesWorkload:
     def _namespace(self, name: str, revision: int, kinds: list[str]) -> dict[str, Any]:
         return namespace_object(
             name, device=self._device, deployment=self._deployment, revision=revision,
-            kinds=kinds,
+            kinds=kinds, pod_security=self._pod_security,
         )  # fmt: skip
 
     def _apply(

@@ -272,6 +272,7 @@ class KvmWorkload:
                 name, disk=paths.get("disk"),
                 user_data=None if cloud is None else cloud.user_data,
                 meta_data=None if cloud is None else cloud.meta_data,
+                uses=tuple(paths.values()),
             )  # fmt: skip
         except OSError as exc:
             _start_failed(progress, score, f"its files could not be made: {exc}", exc)
@@ -304,7 +305,11 @@ class KvmWorkload:
         port = score.health_port
         if port is None:
             return
-        guest = next(p.guest_port for p in score.ports or () if p.host_port == port)
+        guest = next(
+            p.guest_port
+            for p in score.ports or ()
+            if p.host_port == port and p.protocol == "tcp"  # the contract ensures one
+        )
         if self._machines.answers(name, host_port=port, guest_port=guest):
             self._booted.pop(name, None)
             return

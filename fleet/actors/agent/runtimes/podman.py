@@ -431,7 +431,9 @@ def _uid(user: str | None) -> int | None:
     """The container's numeric uid (``"1000"``, ``"1000:1000"``), or None (a name: the
     files stay root's)."""
     uid = (user or "").split(":", 1)[0]
-    return int(uid) if uid.isdigit() else None
+    if not uid.isdigit() or len(uid) > 10 or int(uid) > 2**32 - 2:
+        return None  # a name, or no uid chown(2) takes (the contract refuses those)
+    return int(uid)
 
 
 def _start_failed(progress: Progress, spec: ContainerSpec, exc: ContainerFailed) -> NoReturn:

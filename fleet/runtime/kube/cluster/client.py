@@ -151,7 +151,10 @@ class KubeCluster:
                 raise
             found = {}
         kinds: dict[str, Kind] = {}
-        for res in found.get("resources") or []:
+        resources = found.get("resources") or []
+        if not isinstance(resources, list):
+            raise KubeError(f"discover {api_version}: `resources` is not a list")
+        for res in resources:
             if not isinstance(res, dict):
                 continue
             plural, name = res.get("name"), res.get("kind")
@@ -183,6 +186,8 @@ class KubeCluster:
             query=[("labelSelector", selector)],
         )  # fmt: skip
         items = found.get("items") or []
+        if not isinstance(items, list):
+            raise KubeError(f"list {kind.plural}: `items` is not a list")
         return [item for item in items if isinstance(item, dict)]
 
     def apply(
