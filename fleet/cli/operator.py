@@ -21,12 +21,19 @@ import argparse
 import gc
 import logging
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleet.cli import operator_dashboard
+from fleet.cli.operator_leading import connect, elector_of, lead, timeout_under_lease
+from fleet.cli.operator_options import (
+    add_bucket_args,
+    add_leader_args,
+    bucket_settings,
+    lease_timing,
+    privileged_namespaces,
+)
 from fleet.errors import ConfigError
 from fleet.runtime.aiokit.loop import hush_tls_eof_warning
 from fleet.runtime.prometheus.address import parse_address
@@ -40,7 +47,6 @@ if TYPE_CHECKING:
     from fleet.runtime.aiokit.loop import EventLoopThread
     from fleet.runtime.kube.health import ApiHealth
     from fleet.runtime.kube.lease import LeaseElector
-    from fleet.runtime.nats.buckets import BucketSettings
     from fleet.runtime.nats.bus import Bus
     from fleet.runtime.nats.identity import Authority
 
@@ -109,7 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--auth-dir",
         type=Path,
         metavar="DIR",
-        help="the fleet's authority (keys, revocations; created on first use, 0700): turns on "
+        help="the fleet's authority (keys, revocations; created on first use, 0700, but "
+        "never under --leader-elect: make it with --init-auth first): turns on "
         "enrollment, renewal and revocation of device credentials (docs/security.md); "
         "without it the operator answers no enrollment",
     )
@@ -179,12 +186,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "for IPv6, port 0: any free port); '' or off: no HTTP port "
         "(default: $FLEET_METRICS_ADDRESS or 0.0.0.0:8080)",
     )
-    _add_leader_args(parser)
-    _add_bucket_args(parser)
+    add_leader_args(parser)
+    add_bucket_args(parser)
     parser.add_argument(
         "--privileged-namespaces",
-        type=_privileged_namespaces,
-        default=_privileged_namespaces(os.environ.get("FLEET_PRIVILEGED_NAMESPACES", "*")),
+        type=privileged_namespaces,
+        default=privileged_namespaces(os.environ.get("FLEET_PRIVILEGED_NAMESPACES", "*")),
         metavar="NS[,NS...]",
         help="only Deployments in these namespaces may be granted privileges (spec.privileges:"
         " host network, devices, capabilities, privileged); '' none, '*' every namespace "
@@ -212,8 +219,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--pending-retry must be 1..300, got {args.pending_retry:g}")
     _check_auth_args(parser, args)
     operator_dashboard.check_args(parser, args)
-    args.lease_timing = _lease_timing(parser, args.lease_timing)
-    args.bucket_settings = _bucket_settings(parser, args)
+    args.lease_timing = lease_timing(parser, args.lease_timing, args.nats_connect_timeout)
+    args.bucket_settings = bucket_settings(parser, args)
     try:
         args.metrics_address = parse_address(args.metrics_address)
     except ValueError as exc:
@@ -225,105 +232,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.nats_url:
         args.nats_url = [os.environ.get("FLEET_NATS_URL", "nats://127.0.0.1:4222")]
     return args
-
-
-def _privileged_namespaces(text: str) -> frozenset[str] | None:
-    """``--privileged-namespaces``: ``*`` (every namespace), or the namespaces listed."""
-    if text.strip() == "*":
-        return None
-    return frozenset(ns.strip() for ns in text.split(",") if ns.strip())
-
-
-def _add_bucket_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--bucket-replicas",
-        type=int,
-        default=int(os.environ.get("FLEET_BUCKET_REPLICAS", "1")),
-        metavar="N",
-        help="copies of each bucket on a JetStream cluster, 1..5 (default: "
-        "$FLEET_BUCKET_REPLICAS or 1; 3 on a 3-node cluster)",
-    )
-    parser.add_argument(
-        "--bucket-history",
-        type=int,
-        default=1,
-        metavar="N",
-        help="values kept per key, 1..64 (default: 1)",
-    )
-    parser.add_argument(
-        "--bucket-max-bytes",
-        type=int,
-        default=-1,
-        metavar="BYTES",
-        help="the most each bucket may hold; a put past it is refused (default: -1, no bound)",
-    )
-    parser.add_argument(
-        "--bucket-update",
-        action="store_true",
-        help="change existing buckets whose replicas, history or max bytes differ from "
-        "the --bucket-* settings (default: report the difference and use them as they are)",
-    )
-
-
-def _bucket_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BucketSettings:
-    from fleet.runtime.nats.buckets import BucketSettings
-
-    try:
-        return BucketSettings(
-            replicas=args.bucket_replicas, history=args.bucket_history,
-            max_bytes=args.bucket_max_bytes,
-        )  # fmt: skip
-    except ConfigError as exc:
-        parser.error(str(exc))
-
-
-def _add_leader_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--leader-elect",
-        action=argparse.BooleanOptionalAction,
-        default=os.environ.get("FLEET_LEADER_ELECT", "") in {"1", "true", "yes"},
-        help="run as one of several replicas: only the holder of the Lease writes; the "
-        "others wait to take over (default: off, or $FLEET_LEADER_ELECT=true)",
-    )
-    parser.add_argument(
-        "--lease-name",
-        default="fleet-operator",
-        metavar="NAME",
-        help="the coordination.k8s.io Lease the replicas elect a leader on "
-        "(default: fleet-operator)",
-    )
-    parser.add_argument(
-        "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
-        metavar="NAMESPACE",
-        help="the Lease's namespace (default: $POD_NAMESPACE or default)",
-    )
-    parser.add_argument(
-        "--lease-identity",
-        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
-        metavar="ID",
-        help="this replica's name in the Lease (default: $POD_NAME or host-pid)",
-    )
-    parser.add_argument(
-        "--lease-timing",
-        default="15,10,2",
-        metavar="DURATION,RENEW,RETRY",
-        help="Lease duration, renew deadline and retry period in seconds, as client-go's "
-        "(default: 15,10,2; duration > renew > retry)",
-    )
-
-
-def _lease_timing(parser: argparse.ArgumentParser, text: str) -> tuple[float, float, float]:
-    try:
-        timing = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        timing = ()
-    if len(timing) != 3 or not timing[0] > timing[1] > timing[2] > 0:
-        parser.error(
-            f"--lease-timing must be DURATION,RENEW,RETRY seconds with duration > renew > "
-            f"retry > 0, got {text!r}"
-        )
-    return timing[0], timing[1], timing[2]
 
 
 def _check_auth_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -352,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.rotate_signing_key:
             return _rotate(args)
-        auth = _auth(args)
+        # under leader election a standby writes nothing: the authority is read (and the
+        # service credentials issued) only once this replica leads (_run)
+        auth = None if args.leader_elect and not args.init_auth else _auth(args)
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -389,53 +299,61 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
     supervisor = Supervisor(name="fleet-operator")
     failfast.install(supervisor.fail)  # an actor that dies stops the operator: exit 70
     loop_thread = EventLoopThread(name="operator-loop", loop_factory=uvloop.new_event_loop)
-    credentials = args.nats_credentials or (auth[1] if auth is not None else None)
-    elector = _elector(args, api_client) if args.leader_elect else None
-    bus = Bus(
-        urls=args.nats_url, name="fleet-operator", credentials=credentials, tls_ca=args.nats_ca,
-        inbox_prefix=operator_permissions().inbox_prefix if credentials else "_INBOX",
-        fence=elector,
-    )  # fmt: skip
+    elector = elector_of(args, api_client) if args.leader_elect else None
+    # under leader election the operator's Kubernetes calls give up before the Lease could
+    # pass to another replica: a write in flight never lands after the fence closed
+    kube_timeout = timeout_under_lease(args) if elector is not None else 10.0
     config = OperatorConfig(
         liveness_timeout=args.liveness_timeout, device_retention=args.device_retention,
         namespaces=tuple(args.namespace), device_qps=args.device_qps,
         privileged_namespaces=args.privileged_namespaces,
     )  # fmt: skip
+    bus_box: list[Bus] = []  # made once leading: its credentials come from the authority
     try:  # first: it answers while the operator waits for NATS, and stops last
         metrics, health = _serve_http(
-            args.metrics_address, supervisor=supervisor, loop_thread=loop_thread, bus=bus,
+            args.metrics_address, supervisor=supervisor, loop_thread=loop_thread,
+            nats_connected=lambda: bool(bus_box) and bus_box[0].connected,
             config=config, standby=lambda: elector is not None and not elector.led,
         )  # fmt: skip
+        if elector is not None:  # a standby writes nothing: the authority is read once
+            auth = _lead_then_auth(args, elector, supervisor)  # leading (None: a signal)
+            if auth is None and not elector.led:
+                supervisor.stop()
+                return 0  # stopped (a signal) while waiting to lead
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if elector is not None and not _lead(elector, supervisor):
         supervisor.stop()
-        return 0  # stopped (a signal) while waiting to lead
+        return EXIT_CONFIG
+    credentials = args.nats_credentials or (auth[1] if auth is not None else None)
+    bus = Bus(
+        urls=args.nats_url, name="fleet-operator", credentials=credentials, tls_ca=args.nats_ca,
+        inbox_prefix=operator_permissions().inbox_prefix if credentials else "_INBOX",
+        fence=elector,
+    )  # fmt: skip
+    bus_box.append(bus)
     loop_thread.start()
     supervisor.add_cleanup("event-loop", loop_thread.stop)
     try:
-        dashboard = operator_dashboard.start(args, supervisor=supervisor, api_client=api_client)
+        dashboard = operator_dashboard.start(
+            args, supervisor=supervisor, api_client=api_client, fence=elector,
+            kube_timeout=kube_timeout,
+        )  # fmt: skip
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         supervisor.stop()
         return EXIT_CONFIG
 
-    async def connect() -> None:
-        await bus.start()
-        await bus.wait_connected(timeout=None)
-        await bus.ensure_buckets(
-            enforce_limits=True, settings=args.bucket_settings, update=args.bucket_update
-        )
-
     _warn_about_nats(args, credentials=credentials)
     logger.info("connecting to NATS at %s", ", ".join(args.nats_url))
-    loop_thread.run(connect(), timeout=3600)
     supervisor.add_cleanup("nats", lambda: loop_thread.run(bus.close(), timeout=10))
+    supervisor.catch_signals()  # SIGTERM while waiting for NATS: a clean stop
+    if not connect(args, bus=bus, loop_thread=loop_thread, supervisor=supervisor,
+                    bounded=elector is not None):  # fmt: skip
+        return supervisor.run_until_signal()  # stopped or given up: 0 or 70, Lease released
     operator = Operator(
         bus=bus,
         loop_thread=loop_thread,
-        kube=KubeClient(api_client, health=health, fence=elector or OPEN),
+        kube=KubeClient(api_client, health=health, fence=elector or OPEN, timeout=kube_timeout),
         config=config,
         metrics=metrics,
         dashboard=dashboard,
@@ -447,7 +365,7 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
             enrollment_credentials=auth[3],
             nats_urls=tuple(args.nats_url), tls_ca=args.nats_ca,
             credential_ttl=args.device_credential_ttl, max_pending=args.max_pending_enrollments,
-            pending_retry=args.pending_retry,
+            pending_retry=args.pending_retry, fence=elector or OPEN,
         ),
     )  # fmt: skip
     try:
@@ -458,27 +376,17 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
     return supervisor.run_until_signal()
 
 
-def _elector(args: argparse.Namespace, api_client: Any) -> LeaseElector:
-    from fleet.runtime.kube.lease import LeaseElector, LeaseTiming
-
-    duration, renew, retry = args.lease_timing
-    return LeaseElector(
-        api_client, namespace=args.lease_namespace, name=args.lease_name,
-        identity=args.lease_identity,
-        timing=LeaseTiming(duration=duration, renew_deadline=renew, retry_period=retry),
-    )  # fmt: skip
-
-
-def _lead(elector: LeaseElector, supervisor: Supervisor) -> bool:
-    """Wait until this replica leads (False: stopped first); then keep the Lease, and
-    stop the process (exit 70: Kubernetes restarts it as a candidate) if it is lost.
-    Released on a clean stop, so the next replica takes over at once."""
-    supervisor.catch_signals()  # SIGTERM while waiting: a clean stop
-    if not elector.acquire(supervisor.stop_event):
-        return False
-    elector.keep(on_lost=supervisor.fail)
-    supervisor.add_cleanup("leader-lease", elector.release)
-    return True
+def _lead_then_auth(
+    args: argparse.Namespace, elector: LeaseElector, supervisor: Supervisor
+) -> tuple[Authority, Path, Path, Path] | None:
+    """Under leader election: check the authority exists (reading only, so a standby that
+    could never lead says so at once), wait to lead, then read it and issue the service
+    credentials. None: no --auth-dir, or stopped while waiting (``elector.led`` False)."""
+    if args.auth_dir is not None:
+        _check_auth_exists(args)
+    if not lead(elector, supervisor):
+        return None
+    return _auth(args)
 
 
 def _tune_interpreter() -> None:
@@ -511,7 +419,7 @@ def _serve_http(
     *,
     supervisor: Supervisor,
     loop_thread: EventLoopThread,
-    bus: Bus,
+    nats_connected: Callable[[], bool],
     config: OperatorConfig,
     standby: Callable[[], bool],
 ) -> tuple[MetricsPort, ApiHealth]:
@@ -538,7 +446,7 @@ def _serve_http(
     health = ApiHealth(on_error=metrics.kube_error)
     probes = Probes(
         supervisor=supervisor, loop_running=lambda: loop_thread.running,
-        nats_connected=lambda: bus.connected, synced=lambda: metrics.is_synced, kube=health,
+        nats_connected=nats_connected, synced=lambda: metrics.is_synced, kube=health,
         # a healthy operator opens a watch again at least this often
         kube_within=2 * (config.watch_timeout + config.watch_read_timeout),
         standby=standby,  # waiting for the leader Lease
@@ -564,12 +472,25 @@ def _auth(args: argparse.Namespace) -> tuple[Authority, Path, Path, Path] | None
 
     if args.auth_dir is None:
         return None
+    if args.leader_elect and not args.init_auth:
+        _check_auth_exists(args)  # replicas never race to make two authorities
     authority = load_or_create(args.auth_dir, keys=args.auth_keys)
     operator, system, enrollment = service_credentials(args.auth_dir, authority)
     if args.init_auth:
         for path in sorted(args.auth_dir.iterdir()):
             print(path)
     return authority, operator, system, enrollment
+
+
+def _check_auth_exists(args: argparse.Namespace) -> None:
+    """Under ``--leader-elect`` the authority is made beforehand (``--init-auth``, or the
+    ``--auth-keys`` Secret), never by a replica: a missing one is a ConfigError naming it."""
+    keys: Path = args.auth_keys or args.auth_dir
+    if not (keys / "account.seed").exists():
+        raise ConfigError(
+            f"{keys}: no fleet authority (account.seed); with --leader-elect it must exist "
+            "before the replicas start: make it with `fleet-operator --auth-dir DIR --init-auth`"
+        )
 
 
 def _rotate(args: argparse.Namespace) -> int:

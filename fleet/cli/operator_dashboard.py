@@ -26,6 +26,7 @@ from fleet.runtime.prometheus.address import parse_address
 
 if TYPE_CHECKING:
     from fleet.runtime.actorkit.supervisor import Supervisor
+    from fleet.runtime.fencing import WriteFence
 
 logger = logging.getLogger("fleet.operator")
 TOKEN_ENV = "FLEET_DASHBOARD_TOKEN"
@@ -52,14 +53,21 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def start(
-    args: argparse.Namespace, *, supervisor: Supervisor, api_client: Any
+    args: argparse.Namespace,
+    *,
+    supervisor: Supervisor,
+    api_client: Any,
+    fence: WriteFence | None = None,
+    kube_timeout: float = 10.0,
 ) -> Callable[[object], None] | None:
-    """Start the dashboard if asked; the feed to hand the operator (None: none)."""
+    """Start the dashboard if asked; the feed to hand the operator (None: none).
+    ``fence``: the leader Lease (None: no leader election); its actions' writes ask it."""
     if args.dashboard_address is None:
         return None
     from fleet.cli.dashboard_rollouts import KubeRollouts
     from fleet.dashboard.access import KubeAccess
     from fleet.dashboard.service import DashboardService
+    from fleet.runtime.fencing import OPEN
     from fleet.runtime.kube.access_review import AccessReviewer
     from fleet.runtime.kube.client import KubeClient
     from fleet.runtime.kube.event_recorder import EventRecorder
@@ -71,7 +79,7 @@ def start(
         access: Access = StaticToken(token) if token else KubeAccess(AccessReviewer(api_client))
     except ValueError as exc:
         raise ConfigError(f"${TOKEN_ENV}: {exc}") from exc
-    kube = KubeClient(api_client)
+    kube = KubeClient(api_client, fence=fence or OPEN, timeout=kube_timeout)
     audit = EventRecorder(kube)  # the actions' Events: a recorder of its own, no wait on
     service = DashboardService(  # the operator's (which starts later)
         host=host, port=port, access=access, liveness_timeout=args.liveness_timeout,

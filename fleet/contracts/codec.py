@@ -31,6 +31,7 @@ from .info import DeviceInfo
 from .limits import (
     MAX_DEPTH,
     MAX_DESIRED_BYTES,
+    MAX_DESIRED_DEPTH,
     MAX_HEARTBEAT_BYTES,
     MAX_INFO_BYTES,
     MAX_STATE_BYTES,
@@ -109,9 +110,16 @@ def _bytes(data: object, *, what: str) -> bytes:
     raise ContractError(f"{what} must be bytes, got {type(data).__name__}")
 
 
-def _decode(decoder: msgspec.json.Decoder[_T], data: Buffer, *, what: str, max_bytes: int) -> _T:
+def _decode(
+    decoder: msgspec.json.Decoder[_T],
+    data: Buffer,
+    *,
+    what: str,
+    max_bytes: int,
+    max_depth: int = MAX_DEPTH,
+) -> _T:
     raw = _bytes(data, what=what)
-    check_json_bounds(raw, what=what, max_bytes=max_bytes)
+    check_json_bounds(raw, what=what, max_bytes=max_bytes, max_depth=max_depth)
     try:
         return decoder.decode(raw)
     except msgspec.MsgspecError as exc:
@@ -132,7 +140,7 @@ def _convert(obj: object, type_: Any, *, what: str) -> Any:
     except ContractError:
         raise
     except RecursionError as exc:
-        raise ContractError(f"{what} nests more than {MAX_DEPTH} levels deep") from exc
+        raise ContractError(f"{what} nests too deep to convert") from exc
     except Exception as exc:  # total, as _decode
         raise ContractError(f"invalid {what}: {type(exc).__name__}: {exc}") from exc
 
@@ -153,8 +161,9 @@ def encode_score(score: ReconcileScore) -> bytes:
 def decode_score(data: Buffer) -> ReconcileScore:
     """Decode a desired-state value; :class:`ContractError` if it breaks the contract."""
     what = "desired-state value"
-    _decode(_TAG_DECODER, data, what=what, max_bytes=MAX_DESIRED_BYTES)  # the tag is required
-    return _decode(_SCORE_DECODER, data, what=what, max_bytes=MAX_DESIRED_BYTES)
+    bounds = {"max_bytes": MAX_DESIRED_BYTES, "max_depth": MAX_DESIRED_DEPTH}
+    _decode(_TAG_DECODER, data, what=what, **bounds)  # the tag is required
+    return _decode(_SCORE_DECODER, data, what=what, **bounds)
 
 
 def convert_score(obj: object) -> ReconcileScore:
@@ -171,10 +180,12 @@ def convert_score(obj: object) -> ReconcileScore:
     try:
         raw = msgspec.json.encode(obj)
     except RecursionError as exc:
-        raise ContractError(f"invalid score: nests more than {MAX_DEPTH} levels deep") from exc
+        raise ContractError(
+            f"invalid score: nests more than {MAX_DESIRED_DEPTH} levels deep"
+        ) from exc
     except Exception as exc:  # not JSON-shaped
         raise ContractError(f"invalid score: {type(exc).__name__}: {exc}") from exc
-    check_json_bounds(raw, what="score", max_bytes=MAX_DESIRED_BYTES)
+    check_json_bounds(raw, what="score", max_bytes=MAX_DESIRED_BYTES, max_depth=MAX_DESIRED_DEPTH)
     score: ReconcileScore = _convert(obj, ReconcileScore, what="score")
     return score
 

@@ -24,8 +24,12 @@ from typing import Final
 from fleet.errors import ContractError
 
 MAX_DEPTH: Final = 16
-"""JSON nesting depth of any value (objects and arrays). The deepest valid value, a
-score with ports, is 5 deep."""
+"""JSON nesting depth of any value (objects and arrays) but a desired-state value. The
+deepest valid one, a report or an info, is 3 deep."""
+MAX_DESIRED_DEPTH: Final = 48
+"""JSON nesting depth of a desired-state value (a score): a ``kubernetes`` score carries
+Kubernetes objects, which nest deep (a CronJob's pod anti-affinity values sit 17 levels
+inside its score); a podman score is at most 6 deep."""
 
 MAX_DESIRED_BYTES: Final = 64 * 1024
 """A desired-state value (a score)."""
@@ -88,16 +92,18 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
-def check_json_bounds(data: bytes, *, what: str, max_bytes: int) -> None:
+def check_json_bounds(
+    data: bytes, *, what: str, max_bytes: int, max_depth: int = MAX_DEPTH
+) -> None:
     """Raise :class:`ContractError` if ``data`` is larger than ``max_bytes`` or nests
-    deeper than :data:`MAX_DEPTH`; cheap for the values real writers send."""
+    deeper than ``max_depth``; cheap for the values real writers send."""
     if len(data) > max_bytes:
         raise ContractError(f"{what} is too large: {len(data)} bytes, at most {max_bytes} allowed")
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+    if data.count(b"[") + data.count(b"{") <= max_depth:
         return  # fast path: too few brackets to nest too deep
     depth = json_depth(data)
-    if depth > MAX_DEPTH:
-        raise ContractError(f"{what} nests {depth} levels deep, at most {MAX_DEPTH} allowed")
+    if depth > max_depth:
+        raise ContractError(f"{what} nests {depth} levels deep, at most {max_depth} allowed")
 
 
 def check_length(value: Sized | None, *, field: str, limit: int, what: str = "characters") -> None:

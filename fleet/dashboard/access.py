@@ -5,7 +5,11 @@ that viewer's token do (``list`` on fleet Deployments: :mod:`fleet.runtime.kube.
 A page polls and streams; asking Kubernetes twice per request would load the API server
 for nothing, so each verdict is kept for ``ttl`` seconds (10 by default: a revoked
 token or binding stops working within that), under the token's SHA-256, at most
-``max_entries`` of them. Each verdict the API gives is logged once (who, allowed or not).
+``max_entries`` of them. Each verdict the API gives is logged once (who, allowed or not;
+a token Kubernetes does not accept at debug level only: anyone can send those). At most
+``max_reviews`` reviews run at once, and a full cache drops refused verdicts before
+accepted ones, so a flood of made-up tokens neither floods the API server nor pushes a
+real viewer's verdict out.
 
 :meth:`KubeAccess.may` asks the same of one verb on one object (the rollout buttons),
 kept as long. What it must never do: keep or log a token itself, or run a review on the event loop.
@@ -27,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 TTL: Final = 10.0
 MAX_ENTRIES: Final = 1024
+MAX_REVIEWS: Final = 4
 
 
 class Reviewer(Protocol):
@@ -46,10 +51,14 @@ class Reviewer(Protocol):
 
 
 class KubeAccess:
-    def __init__(self, reviewer: Reviewer, *, ttl: float = TTL,
-                 max_entries: int = MAX_ENTRIES) -> None:  # fmt: skip
+    def __init__(
+        self, reviewer: Reviewer, *, ttl: float = TTL, max_entries: int = MAX_ENTRIES,
+        max_reviews: int = MAX_REVIEWS,
+    ) -> None:  # fmt: skip
         self._reviewer = reviewer
         self._ttl, self._max = ttl, max_entries
+        self._max_reviews = max_reviews
+        self._reviews: asyncio.Semaphore | None = None  # made on the loop that checks
         self._seen: dict[bytes, tuple[float, Verdict]] = {}
         self._may: dict[tuple[str, ...], tuple[float, bool]] = {}
 
@@ -85,19 +94,31 @@ class KubeAccess:
         kept = self._seen.get(key)
         if kept is not None and kept[0] > now:
             return kept[1]
+        if self._reviews is None:
+            self._reviews = asyncio.Semaphore(self._max_reviews)
         try:
-            reviewed = await asyncio.to_thread(self._reviewer.review, token)
+            async with self._reviews:
+                reviewed = await asyncio.to_thread(self._reviewer.review, token)
         except FleetError as exc:
-            return Verdict(status=503, reason=f"Kubernetes could not review the token: {exc}")
+            logger.warning("dashboard: Kubernetes could not review a token: %s", exc)
+            return Verdict(status=503, reason="Kubernetes could not review the token now")
         verdict = verdict_of(reviewed)
         if len(self._seen) >= self._max:
-            self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
-            if len(self._seen) >= self._max:
-                self._seen.clear()
+            self._make_room(now)
         self._seen[key] = (now + self._ttl, verdict)
-        logger.info("dashboard viewer %s: %s", reviewed.user or "(token not accepted)",
-                    "allowed" if verdict.allowed else f"refused ({verdict.reason})")  # fmt: skip
+        level = logging.INFO if reviewed.user else logging.DEBUG
+        logger.log(level, "dashboard viewer %s: %s", reviewed.user or "(token not accepted)",
+                   "allowed" if verdict.allowed else f"refused ({verdict.reason})")  # fmt: skip
         return verdict
+
+    def _make_room(self, now: float) -> None:
+        """Expired verdicts go first, then refused ones, then the oldest half."""
+        kept = {k: v for k, v in self._seen.items() if v[0] > now}
+        if len(kept) >= self._max:
+            kept = {k: v for k, v in kept.items() if v[1].status != 401}
+        if len(kept) >= self._max:
+            kept = dict(list(kept.items())[len(kept) // 2 :])
+        self._seen = kept
 
 
 def verdict_of(reviewed: Reviewed) -> Verdict:

@@ -2,7 +2,8 @@
 
 It exists for the agent's ``kubernetes`` runtime (docs/runtimes.md), which applies
 ordinary manifests into a cluster: ``apps/v1`` Deployment, StatefulSet and DaemonSet,
-``v1`` ConfigMap, Service and Secret, and one cluster-scoped kind (``rbac`` ClusterRole) so
+``v1`` ConfigMap, Service, Secret and Pod (the operator labels its leader's), and one
+cluster-scoped kind (``rbac`` ClusterRole) so
 that the agent's refusal of cluster-scoped kinds can be tried against discovery.
 
 Only what a test must see refused is checked (:func:`check_object`): an ``apps/v1``
@@ -62,6 +63,17 @@ KINDS: Final = (
     ),
     ServedResource(
         group="", version="v1", plural="secrets", kind="Secret", singular="secret", namespaced=True
+    ),
+    ServedResource(  # the operator labels its leader's pod (fleet/runtime/kube/leader_label.py)
+        group="",
+        version="v1",
+        plural="pods",
+        kind="Pod",
+        singular="pod",
+        namespaced=True,
+        short_names=("po",),
+        categories=("all",),
+        subresources=("status",),
     ),
     ServedResource(
         group="rbac.authorization.k8s.io",

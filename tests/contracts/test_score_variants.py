@@ -189,3 +189,22 @@ def test_runtime_versions_are_optional_bounded_and_of_listed_runtimes() -> None:
         with pytest.raises(ContractError) as caught:
             decode_info(msgspec.json.encode({**said, "runtime_versions": versions}))
         assert caught.value.field == field, str(caught.value)
+
+
+def test_a_kubernetes_manifest_nests_as_deep_as_kubernetes_objects_do() -> None:
+    term = {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In",
+                                                    "values": ["web"]}]},
+            "topologyKey": "kubernetes.io/hostname"}  # fmt: skip
+    anti = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    pod = {"affinity": {"podAntiAffinity": anti}, "containers": [{"name": "c", "image": "x"}]}
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 3 * * *",
+                     "jobTemplate": {"spec": {"template": {"spec": pod}}}}}  # fmt: skip
+    tree = {"type": "kubernetes", "namespace": "shop", "manifests": [cron]}
+    score = convert_score(tree)  # 17 levels deep: fine
+    assert decode_score(encode_score(score)) == score
+    deep: dict[str, Any] = {"x": 1}
+    for _ in range(60):
+        deep = {"x": deep}
+    with pytest.raises(ContractError, match="levels deep"):
+        convert_score({**tree, "manifests": [{**cron, "spec": deep}]})

@@ -9,6 +9,7 @@ never allowed.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -74,3 +75,41 @@ def test_the_answer_expires() -> None:
     assert may(access, CAROL)
     assert may(access, CAROL)
     assert len(reviewer.asked) == 2
+
+
+class TokenReviewer(FakeReviewer):
+    """Accepts one token; counts the reviews and how many ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.reviews: dict[str, int] = {}
+        self.running = self.most = 0
+
+    def review(self, token: str) -> Reviewed:
+        self.reviews[token] = self.reviews.get(token, 0) + 1
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.005)  # a review takes a while: unbounded ones would overlap
+            if token == "good":
+                return Reviewed(user="carol", allowed=True, reason="")
+            return Reviewed(user=None, allowed=False, reason="not a token")
+        finally:
+            self.running -= 1
+
+
+def test_a_flood_of_made_up_tokens_keeps_a_viewer_cached_and_reviews_bounded() -> None:
+    reviewer = TokenReviewer()
+    access = KubeAccess(reviewer, ttl=600, max_entries=16, max_reviews=2)
+
+    async def flood() -> list[Verdict]:
+        first = await access.check("good")
+        made_up = await asyncio.gather(*(access.check(f"forged-{i}") for i in range(200)))
+        return [first, *made_up, await access.check("good")]
+
+    verdicts = asyncio.run(flood())
+    assert verdicts[0].allowed
+    assert verdicts[-1].allowed
+    assert all(v.status == 401 for v in verdicts[1:-1])
+    assert reviewer.reviews["good"] == 1  # the real viewer's verdict stayed cached
+    assert reviewer.most <= 2

@@ -147,6 +147,12 @@ def test_bad_actions_are_4xx_and_affect_nothing(dashboard: Dashboard, kube: Kube
     status, body = post(dashboard, "/api/deployments/ns/web/rollout/approve")
     assert status == 409, body
     assert "ns/web" in body["error"]
+    # behind a TLS-terminating proxy the page is https:// on this host: not a forgery
+    host = dashboard.url.partition("://")[2].split("/")[0]
+    status, body = post(
+        dashboard, "/api/deployments/ns/web/rollout/approve", origin=f"https://{host}"
+    )
+    assert status == 409, body
     status, body = api(dashboard, "/api/deployments/ns/web/rollout/pause", token=STEERER)
     assert status == 405  # a GET never acts
     assert ANNOTATION_ROLLOUT_PAUSED not in annotations_of(kube)

@@ -53,6 +53,8 @@ FILE_OBJECTS = {
 }
 # coordination.k8s.io/v1 Leases: the replicas' leader election (a namespaced Role grants it)
 LEASES = re.compile(r"^(read|create|patch|replace|delete)_namespaced_lease$")
+# the leader's own pod label (fleet/runtime/kube/leader_label.py), granted by that Role too
+PODS = re.compile(r"^(read|patch|replace)_namespaced_pod$")
 # authentication.k8s.io TokenReviews and authorization.k8s.io SubjectAccessReviews: the
 # dashboard asks who a viewer's token is and what it may do (create only: nothing is kept)
 REVIEWS = {
@@ -224,6 +226,8 @@ def _read_function(
             core.add(("events", VERB[event.group(1)], None))
         elif kube and (lease := LEASES.match(node.attr)):
             core.add(("leases", VERB[lease.group(1)], None))
+        elif kube and (pod := PODS.match(node.attr)):
+            core.add(("pods", VERB[pod.group(1)], None))
         elif kube and node.attr in FILE_OBJECTS:
             core.add((FILE_OBJECTS[node.attr], "get", None))
         elif kube and node.attr in REVIEWS:

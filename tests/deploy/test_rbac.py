@@ -33,14 +33,20 @@ def dashboard_objects() -> list[dict[str, Any]]:
 
 
 def grants(objects: list[dict[str, Any]]) -> set[Grant]:
-    """What the ClusterRole grants, and the release namespace's Role (Leases only)."""
+    """What the ClusterRole grants, and the release namespace's Role (Leases, pods)."""
     out = _rules(by_kind_name(objects)[("ClusterRole", RELEASE)]["rules"])
     role = by_kind_name(objects).get(("Role", RELEASE))
-    if role is not None:
+    if role is not None:  # leader election: the Lease, and patch of its own pod's label
         for rule in role["rules"]:
-            assert rule["apiGroups"] == ["coordination.k8s.io"], f"the Role: Leases only: {rule}"
-            assert rule["resources"] == ["leases"], f"the Role: Leases only: {rule}"
-        out |= _rules(role["rules"], group="coordination.k8s.io")
+            assert (rule["apiGroups"], rule["resources"]) in (
+                (["coordination.k8s.io"], ["leases"]),
+                ([""], ["pods"]),
+            ), f"the Role: Leases and pods only: {rule}"
+            if rule["resources"] == ["pods"]:
+                assert rule["verbs"] == ["patch"], f"pods: patch only: {rule}"
+                out |= {("pods", "patch", None)}
+            else:
+                out |= _rules([rule], group="coordination.k8s.io")
     return out
 
 

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.timeout(150)
 USER = "fleet"
 FILE_SECRET = b"the-gateway-private-key-" + secrets.token_hex(8).encode()
 
+DELIVER = {"fleet.nationtech.io/deliver": "true"}  # the Secrets opt in to delivery
+
 
 def test_a_secret_file_and_a_private_image_reach_the_device_sealed(
     identity_world: IdentityWorld, tmp_path: Path
@@ -56,13 +58,14 @@ def test_a_secret_file_and_a_private_image_reach_the_device_sealed(
         NAMESPACE, {"metadata": {"name": "site"}, "data": {"site.conf": "mode=edge\n"}}
     )
     core.create_namespaced_secret(NAMESPACE, {
-        "metadata": {"name": "tls"}, "type": "Opaque",
+        "metadata": {"name": "tls", "labels": DELIVER}, "type": "Opaque",
         "data": {"key.pem": base64.b64encode(FILE_SECRET).decode()},
     })  # fmt: skip
     auth = base64.b64encode(f"{USER}:{password}".encode()).decode()
     dockerconfig = json.dumps({"auths": {registry: {"auth": auth}}}).encode()
     core.create_namespaced_secret(NAMESPACE, {
-        "metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "regcred", "labels": DELIVER},
+        "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": base64.b64encode(dockerconfig).decode()},
     })  # fmt: skip
     world.kube.create_deployment(NAMESPACE, "gw", selector={"matchLabels": {"site": "e2e"}},

@@ -175,11 +175,21 @@ class DeploymentActor(SupervisedActor):
         if may_reference(desired):
             refs = set(references(msgspec.json.decode(desired)))
         me = self.actor_ref
-        self._files.need(self.actor_urn, self.key[0], refs, lambda: me.tell(m.FilesChanged()))
+        self._files.need(
+            self.actor_urn,
+            self.key[0],
+            refs,
+            lambda devices: me.tell(m.FilesChanged(devices=devices)),
+        )
 
-    def _on_files_changed(self, _msg: m.FilesChanged) -> None:
-        self._render.invalidate()
-        self._touch(list(self._targets))
+    def _on_files_changed(self, msg: m.FilesChanged) -> None:
+        if msg.devices is None:
+            self._render.invalidate()
+            self._touch(list(self._targets))
+        else:  # some devices' keys: only their entries are sealed again
+            devices = [t for t in self._targets if t in msg.devices]  # no id made from input
+            self._render.invalidate(devices)
+            self._touch(devices)
         self._step()
         self._reconcile()
 
@@ -523,5 +533,5 @@ _HANDLERS: dict[type, Any] = {
 }
 
 
-def _nothing() -> None:
+def _nothing(_devices: frozenset[str] | None) -> None:
     pass

@@ -49,7 +49,11 @@ class FileSourcesPort(Protocol):
     (:class:`fleet.runtime.kube.file_objects.FileObjects`); reads never block."""
 
     def need(
-        self, owner: str, namespace: str, refs: set[tuple[Any, str]], on_change: Callable[[], None]
+        self,
+        owner: str,
+        namespace: str,
+        refs: set[tuple[Any, str]],
+        on_change: Callable[[frozenset[str] | None], None],
     ) -> None: ...
 
     def config_map(self, namespace: str, name: str) -> Mapping[str, str] | object | None: ...
@@ -166,6 +170,7 @@ def resolve(tree: dict[str, Any], *, sources: Sources, public_key: str | None) -
             secret = sources.secret(str(ref.get("name")))
             if secret is None:
                 raise Unresolvable(f"{where}.secret: Secret {ref.get('name')!r} not found")
+            _refused(secret, f"{where}.secret: Secret {ref.get('name')!r}")
             raw = secret.get(str(ref.get("key")))
             if raw is None:
                 raise Unresolvable(
@@ -185,6 +190,13 @@ def resolve(tree: dict[str, Any], *, sources: Sources, public_key: str | None) -
     return resolved
 
 
+def _refused(secret: Mapping[str, bytes], what: str) -> None:
+    """Unresolvable if the Secret did not opt in to delivery (the reader says why)."""
+    refusal = getattr(secret, "refusal", "")
+    if refusal:
+        raise Unresolvable(f"{what} {refusal}")
+
+
 def _registry_auth(
     pulls: list[Any], sources: Sources, public_key: str | None
 ) -> list[dict[str, Any]]:
@@ -196,6 +208,7 @@ def _registry_auth(
         secret = sources.secret(name)
         if secret is None:
             raise Unresolvable(f"{where}: Secret {name!r} not found")
+        _refused(secret, f"{where}: Secret {name!r}")
         kind = getattr(secret, "secret_type", DOCKERCONFIGJSON)
         raw = secret.get(DOCKERCONFIG_KEY)
         if kind != DOCKERCONFIGJSON or raw is None:

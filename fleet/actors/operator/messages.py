@@ -178,7 +178,10 @@ class Retarget(Msg, frozen=True, kw_only=True):
 
 
 class FilesChanged(Msg, frozen=True, kw_only=True):
-    """A ConfigMap or Secret the Deployment's files name, or a device key, changed."""
+    """A ConfigMap or Secret the Deployment's files name changed (``devices`` None: every
+    target is rendered again), or these devices' keys did (only they are)."""
+
+    devices: frozenset[str] | None = None
 
 
 class Retire(Msg, frozen=True, kw_only=True):

@@ -25,7 +25,7 @@ another device's labels, or an unvalidated one.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -251,13 +251,20 @@ class Renderer:
 
         return wrapped
 
-    def invalidate(self) -> None:
-        """What the score's files name changed (a ConfigMap, a Secret, a device's key):
-        render every target again (the values of older scores too, when asked)."""
-        self._values.clear()
+    def invalidate(self, devices: Collection[DeviceId] | None = None) -> None:
+        """What the score's files name changed (a ConfigMap, a Secret: ``devices`` None),
+        or these devices' keys did: render those targets again (the values of older
+        scores too, when asked)."""
+        if devices is None:
+            self._values.clear()
+            devices = list(self._labels)
+        else:
+            for device in devices:
+                self._values.pop(device, None)
         if self._current is not None and self._template(self._current) is not None:
-            for device in self._labels:
-                self.value(device, self._current)
+            for device in devices:
+                if device in self._labels:
+                    self.value(device, self._current)
 
     # -- what the status shows -------------------------------------------------------
 

@@ -24,8 +24,9 @@ from typing import Final
 import msgspec
 
 from fleet.contracts import DeploymentName
-from fleet.contracts.limits import check_json_bounds
+from fleet.contracts.limits import MAX_DESIRED_DEPTH, check_json_bounds
 from fleet.contracts.score_template import encode_template_score
+from fleet.contracts.scores import SCORE_TYPES
 from fleet.contracts.unknown import unknown_score_field
 from fleet.errors import ContractError, SpecError
 
@@ -51,6 +52,12 @@ class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
     history_limit: int = HISTORY_DEFAULT  # revisions kept (spec.revisionHistoryLimit)
 
 
+OTHER_VARIANTS_FIELDS: Final = frozenset(
+    field for variant in SCORE_TYPES for field in variant.__struct_encode_fields__
+)
+"""Score-level fields of any variant: left over by a merge patch that changed ``type``."""
+
+
 def parse_spec(
     *, name: str, spec_json: bytes, privileges_forbidden_in: str | None = None
 ) -> DeploymentSpec:
@@ -64,7 +71,10 @@ def parse_spec(
     except ContractError as exc:
         raise SpecError(f"metadata.name: {exc} (it is a key token on the wire)") from exc
     try:
-        check_json_bounds(spec_json, what="spec", max_bytes=MAX_SPEC_BYTES)
+        # the score sits one level inside the spec
+        check_json_bounds(
+            spec_json, what="spec", max_bytes=MAX_SPEC_BYTES, max_depth=MAX_DESIRED_DEPTH + 1
+        )
     except ContractError as exc:
         raise SpecError(str(exc)) from exc
     try:
@@ -77,10 +87,10 @@ def parse_spec(
     if "score" not in spec:
         raise SpecError("spec.score is missing")
     unknown = unknown_score_field(spec["score"])
-    # a container's field re-encoding would drop changes what runs: refuse it instead
-    # (docs/workloads.md); a score-level leftover (another type's, after a merge patch
-    # changed the type) changes nothing and is dropped, as before
-    if unknown is not None and unknown.startswith("containers["):
+    # a field re-encoding would drop changes what runs: refuse it instead
+    # (docs/workloads.md); but another type's score-level field (a leftover after a merge
+    # patch changed the type) changes nothing and is dropped, as before
+    if unknown is not None and unknown not in OTHER_VARIANTS_FIELDS:
         raise SpecError(
             f"spec.score.{unknown}: unknown field; this operator cannot honour it (a newer "
             "release's field, or a typo)"

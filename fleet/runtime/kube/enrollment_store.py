@@ -201,5 +201,6 @@ class KubeEnrollmentStore:
             raise KubeConflict(f"Device {name} is bound to another key ({bound[:12]}...)")
         self._client.patch(
             DEVICES, namespace=None, name=name,
-            body={"spec": {"publicKey": public_key, "labels": dict(labels)}},
+            body={"spec": {"deviceId": device_id, "publicKey": public_key,
+                           "labels": dict(labels)}},
         )  # fmt: skip

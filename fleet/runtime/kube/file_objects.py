@@ -15,8 +15,15 @@ thread. Bounded: an object's data is read with the client's bounded decoder and 
 :data:`MAX_OBJECT_BYTES`; Secret values are base64-decoded here and kept only in
 memory.
 
+A Secret is delivered only if it opts in: labelled ``fleet.nationtech.io/deliver:
+"true"`` (:data:`DELIVER_LABEL`), and never a service account token, whatever its labels.
+Otherwise any author of a Deployment could have the operator (which may ``get`` every
+Secret) hand them a Secret of the namespace they cannot read themselves. A refused
+Secret's values are dropped as soon as read; only why it is refused is kept
+(:attr:`SecretData.refusal`), for the Deployment's condition.
+
 What it must never do: log or put in an error a Secret's value; read an object no
-Deployment named; list or watch Secrets.
+Deployment named; list or watch Secrets; keep the values of a Secret that did not opt in.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import binascii
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
@@ -40,6 +48,12 @@ logger = logging.getLogger(__name__)
 Kind = Literal["config_map", "secret"]
 MAX_OBJECT_BYTES: Final = 1024 * 1024
 """Kubernetes' own bound on a ConfigMap or Secret."""
+DELIVER_LABEL: Final = "fleet.nationtech.io/deliver"
+"""The label (value ``"true"``) by which a Secret's owner lets the operator deliver it."""
+SERVICE_ACCOUNT_TOKEN: Final = "kubernetes.io/service-account-token"
+MAX_BACKOFF: Final = 300.0
+"""Seconds: an object whose read fails is tried again after ``interval``, doubling up to
+this (a Secret forbidden or malformed is not read again every round)."""
 PENDING: Final = object()
 """Not read yet (distinct from None: read, and absent)."""
 _Key = tuple[Kind, str, str]  # kind, namespace, name
@@ -48,14 +62,22 @@ _Key = tuple[Kind, str, str]  # kind, namespace, name
 class FileObjects:
     """See the module doc. ``start`` and ``stop`` from one thread; the rest from any."""
 
-    def __init__(self, client: KubeClient, *, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._failing: dict[_Key, tuple[float, float]] = {}  # key: (retry at, delay)
         self._core = kubernetes.client.CoreV1Api(client.api_client)
         self._timeout = client.timeout
         self._interval = interval
         self._lock = threading.Condition()
         self._data: dict[_Key, dict[str, Any] | None] = {}
         self._digests: dict[_Key, str] = {}
-        self._needs: dict[str, tuple[frozenset[_Key], Callable[[], None]]] = {}
+        self._needs: dict[str, tuple[frozenset[_Key], Callable[[frozenset[str] | None], None]]] = {}
         self._keys: dict[str, str] = {}
         self._stopping = False
         self._asked = False
@@ -64,7 +86,11 @@ class FileObjects:
     # -- what Deployments need -------------------------------------------------------
 
     def need(
-        self, owner: str, namespace: str, refs: set[tuple[Kind, str]], on_change: Callable[[], None]
+        self,
+        owner: str,
+        namespace: str,
+        refs: set[tuple[Kind, str]],
+        on_change: Callable[[frozenset[str] | None], None],
     ) -> None:
         """``owner`` (a Deployment) needs these objects of ``namespace`` (empty: none)."""
         keys = frozenset((kind, namespace, name) for kind, name in refs)
@@ -81,7 +107,8 @@ class FileObjects:
 
     def set_keys(self, keys: Mapping[str, str], *, listed: bool = False) -> None:
         """Devices' enrollment public keys ("" or absent: none); ``listed``: all there
-        are. A change re-renders every Deployment that needs a Secret (rare: enrollment)."""
+        are. A change tells every Deployment that needs a Secret which devices' keys
+        changed: only their entries are sealed again."""
         with self._lock:
             before = dict(self._keys)
             if listed:
@@ -91,11 +118,13 @@ class FileObjects:
                     self._keys[device] = key
                 else:
                     self._keys.pop(device, None)
-            changed = self._keys != before
+            changed = frozenset(
+                d for d in before.keys() | self._keys.keys() if before.get(d) != self._keys.get(d)
+            )
             callbacks = [cb for keys_, cb in self._needs.values() if changed and any(
                 k[0] == "secret" for k in keys_)]  # fmt: skip
         for callback in callbacks:
-            _tell(callback)
+            _tell(callback, changed)
 
     def device_key(self, device: str) -> str | None:
         with self._lock:
@@ -131,11 +160,19 @@ class FileObjects:
         wanted = {key for keys, _ in needs.values() for key in keys}
         changed: set[_Key] = set()
         for key in sorted(wanted):
+            now = self._clock()
+            failing = self._failing.get(key)
+            if failing is not None and now < failing[0]:
+                continue  # failed lately: tried again after its backoff, not every round
             try:
                 data = self._read(key)
-            except Exception as exc:  # kept as it was; the next round retries
-                logger.warning("reading %s %s/%s: %s", key[0], key[1], key[2], exc)
+            except Exception as exc:  # kept as it was; retried after a backoff
+                delay = min(MAX_BACKOFF, 2 * failing[1] if failing else self._interval)
+                self._failing[key] = (now + delay, delay)
+                logger.warning("reading %s %s/%s (again in %gs): %s", key[0], key[1], key[2],
+                               delay, exc)  # fmt: skip
                 continue
+            self._failing.pop(key, None)
             digest = _digest(data)
             with self._lock:
                 if self._digests.get(key) != digest or key not in self._data:
@@ -145,9 +182,11 @@ class FileObjects:
             for key in [k for k in self._data if k not in wanted]:
                 self._data.pop(key, None)
                 self._digests.pop(key, None)
+            for key in [k for k in self._failing if k not in wanted]:
+                self._failing.pop(key, None)
         for keys, on_change in needs.values():
             if keys & changed:
-                _tell(on_change)
+                _tell(on_change, None)
 
     def _run(self) -> None:
         while True:
@@ -180,15 +219,19 @@ class FileObjects:
             raise error from exc
         if len(body) > MAX_OBJECT_BYTES:
             raise ValueError(f"{what}: larger than {MAX_OBJECT_BYTES} bytes")
-        obj = decode_loose(body)
-        data = obj.get("data") if isinstance(obj, dict) else None
+        decoded = decode_loose(body)
+        obj: dict[str, Any] = decoded if isinstance(decoded, dict) else {}
+        data = obj.get("data")
         if not isinstance(data, dict):
-            return {}
+            data = {}
         if kind == "config_map":
             return {str(k): v for k, v in data.items() if isinstance(v, str)}
         values = SecretData()
-        kind_ = obj.get("type") if isinstance(obj, dict) else None
+        kind_ = obj.get("type")
         values.secret_type = kind_ if isinstance(kind_, str) else ""
+        values.refusal = _refusal(obj, values.secret_type)
+        if values.refusal:
+            return values  # its values are not kept
         for k, v in data.items():
             if isinstance(v, str):
                 try:
@@ -198,18 +241,37 @@ class FileObjects:
         return values
 
 
-def _tell(callback: Callable[[], None]) -> None:
-    """Call a Deployment's ``on_change``; one that stopped meanwhile is not an error."""
+def _refusal(obj: dict[str, Any], secret_type: str) -> str:
+    """Why this Secret may not be delivered ("" if it may)."""
+    if secret_type == SERVICE_ACCOUNT_TOKEN:
+        return f"is a {SERVICE_ACCOUNT_TOKEN}, which is never delivered"
+    metadata = obj.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    if not isinstance(labels, dict) or labels.get(DELIVER_LABEL) != "true":
+        return (
+            f'is not labelled {DELIVER_LABEL}: "true" (only Secrets that opt in are '
+            "delivered: docs/security.md)"
+        )
+    return ""
+
+
+def _tell(
+    callback: Callable[[frozenset[str] | None], None], devices: frozenset[str] | None
+) -> None:
+    """Call a Deployment's ``on_change`` (``devices``: whose keys changed; None: an
+    object did); one that stopped meanwhile is not an error."""
     try:
-        callback()
+        callback(devices)
     except Exception:  # an actor that stopped (pykka's ActorDeadError), or a bug
         logger.debug("a Deployment could not be told its files changed", exc_info=True)
 
 
 class SecretData(dict[str, bytes]):
-    """A Secret's values (decoded), and its ``type`` (``kubernetes.io/dockerconfigjson``)."""
+    """A Secret's values (decoded), its ``type`` (``kubernetes.io/dockerconfigjson``), and
+    why it may not be delivered (``refusal``; then it holds no values)."""
 
     secret_type: str = ""
+    refusal: str = ""
 
 
 def _digest(data: Mapping[str, Any] | None) -> str:
@@ -219,4 +281,5 @@ def _digest(data: Mapping[str, Any] | None) -> str:
     for k in sorted(data):
         v = data[k]
         digest.update(k.encode() + b"\0" + (v if isinstance(v, bytes) else str(v).encode()) + b"\0")
+    digest.update(getattr(data, "refusal", "").encode())  # a label added or removed: a change
     return digest.hexdigest()

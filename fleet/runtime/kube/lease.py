@@ -124,6 +124,7 @@ class LeaseElector:
         request_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.api_client = api_client
         self._api: Any = kubernetes.client.CoordinationV1Api(api_client)  # raw responses
         self.namespace = namespace
         self.name = name

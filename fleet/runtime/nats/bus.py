@@ -80,6 +80,7 @@ class Bus:
             connection = NatsPyTransport(
                 urls=urls, name=name, on_connection=on_connection, credentials=credentials,
                 tls_ca=tls_ca, inbox_prefix=inbox_prefix,
+                buffer_while_away=fence is None,  # fenced: nothing sent late on a reconnect
             )  # fmt: skip
         self._name = name
         self._connection = connection

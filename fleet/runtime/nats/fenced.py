@@ -6,7 +6,9 @@ comes from. Every KV write leaves through the transport as a message to
 ``$KV.<bucket>.<key>`` (a put, or a delete or purge marker) or as a ``$JS.API`` request
 that changes a stream (create, update, delete, purge, message delete); this wrapper
 asks :meth:`~fleet.runtime.fencing.WriteFence.check` before sending either, and lets
-reads, watches and replies through.
+reads, watches and replies through. A connection that writes elsewhere (the operator's
+system-account connection, whose ``$SYS.REQ.CLAIMS.UPDATE`` pushes the account JWT with
+every revocation) names those subjects too (``also``).
 
 What it must never do: let a write subject through unchecked, or block (the fence only
 reads a clock).
@@ -34,9 +36,16 @@ def is_write(subject: str) -> bool:
 class FencedTransport(ForwardingTransport):
     """``inner``, with every write checked against ``fence`` first."""
 
-    def __init__(self, inner: Transport, fence: WriteFence) -> None:
+    def __init__(
+        self, inner: Transport, fence: WriteFence, *, also: frozenset[str] = frozenset()
+    ) -> None:
+        """``also``: further subjects that count as writes (exact names)."""
         super().__init__(inner)
         self.fence = fence
+        self._also = also
+
+    def _is_write(self, subject: str) -> bool:
+        return is_write(subject) or subject in self._also
 
     async def publish(
         self,
@@ -46,7 +55,7 @@ class FencedTransport(ForwardingTransport):
         reply: str = "",
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        if is_write(subject):
+        if self._is_write(subject):
             self.fence.check(f"write to {subject}")
         await self.inner.publish(subject, payload, reply=reply, headers=headers)
 
@@ -58,6 +67,6 @@ class FencedTransport(ForwardingTransport):
         headers: Mapping[str, str] | None = None,
         timeout: float,
     ) -> Message:
-        if is_write(subject):
+        if self._is_write(subject):
             self.fence.check(f"write to {subject}")
         return await self.inner.request(subject, payload, headers=headers, timeout=timeout)

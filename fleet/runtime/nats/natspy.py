@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import nats.errors
-from nats.aio.client import Client
+from nats.aio.client import DEFAULT_PENDING_SIZE, Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
@@ -91,16 +91,21 @@ class NatsPyTransport(Transport):
         credentials: Path | None = None,
         tls_ca: Path | None = None,
         inbox_prefix: str = "_INBOX",
+        buffer_while_away: bool = True,
     ) -> None:
         """``credentials``: a user's ``.creds`` file; ``tls_ca``: the CA (PEM) the server's
         certificate must chain to (TLS is then required); ``inbox_prefix``: where replies
-        and deliveries arrive, the one the credentials allow to subscribe."""
+        and deliveries arrive, the one the credentials allow to subscribe;
+        ``buffer_while_away`` False: a publish while disconnected fails at once
+        (``pending_size=0``) instead of waiting in nats-py's buffer to be sent on
+        reconnect, perhaps after the write fence closed (a fenced writer's connection)."""
         if not urls:
             raise ValueError("a NATS connection needs at least one url")
         self._credentials_path = None if credentials is None else str(credentials)
         self._tls = None if tls_ca is None else ssl.create_default_context(cafile=str(tls_ca))
         self._refusal: str | None = None  # why the server last refused to let it in
         self._inbox_prefix = inbox_prefix
+        self._pending_size = DEFAULT_PENDING_SIZE if buffer_while_away else 0
         self._urls = list(urls)
         self._name = name
         self._on_connection = on_connection
@@ -155,6 +160,7 @@ class NatsPyTransport(Transport):
                     inbox_prefix=self._inbox_prefix,
                     user_credentials=self._credentials_path,
                     tls=self._tls,
+                    pending_size=self._pending_size,
                 )
             except (nats.errors.NoServersError, *UNAVAILABLE) as exc:
                 logger.info(

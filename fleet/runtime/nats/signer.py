@@ -10,7 +10,9 @@ user the server takes an account update from).
 
 Its methods block (a push waits for the server's answer on the loop): they run on the
 enrollment workers, never on the loop or an actor's thread. What it must never do: sign
-a JWT for a revoked key, or push a revocation it has not written down first.
+a JWT for a revoked key, push a revocation it has not written down first, or write
+``revocations.json`` or push the account once the write fence (the leader Lease) says
+no: a deposed leader's older copy could otherwise un-revoke a key.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from fleet.contracts import DeviceId
 from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.fencing import OPEN, WriteFence
 from fleet.runtime.nats.authority_files import save_revocations
 from fleet.runtime.nats.identity import Authority, push_account_jwt
 from fleet.runtime.nats.permissions import device_permissions
@@ -42,10 +45,12 @@ class DeviceSigner:
         system: Transport | None,
         loop: EventLoopThread | None,
         push_timeout: float = 5.0,
+        fence: WriteFence = OPEN,
     ) -> None:
         """``directory``: where revocations are kept (None: nowhere, tests only);
         ``system``/``loop``: a system-account connection and its loop (None: revocations
-        are not pushed, tests only)."""
+        are not pushed, tests only); ``fence``: asked before every write and push."""
+        self._fence = fence
         self._authority = authority
         self._directory = directory
         self._system = system
@@ -69,8 +74,10 @@ class DeviceSigner:
     def revoke(self, public_key: str) -> None:
         """Revoke ``public_key``: written down, then pushed (a failed push raises; the
         next :meth:`push` or a retry sends it again)."""
+        self._fence.check(f"revoke key {public_key[:12]}...")
         with self._lock:
             if public_key not in self._authority.revocations:
+                self._fence.check("write revocations.json")
                 self._authority.revoke(public_key)
                 if self._directory is not None:
                     save_revocations(self._directory, self._authority.revocations)
@@ -80,8 +87,11 @@ class DeviceSigner:
     def revoke_quietly(self, public_keys: list[str]) -> int:
         """Write down revocations found at start (no push: :meth:`push` follows); how many
         were new."""
+        self._fence.check("write down revocations")
         with self._lock:
             new = [k for k in public_keys if k not in self._authority.revocations]
+            if new:
+                self._fence.check("write revocations.json")
             for key in new:
                 self._authority.revoke(key)
             if new and self._directory is not None:
@@ -92,6 +102,7 @@ class DeviceSigner:
         """Push the account JWT, with every revocation, to the server."""
         if self._system is None or self._loop is None:
             return
+        self._fence.check("push the account JWT")
         with self._lock:
             account_jwt = self._authority.account_jwt()
         self._loop.run(

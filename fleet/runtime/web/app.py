@@ -126,7 +126,7 @@ class Dashboard:
                 verdict = await self.access.check(token)
             except Exception as exc:  # the reviewer is down: nobody sees, and we say why
                 logger.warning("dashboard: checking a token failed: %s", exc)
-                verdict = Verdict(status=503, reason=f"cannot check the token now: {exc}")
+                verdict = Verdict(status=503, reason="cannot check the token now")
         if not verdict.allowed:
             if request.path == "/":
                 return self._page_response(status=verdict.status)
@@ -138,7 +138,8 @@ class Dashboard:
         # The page itself holds no data; refused, it still loads, asks the API, and shows
         # the API's reason (401/403) instead of the fleet.
         return web.Response(status=status, body=self._page, content_type="text/html",
-                            headers={"Cache-Control": "no-store"})  # fmt: skip
+                            headers={"Cache-Control": "no-store",
+                                     "Referrer-Policy": "no-referrer"})  # fmt: skip
 
     async def _index(self, request: web.Request) -> web.Response:
         return self._page_response()

@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from fleet.errors import Fenced
+from fleet.errors import BusUnavailable, Fenced
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.kube.client import DEVICES, KubeClient
 from fleet.runtime.kube.lease import LeaseElector, LeaseTiming
@@ -175,6 +175,35 @@ def test_the_fence_refuses_bucket_writes_but_not_reads(
         entry = loop.run(bus.get("desired-state", "d1.web"), timeout=20)  # reads still work
         assert entry is not None
         assert (entry.revision, entry.value) == (revision, b"{}")
+    finally:
+        loop.run(bus.close(), timeout=20)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fenced", [False, True])
+def test_a_fenced_bus_keeps_no_writes_for_a_reconnect(
+    nats_server: NatsServer, event_loop_thread: EventLoopThread, fenced: bool
+) -> None:
+    """While NATS is away, nats-py buffers publishes and sends them on reconnect, perhaps
+    after the fence closed: a fenced bus has no such buffer (a write fails at once)."""
+    open_fence = type("Open", (), {"check": lambda self, what: None})()
+    bus = Bus(urls=[nats_server.url], name="fenced", fence=open_fence if fenced else None)
+    loop = event_loop_thread
+
+    async def connect() -> None:
+        await bus.start()
+        await bus.wait_connected(timeout=10)
+
+    loop.run(connect(), timeout=20)
+    try:
+        nats_server.stop()
+        eventually(lambda: not bus.connected, timeout=30)
+        publish = bus.transport.publish("$KV.desired-state.d1.web", b"late")
+        if fenced:
+            with pytest.raises(BusUnavailable):
+                loop.run(publish, timeout=20)
+        else:
+            loop.run(publish, timeout=20)  # kept, to be sent on reconnect
     finally:
         loop.run(bus.close(), timeout=20)
 

@@ -31,10 +31,12 @@ import pykka
 
 from fleet.runtime.actorkit.supervisor import Supervisor
 from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.fencing import OPEN, WriteFence
 from fleet.runtime.kube.client import DEVICES, ENROLLMENT_REQUESTS, KubeClient, KubeObject
 from fleet.runtime.kube.enrollment_store import KubeEnrollmentStore
 from fleet.runtime.kube.watch import ResourceWatcher
 from fleet.runtime.nats import subjects
+from fleet.runtime.nats.fenced import FencedTransport
 from fleet.runtime.nats.identity import Authority
 from fleet.runtime.nats.natspy import NatsPyTransport
 from fleet.runtime.nats.permissions import enrollment_permissions
@@ -43,6 +45,7 @@ from fleet.runtime.nats.transport import Message, Transport
 
 from ..approvals import approval
 from ..messages import LabelsApproved
+from ..mirror import device_resource_name
 from .desk import Asked, DeviceDeleted, DevicesListed, EnrollmentDesk, RevokeDecided
 from .revocation import Revocations
 from .rules import DAY, PENDING_RETRY_S, EnrollmentRules
@@ -64,6 +67,7 @@ class EnrollmentSetup:
     max_pending: int = 10_000
     pending_retry: float = PENDING_RETRY_S
     workers: int = 4
+    fence: WriteFence = OPEN  # the leader Lease: no revocation or push once it is lost
 
 
 class _Spec(msgspec.Struct, rename="camel"):
@@ -92,31 +96,36 @@ def start_enrollment(
 ) -> pykka.ActorRef[Any]:
     """Start it (see the module docstring); returns the desk. ``keys`` hears every
     Device's public key (Secrets are sealed to it)."""
-    system = NatsPyTransport(
+    raw_system = NatsPyTransport(
         urls=setup.nats_urls, name="fleet-operator-system", credentials=setup.system_credentials,
-        tls_ca=setup.tls_ca, inbox_prefix="_INBOX_system",
+        tls_ca=setup.tls_ca, inbox_prefix="_INBOX_system", buffer_while_away=False,
     )  # fmt: skip
-    transport = NatsPyTransport(
+    raw_transport = NatsPyTransport(
         urls=setup.nats_urls, name="fleet-operator-enrollment",
         credentials=setup.enrollment_credentials, tls_ca=setup.tls_ca,
         inbox_prefix=enrollment_permissions().inbox_prefix,
     )  # fmt: skip
+    # fenced like the operator's bus: an account push (revocations) is a write
+    system = FencedTransport(raw_system, setup.fence, also=frozenset({subjects.CLAIMS_UPDATE}))
+    transport = FencedTransport(raw_transport, setup.fence)
 
     async def connect() -> None:
-        for connection in (system, transport):
+        for connection in (raw_system, raw_transport):
             await connection.start()
             await connection.wait_connected(timeout=30)
 
     try:
         loop.run(connect(), timeout=70)
     finally:  # registered even if connecting failed: the supervisor's stop closes them
-        supervisor.add_cleanup("system connection", lambda: loop.run(system.close(), timeout=10))
         supervisor.add_cleanup(
-            "enrollment connection", lambda: loop.run(transport.close(), timeout=10)
+            "system connection", lambda: loop.run(raw_system.close(), timeout=10)
+        )
+        supervisor.add_cleanup(
+            "enrollment connection", lambda: loop.run(raw_transport.close(), timeout=10)
         )
     store = KubeEnrollmentStore(kube)
     signer = DeviceSigner(authority=setup.authority, directory=setup.auth_dir, system=system,
-                          loop=loop)  # fmt: skip
+                          loop=loop, fence=setup.fence)  # fmt: skip
     revocations = Revocations(store=store, signer=signer)
     revocations.rebuild()  # before any answer: a revoked device is refused from the start
     rules = EnrollmentRules(store=store, signer=signer, credential_ttl=setup.credential_ttl,
@@ -174,7 +183,8 @@ def _devices_listed(
     def listed(_scope: str | None, objects: list[KubeObject]) -> None:
         desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
         if keys is not None:
-            keys.set_keys(dict(_device_key(o) for o in objects), listed=True)
+            found_keys = (_device_key(o) for o in objects)
+            keys.set_keys(dict(k for k in found_keys if k is not None), listed=True)
         if index is not None:
             found = (approval(o) for o in objects)
             index.tell(LabelsApproved(approvals=tuple(a for a in found if a), listed=True))
@@ -187,7 +197,8 @@ def _device_event(
 ) -> Any:
     def event(kind: str, obj: KubeObject) -> None:
         if keys is not None:
-            device, key = _device_key(obj)
+            bound = _device_key(obj)
+            device, key = bound if bound is not None else (obj.name, "")
             keys.set_keys({device: "" if kind == "DELETED" else key})
         if kind == "DELETED":
             desk.tell(DeviceDeleted(name=obj.name, public_key=_spec(obj).public_key))
@@ -204,10 +215,15 @@ class DeviceKeysPort(Protocol):
     def set_keys(self, keys: Mapping[str, str], *, listed: bool = False) -> None: ...
 
 
-def _device_key(obj: KubeObject) -> tuple[str, str]:
-    """(device id, public key) of a Device resource ("" when it has none)."""
+def _device_key(obj: KubeObject) -> tuple[str, str] | None:
+    """(device id, public key) of a Device resource bound at enrollment ("" when it has no
+    key); None for one whose name is not its ``spec.deviceId``'s resource name (as the
+    operator names the Devices it binds): a Device made or edited to carry another
+    device's id never has Secrets sealed to its key for that device."""
     spec = _spec(obj)
-    return spec.device_id or obj.name, spec.public_key
+    if not spec.device_id or device_resource_name(spec.device_id) != obj.name:
+        return None
+    return spec.device_id, spec.public_key
 
 
 def _request_event(desk: pykka.ActorRef[Any]) -> Any:

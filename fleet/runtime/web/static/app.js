@@ -5,6 +5,12 @@
 (function () {
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || sessionStorage.getItem("fleet-token") || "";
+  if (params.has("token")) {  // kept in this tab only; out of the address bar and history
+    sessionStorage.setItem("fleet-token", token);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+  }
   const $ = (id) => document.getElementById(id);
   const state = { filter: { selector: "", name: "", state: "" }, page: 0, size: 50, version: 0 };
   window.fleetLoadId = Math.random().toString(36).slice(2);  // tests: no reload happened
