@@ -216,6 +216,7 @@ def check_dashboard_against(output: str) -> None:
     assert {d["name"] for d in overview["deployments"]} == {"hello-web", "hello-shop"}
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(base + "/api/overview", timeout=30)
+    refused.value.close()  # its socket: a ResourceWarning otherwise, in a later test
     assert refused.value.code == 401
 
 

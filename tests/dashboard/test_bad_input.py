@@ -43,3 +43,4 @@ def test_the_emulator_refuses_a_review_that_is_not_one(kube: KubeCluster) -> Non
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert b"bad review" in refused.value.read()
+    refused.value.close()

@@ -41,6 +41,7 @@ def pause(url: str) -> int:
             json.loads(response.read())
             return int(response.status)
     except urllib.error.HTTPError as exc:
+        exc.close()  # its socket: a ResourceWarning otherwise, in a later test
         return int(exc.code)
 
 

@@ -59,7 +59,8 @@ def api(dashboard: Dashboard, path: str, token: str | None = VIEWER) -> tuple[in
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raw = exc.read()
+        with exc:
+            raw = exc.read()
         try:
             return exc.code, json.loads(raw)
         except ValueError:  # refused before our routes (aiohttp's own 400): plain text

@@ -69,6 +69,7 @@ def status_of(url: str, headers: dict[str, str] | None = None) -> int:
                                     timeout=30) as response:  # fmt: skip
             return int(response.status)
     except urllib.error.HTTPError as exc:
+        exc.close()  # its socket: a ResourceWarning otherwise, in a later test
         return exc.code
 
 

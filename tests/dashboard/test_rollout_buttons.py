@@ -57,7 +57,8 @@ def post(
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raw = exc.read()
+        with exc:
+            raw = exc.read()
         try:
             return exc.code, json.loads(raw)
         except ValueError:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from fleet.contracts import Phase
+from fleet.contracts.limits import MAX_DESIRED_DEPTH
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.nats import NatsServer
 
@@ -27,6 +28,8 @@ from ..sim import SCORE, Fleet, eventually
 
 GROUP = "/apis/fleet.nationtech.io/v1alpha1"
 SEL = {"matchLabels": {"role": "edge"}}
+
+SPEC_DEPTH = MAX_DESIRED_DEPTH + 1  # a score (Kubernetes manifests nest deep) inside the spec
 
 
 def deep(depth: int) -> bytes:
@@ -100,7 +103,7 @@ def test_hostile_objects_get_reasons_and_the_operator_stays_up(
         eventually(
             lambda: "nests 1000" in reason(kube, "deep") or "nests 100" in reason(kube, "deep")
         )
-        assert "at most 16 allowed" in reason(kube, "deep")
+        assert f"at most {SPEC_DEPTH} allowed" in reason(kube, "deep")
         eventually(lambda: "spec is too large" in reason(kube, "big"))
         eventually(lambda: "spec must be an object, got 'just a string'" in reason(kube, "scalar"))
         eventually(lambda: "invalid label value 5" in reason(kube, "labels"))
@@ -113,7 +116,7 @@ def test_hostile_objects_get_reasons_and_the_operator_stays_up(
         post(
             kube.url, f"{GROUP}/namespaces/ns/deployments", deep_deployment("deeper")
         )  # a watch event
-        eventually(lambda: "at most 16 allowed" in reason(kube, "deeper"))
+        eventually(lambda: f"at most {SPEC_DEPTH} allowed" in reason(kube, "deeper"))
         kube.delete_deployment("ns", "deep")  # its finalizer goes too
         eventually(lambda: kube.deployment("ns", "deep") is None)
         fleet.join(["d3"], {"role": "edge"})
