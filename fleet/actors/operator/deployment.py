@@ -492,8 +492,6 @@ class DeploymentActor(SupervisedActor):
             self.key, owner=self.actor_urn, counts=status["aggregate"],
             rollout=None if rollout is None else (str(rollout["phase"]), int(rollout["revision"])),
         )  # fmt: skip
-        if self._obj is not None:
-            self._events.status(self._obj, status)  # and its Events
         return status
 
     def _previous_condition(self, kind: str) -> dict[str, Any] | None:
@@ -505,7 +503,12 @@ class DeploymentActor(SupervisedActor):
 
     def _on_patch_done(self, msg: m.PatchDone) -> None:
         retry = not is_deleting(self._obj) or len(self._book) > 0
+        shown = self._status.throttle.last  # the status this patch carried
         self._status.patched(msg, retry=retry)
+        if msg.error is None and shown is not None and self._obj is not None:
+            # its Events only once the status says the same: an operator killed between
+            # the two then tells again (from the old status) rather than twice
+            self._events.status(self._obj, shown)
 
 
 _HANDLERS: dict[type, Any] = {

@@ -6,9 +6,10 @@ its name is taken or its spec invalid, that a rollout halted; ``kubectl describe
 pi-01`` when the device went unreachable and came back. These rules turn changes of state
 into :class:`~fleet.runtime.kube.events.EventNote` values for the ``EventsPort``:
 
-* :class:`DeploymentEvents` compares each status a Deployment actor builds (at most one per
-  status interval) with the last one it saw, seeded from the status the object carries,
-  so an operator restart does not tell again what the status already says;
+* :class:`DeploymentEvents` compares each status a Deployment actor patched (at most one per
+  status interval; told once the API server took it, so an Event never runs ahead of the
+  status) with the last one it saw, seeded from the status the object carries, so an
+  operator restart does not tell again what the status already says;
 * :class:`DeviceEvents` hears a device actor's liveness changes: unreachable (it was
   online), reachable again (it had been seen unreachable: a new device, or one online when
   the operator starts, is not "back"), and two agents beating under its id.
