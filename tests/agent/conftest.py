@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
@@ -29,8 +29,14 @@ from fleet.contracts import (
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
 from fleet.runtime.podman.adapter import PodmanRuntime
+from tests.agent.conformance.kit import Bench, RuntimeAdapter
+from tests.fixtures.kvm import URI as LIBVIRT_URI
+from tests.fixtures.kvm import Guest
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.podman import PodmanEnv
+
+if TYPE_CHECKING:  # the adapters use this module's helpers: imported where they are used
+    from tests.agent.conformance.adapters import KubernetesAdapter, KvmAdapter
 
 
 def httpd_score(
@@ -252,3 +258,45 @@ def world(
     yield w
     for app in list(w.agents):
         w.stop_agent(app)
+
+
+# -- the runtime conformance kit's world (tests/agent/conformance/kit.py) ----------------
+# Each package that uses ``bench`` says which runtime by its ``subject`` fixture.
+
+
+@pytest.fixture
+def kube_adapter() -> Iterator[KubernetesAdapter]:
+    """The API emulator with its workload controller (the ``kubernetes`` runtime's world)."""
+    from tests.agent.conformance.adapters import KubernetesAdapter
+
+    adapter = KubernetesAdapter()
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture
+def kvm_adapter(kvm_guest: Guest) -> Iterator[KvmAdapter]:
+    """The system libvirtd with the tiny guest of tests/fixtures/kvm.py."""
+    from tests.agent.conformance.adapters import KvmAdapter
+
+    adapter = KvmAdapter(kvm_guest, uri=LIBVIRT_URI)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture
+def bench(
+    subject: RuntimeAdapter,
+    nats_server: NatsServer,
+    bus: Bus,
+    event_loop_thread: EventLoopThread,
+    tmp_path: Path,
+) -> Iterator[Bench]:
+    """A real agent's world around ``subject``: NATS, a test bus, the reports it writes."""
+    b = Bench(
+        bus=bus, loop=event_loop_thread, nats_url=nats_server.url, state_root=tmp_path,
+        adapter=subject,
+    )  # fmt: skip
+    b.listen()
+    yield b
+    b.close()

@@ -1,20 +1,15 @@
 """The ``kvm`` runtime's world: the system libvirtd with the tiny guest of
 ``tests/fixtures/kvm.py``, a real nats-server, and the conformance kit's bench (reports
-read from the wire). Every test here is marked ``kvm``."""
+read from the wire; tests/agent/conftest.py). Every test here is marked ``kvm``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fleet.runtime.aiokit.loop import EventLoopThread
-from fleet.runtime.nats.bus import Bus
 from tests.agent.conformance.adapters import KvmAdapter
-from tests.agent.conformance.kit import Bench
-from tests.fixtures.kvm import URI, Guest
-from tests.fixtures.nats import NatsServer
+from tests.agent.conformance.kit import RuntimeAdapter
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,27 +20,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def kvm_adapter(kvm_guest: Guest) -> Iterator[KvmAdapter]:
-    adapter = KvmAdapter(kvm_guest, uri=URI)
-    yield adapter
-    adapter.close()
-
-
-@pytest.fixture
-def bench(
-    kvm_adapter: KvmAdapter,
-    nats_server: NatsServer,
-    bus: Bus,
-    event_loop_thread: EventLoopThread,
-    tmp_path: Path,
-) -> Iterator[Bench]:
-    b = Bench(
-        bus=bus,
-        loop=event_loop_thread,
-        nats_url=nats_server.url,
-        state_root=tmp_path,
-        adapter=kvm_adapter,
-    )
-    b.listen()
-    yield b
-    b.close()
+def subject(kvm_adapter: KvmAdapter) -> RuntimeAdapter:
+    return kvm_adapter

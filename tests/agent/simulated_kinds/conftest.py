@@ -3,8 +3,6 @@ the conformance kit: the real agent, a real nats-server, the kit's own tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +14,7 @@ from fleet.actors.agent.runtimes.registry import RuntimeRegistry
 from fleet.contracts import DeviceId
 from fleet.devtools.simulated_runtime import SimulatedRuntime
 from fleet.devtools.simulated_workloads import SimulatedWorkloads
-from fleet.runtime.aiokit.loop import EventLoopThread
-from fleet.runtime.nats.bus import Bus
-from tests.agent.conformance.kit import Bench, RuntimeAdapter
-from tests.fixtures.nats import NatsServer
+from tests.agent.conformance.kit import RuntimeAdapter
 
 AGENT_OPTIONS: dict[str, Any] = {"max_backoff": 1.0, "event_debounce": 0.1}
 
@@ -69,20 +64,3 @@ class SimulatedKindAdapter:
 @pytest.fixture(params=["kvm", "kubernetes"])
 def subject(request: pytest.FixtureRequest) -> RuntimeAdapter:
     return SimulatedKindAdapter(request.param)
-
-
-@pytest.fixture
-def bench(
-    subject: RuntimeAdapter,
-    nats_server: NatsServer,
-    bus: Bus,
-    event_loop_thread: EventLoopThread,
-    tmp_path: Path,
-) -> Iterator[Bench]:
-    b = Bench(
-        bus=bus, loop=event_loop_thread, nats_url=nats_server.url, state_root=tmp_path,
-        adapter=subject,
-    )  # fmt: skip
-    b.listen()
-    yield b
-    b.close()
