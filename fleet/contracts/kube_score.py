@@ -57,38 +57,30 @@ def manifest_identity(manifest: dict[str, Any]) -> tuple[str, str, str]:
     return (manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
 
 
+def _matching(value: object, pattern: re.Pattern[str], limit: int, *, what: str, rule: str,
+              field: str) -> str:  # fmt: skip
+    """``value``, a string of at most ``limit`` characters matching ``pattern``; otherwise
+    the error naming ``field`` and saying ``what`` must be (``rule``)."""
+    if not isinstance(value, str) or len(value) > limit or pattern.fullmatch(value) is None:
+        raise ContractError(f"{what} must be {rule}, got {repr(value)[:80]}", field=field)
+    return value
+
+
 def _check_manifest(manifest: object, namespace: str, where: str) -> tuple[str, str, str]:
     if not isinstance(manifest, dict):
         raise ContractError("a manifest must be an object", field=where)
-    api_version = manifest.get("apiVersion")
-    if (
-        not isinstance(api_version, str)
-        or len(api_version) > MAX_API_VERSION_LENGTH
-        or _API_VERSION.fullmatch(api_version) is None
-    ):
-        raise ContractError(
-            f"apiVersion must be 'v1' or 'group/version', got {api_version!r}",
-            field=f"{where}.apiVersion",
-        )
-    kind = manifest.get("kind")
-    if not isinstance(kind, str) or len(kind) > MAX_KIND_LENGTH or _KIND.fullmatch(kind) is None:
-        raise ContractError(
-            f"kind must be a Kubernetes kind (letters and digits), got {kind!r}",
-            field=f"{where}.kind",
-        )
+    api_version = _matching(manifest.get("apiVersion"), _API_VERSION, MAX_API_VERSION_LENGTH,
+                            what="apiVersion", rule="'v1' or 'group/version'",
+                            field=f"{where}.apiVersion")  # fmt: skip
+    kind = _matching(manifest.get("kind"), _KIND, MAX_KIND_LENGTH, what="kind",
+                     rule="a Kubernetes kind (letters and digits)",
+                     field=f"{where}.kind")  # fmt: skip
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict):
         raise ContractError("metadata must be an object", field=f"{where}.metadata")
-    name = metadata.get("name")
-    if (
-        not isinstance(name, str)
-        or len(name) > DNS_SUBDOMAIN_MAX
-        or _DNS_SUBDOMAIN.fullmatch(name) is None
-    ):
-        raise ContractError(
-            f"metadata.name must be a DNS-1123 subdomain, got {name!r}",
-            field=f"{where}.metadata.name",
-        )
+    name = _matching(metadata.get("name"), _DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX,
+                     what="metadata.name", rule="a DNS-1123 subdomain",
+                     field=f"{where}.metadata.name")  # fmt: skip
     own = metadata.get("namespace")
     if own is not None and own != namespace:
         raise ContractError(
