@@ -30,6 +30,7 @@ DEVICES = [f"dev-{i:04d}" for i in range(1000)]
 LABELLED = DEVICES[:-1]
 BARE = DEVICES[-1]  # no site label: unrenderable
 LIVE = 600.0  # the simulated devices beat once: they must stay reachable throughout
+ROUNDS = 3  # Deployments tried, each until one is SIGKILLed mid-write
 SCORE = {
     "type": "podman",
     "containers": [{"name": "web", "image": "localhost/busybox:test",
@@ -42,24 +43,24 @@ def site_of(device: str) -> str:
     return f"site-{int(device[-4:]) % 7}"
 
 
-def rendered(fleet: Fleet) -> dict[str, dict[str, str] | None]:
+def rendered(fleet: Fleet, name: str) -> dict[str, dict[str, str] | None]:
     return {
         key.partition(".")[0]: podman(entry.value).containers[0].env
         for key, entry in fleet.desired().items()
-        if key.endswith(".web")
+        if key.endswith(f".{name}")
     }
 
 
-def right(fleet: Fleet) -> bool:
-    got = rendered(fleet)
+def right(fleet: Fleet, name: str) -> bool:
+    got = rendered(fleet, name)
     return all(got.get(d) == {"SITE": site_of(d), "ID": d} for d in LABELLED)
 
 
-def listed(kube: KubeCluster) -> list[Any]:
-    return [u["device"] for u in kube.status("ns", "web").get("unrenderable") or []]
+def listed(kube: KubeCluster, name: str) -> list[Any]:
+    return [u["device"] for u in kube.status("ns", name).get("unrenderable") or []]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_a_restart_mid_write_writes_each_rendering_once(
     kube: KubeCluster, fleet: Fleet, nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -68,33 +69,44 @@ def test_a_restart_mid_write_writes_each_rendering_once(
         for device in LABELLED:
             fleet.join([device], {"role": "edge", "site": site_of(device)})
         fleet.join([BARE], {"role": "edge"})
-        with operator_process(
-            nats_server.url, kube.url, tmp_path / "first.log", liveness=LIVE
-        ) as first:
-            killed = tap.on_first_write("web", lambda: os.kill(first.pid, signal.SIGKILL))
-            kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
-            assert killed.wait(timeout=60), "the operator never wrote"
-            first.wait(timeout=30)
-        assert first.returncode == -signal.SIGKILL
-        assert len(rendered(fleet)) < len(LABELLED)  # killed mid-write
+        # The SIGKILL fires on the tap's thread at the first write it sees; a loaded machine
+        # may still let the writer finish the batch first. Then that round's Deployment is
+        # simply complete (the restart adopts it) and the next round tries a new one.
+        name = ""
+        for attempt in range(ROUNDS):
+            name = f"web{attempt}"
+            with operator_process(
+                nats_server.url, kube.url, tmp_path / f"first-{attempt}.log", liveness=LIVE
+            ) as first:
+                killed = tap.on_first_write(name, lambda: os.kill(first.pid, signal.SIGKILL))
+                kube.create_deployment("ns", name, selector=SEL, score=SCORE)
+                assert killed.wait(timeout=60), "the operator never wrote"
+                first.wait(timeout=30)
+            assert first.returncode == -signal.SIGKILL
+            if len(rendered(fleet, name)) < len(LABELLED):
+                break  # killed mid-write
+        else:
+            raise AssertionError(f"all {ROUNDS} rounds wrote every entry before the SIGKILL")
 
         with operator_process(nats_server.url, kube.url, tmp_path / "second.log", liveness=LIVE):
-            eventually(lambda: right(fleet), timeout=60, interval=0.3)
-            eventually(lambda: listed(kube) == [BARE], timeout=60)
+            eventually(lambda: right(fleet, name), timeout=60, interval=0.3)
+            eventually(lambda: listed(kube, name) == [BARE], timeout=60)
         revisions = {k: e.revision for k, e in fleet.desired().items()}
 
         # a clean restart after convergence: nothing is written at all
-        writes_before = len(tap.writes("web"))
+        writes_before = len(tap.writes(name))
         with operator_process(nats_server.url, kube.url, tmp_path / "third.log", liveness=LIVE):
-            eventually(lambda: listed(kube) == [BARE], timeout=60)
+            eventually(lambda: listed(kube, name) == [BARE], timeout=60)
             fleet.info([BARE], {"role": "edge", "site": "late"})  # proves it is working
-            eventually(lambda: (rendered(fleet).get(BARE) or {}).get("SITE") == "late", timeout=60)
-            eventually(lambda: listed(kube) == [], timeout=60)
-        assert len(tap.writes("web")) == writes_before + 1  # BARE's, nothing else
-        after = {k: e.revision for k, e in fleet.desired().items() if k != f"{BARE}.web"}
-        assert after == revisions
+            eventually(lambda: (rendered(fleet, name).get(BARE) or {}).get("SITE") == "late",
+                       timeout=60)  # fmt: skip
+            eventually(lambda: listed(kube, name) == [], timeout=60)
+        assert len(tap.writes(name)) == writes_before + 1  # BARE's, nothing else
+        after = {k: e.revision for k, e in fleet.desired().items()
+                 if not k.startswith(f"{BARE}.")}  # fmt: skip
+        assert after == {k: r for k, r in revisions.items() if not k.startswith(f"{BARE}.")}
 
-        counts = Counter(w.device for w in tap.writes("web"))
+        counts = Counter(w.device for w in tap.writes(name))
         assert set(counts) == set(DEVICES)
         twice = {device: n for device, n in counts.items() if n > 1}
         assert twice == {}, f"written more than once: {twice}"
