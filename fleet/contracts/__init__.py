@@ -129,6 +129,7 @@ from .score import (
 )
 from .scores import ReconcileScore
 from .sealed import SealedValue
+from .secret_env import SecretEnvSource
 from .state import DeploymentState, Phase
 from .workload import PRIVILEGED_FIELDS, HealthCheck, VolumeMount
 
@@ -213,6 +214,7 @@ __all__ = [
     "ReportEntry",
     "RestartPolicy",
     "SealedValue",
+    "SecretEnvSource",
     "VolumeMount",
     "convert_score",
     "decode_describe_request",

@@ -31,6 +31,7 @@ from .limits import (
 )
 from .names import DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE, check_dns_label
 from .pull_auth import MAX_PULL_SECRETS, MAX_REGISTRY_AUTHS, PullSecretRef, RegistryAuth
+from .secret_env import MAX_SECRET_ENV, MAX_SECRET_ENV_TOTAL, SecretEnvSource, check_secret_env
 from .workload import (
     CAPABILITY_PATTERN,
     DEVICE_PATTERN,
@@ -192,6 +193,16 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     files: (
         Annotated[list[FileSpec], msgspec.Meta(extra_json_schema={"maxItems": MAX_FILES})] | None
     ) = None
+    secret_env: (
+        Annotated[
+            dict[EnvName, SecretEnvSource],
+            msgspec.Meta(
+                description="Env variables from Secrets (docs/workloads.md); none also in env.",
+                extra_json_schema={"maxProperties": MAX_SECRET_ENV},
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         self._check_basics()
@@ -251,6 +262,8 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
             check_cpus(self.cpus)
         if self.files is not None:
             check_files(self.files, volume_paths={v.path for v in self.volumes or ()})
+        if self.secret_env is not None:
+            check_secret_env(self.secret_env, env=self.env)
 
     @property
     def memory_bytes(self) -> int | None:
@@ -258,14 +271,21 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
         return None if self.memory is None else parse_memory(self.memory)
 
     def privileges(self) -> list[str]:
-        """The privileged fields this container sets (:data:`~.workload.PRIVILEGED_FIELDS`)."""
+        """The privileged fields this container sets (:data:`~.workload.PRIVILEGED_FIELDS`),
+        as paths in the container (``devices``, ``volumes[1].host_path``): the last part
+        is the privilege."""
         used = {
             "privileged": self.privileged,
             "host_network": self.host_network,
             "devices": bool(self.devices),
             "cap_add": bool(self.cap_add),
         }
-        return [name for name, on in used.items() if on]
+        paths = [name for name, on in used.items() if on]
+        return paths + [
+            f"volumes[{index}].host_path"
+            for index, volume in enumerate(self.volumes or ())
+            if volume.host_path is not None
+        ]
 
 
 Containers = Annotated[
@@ -331,6 +351,13 @@ class PodmanScore(
                 f"the files of the score hold {total} bytes, at most {MAX_FILES_BYTES} allowed",
                 field="containers",
             )
+        secret_total = sum(s.size for c in self.containers for s in (c.secret_env or {}).values())
+        if secret_total > MAX_SECRET_ENV_TOTAL:
+            raise ContractError(
+                f"the secret_env values of the score hold about {secret_total} bytes, at most "
+                f"{MAX_SECRET_ENV_TOTAL} allowed",
+                field="containers",
+            )
 
 
 def _check_shared_volumes(containers: list[ContainerSpec]) -> None:
@@ -338,6 +365,8 @@ def _check_shared_volumes(containers: list[ContainerSpec]) -> None:
     removal: dict[str, bool] = {}
     for index, container in enumerate(containers):
         for v_index, volume in enumerate(container.volumes or ()):
+            if volume.name is None:  # a host path: the device's, nothing to agree on
+                continue
             seen = removal.setdefault(volume.name, volume.remove_with_deployment)
             if seen != volume.remove_with_deployment:
                 raise ContractError(

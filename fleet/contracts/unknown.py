@@ -34,16 +34,10 @@ def _unwrap(kind: mi.Type) -> mi.Type:
     return kind
 
 
-def _walk(raw: Any, kind: mi.Type, path: str) -> str | None:  # noqa: PLR0911 - one per shape
+def _walk(raw: Any, kind: mi.Type, path: str) -> str | None:
     kind = _unwrap(kind)
     if isinstance(kind, mi.UnionType):
-        structs = [t for t in map(_unwrap, kind.types) if isinstance(t, mi.StructType)]
-        if isinstance(raw, dict) and structs:
-            tagged = [t for t in structs if t.tag_field and raw.get(t.tag_field) == t.tag]
-            chosen = tagged[0] if tagged else structs[0] if len(structs) == 1 else None
-            return _walk(raw, chosen, path) if chosen is not None else None
-        lists = [t for t in map(_unwrap, kind.types) if isinstance(t, mi.ListType)]
-        return _walk(raw, lists[0], path) if lists and isinstance(raw, list) else None
+        return _walk_union(raw, kind, path)
     if isinstance(kind, mi.StructType) and isinstance(raw, dict):
         fields = {f.encode_name: f.type for f in kind.fields}
         for key in raw:
@@ -55,12 +49,29 @@ def _walk(raw: Any, kind: mi.Type, path: str) -> str | None:  # noqa: PLR0911 - 
                 if found is not None:
                     return found
         return None
+    items: list[tuple[str, Any, mi.Type]] = []
     if isinstance(kind, mi.ListType) and isinstance(raw, list):
-        for index, item in enumerate(raw):
-            found = _walk(item, kind.item_type, f"{path}[{index}]")
-            if found is not None:
-                return found
+        items = [(f"{path}[{index}]", item, kind.item_type) for index, item in enumerate(raw)]
+    elif isinstance(kind, mi.DictType) and isinstance(raw, dict):  # secret_env's sources
+        items = [(f"{path}.{key}", item, kind.value_type) for key, item in raw.items()]
+    for where, item, item_type in items:
+        found = _walk(item, item_type, where)
+        if found is not None:
+            return found
     return None
+
+
+def _walk_union(raw: Any, kind: mi.UnionType, path: str) -> str | None:
+    structs = [t for t in map(_unwrap, kind.types) if isinstance(t, mi.StructType)]
+    if isinstance(raw, dict) and structs:
+        tagged = [t for t in structs if t.tag_field and raw.get(t.tag_field) == t.tag]
+        chosen = tagged[0] if tagged else structs[0] if len(structs) == 1 else None
+        return _walk(raw, chosen, path) if chosen is not None else None
+    lists = [t for t in map(_unwrap, kind.types) if isinstance(t, mi.ListType)]
+    if lists and isinstance(raw, list):
+        return _walk(raw, lists[0], path)
+    dicts = [t for t in map(_unwrap, kind.types) if isinstance(t, mi.DictType)]
+    return _walk(raw, dicts[0], path) if dicts and isinstance(raw, dict) else None
 
 
 def unknown_score_field(raw: object) -> str | None:

@@ -14,6 +14,7 @@ them encodes (and hashes) exactly as before. This module must never do I/O.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Annotated, Final
 
@@ -49,8 +50,19 @@ MAX_CPUS: Final = 1024.0
 OWNER_LABEL_PREFIX: Final = "fleet.nationtech.io/"
 """Labels under this prefix are the agent's own (ownership, spec hash): never a score's."""
 
-PRIVILEGED_FIELDS: Final[tuple[str, ...]] = ("privileged", "host_network", "devices", "cap_add")
-"""The container fields the privilege policy governs, in the words of the wire."""
+PRIVILEGED_FIELDS: Final[tuple[str, ...]] = (
+    "privileged", "host_network", "devices", "cap_add", "host_path",
+)  # fmt: skip
+"""The container fields the privilege policy governs, in the words of the wire
+(``host_path``: a volume mount's, ``containers[i].volumes[j].host_path``)."""
+HOST_PATH_DENIED: Final[tuple[str, ...]] = (
+    "/proc", "/sys", "/dev", "/etc", "/boot", "/root", "/run", "/var/run",
+    "/var/lib/containers", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+)  # fmt: skip
+"""Host paths never bind-mounted, nor anything under them (nor ``/`` itself): the
+kernel's, the system's configuration and binaries, root's home, the sockets and podman's
+own storage. The agent refuses its own state dir too, and checks the path again once
+symlinks are resolved on the device."""
 
 PATH_RULE: Final = "an absolute path without '..' components, NUL, ':' or ','"
 _PATH: Final = re.compile(r"^/[^\x00:,]*$")
@@ -105,35 +117,96 @@ def check_path(value: object, *, field: str) -> None:
 
 
 class VolumeMount(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A named podman volume of the deployment, mounted at ``path``.
+    """A named podman volume of the deployment, or a host path, mounted at ``path``.
 
-    The agent names the podman volume ``fleet-<device>-<deployment>-<name>`` (with
-    ``.`` between the parts when the deployment or ``name`` has a ``-``): two
+    ``name``: the agent names the podman volume ``fleet-<device>-<deployment>-<name>``
+    (with ``.`` between the parts when the deployment or ``name`` has a ``-``): two
     deployments never share one, two containers of one deployment share it when they
     mount the same ``name``. It survives container replacement and updates; it is
     removed with the deployment only when ``remove_with_deployment`` (fixed when the
     volume is first made, like a Kubernetes reclaim policy).
+
+    ``host_path`` (instead of ``name``): a directory or file of the device, bind-mounted
+    as it is (never made nor removed by the agent); privileged (``host_path`` of
+    :data:`PRIVILEGED_FIELDS`), never under :data:`HOST_PATH_DENIED`.
     """
 
-    name: Annotated[
-        str,
-        msgspec.Meta(
-            description=f"The volume's name in the deployment; {DNS_LABEL_RULE}.",
-            extra_json_schema={"pattern": DNS_LABEL_PATTERN, "maxLength": DNS_LABEL_MAX},
-        ),
-    ]
+    name: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description=f"The volume's name in the deployment; {DNS_LABEL_RULE}.",
+                extra_json_schema={"pattern": DNS_LABEL_PATTERN, "maxLength": DNS_LABEL_MAX},
+            ),
+        ]
+        | None
+    ) = None
+    host_path: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description=(
+                    f"Instead of name: a host path bind-mounted (privileged); {PATH_RULE}, "
+                    "normalised, not / nor under " + ", ".join(HOST_PATH_DENIED) + "."
+                ),
+                extra_json_schema={"pattern": _PATH.pattern, "maxLength": MAX_PATH_LENGTH},
+            ),
+        ]
+        | None
+    ) = None
     path: ContainerPath
     read_only: bool = False
     remove_with_deployment: bool = False
 
     def __post_init__(self) -> None:
-        try:
-            check_dns_label(self.name, what="volume name")
-        except InvalidName as exc:
-            raise InvalidName(str(exc), field="name") from exc
+        if (self.name is None) == (self.host_path is None):
+            raise ContractError(
+                "a volume mount needs exactly one of name, host_path",
+                field="name" if self.name is None else "host_path",
+            )
+        if self.name is not None:
+            try:
+                check_dns_label(self.name, what="volume name")
+            except InvalidName as exc:
+                raise InvalidName(str(exc), field="name") from exc
+        else:
+            check_host_path(self.host_path)
+            if self.remove_with_deployment:
+                raise ContractError(
+                    "a host path is the device's, never removed with the deployment",
+                    field="remove_with_deployment",
+                )
         check_path(self.path, field="path")
         if self.path == "/":
             raise ContractError("path must not be the container's root '/'", field="path")
+
+
+def check_host_path(value: object) -> None:
+    """A host path a volume may bind-mount: absolute, normalised, outside the deny list."""
+    check_path(value, field="host_path")
+    assert isinstance(value, str)  # check_path refused anything else
+    if value != posixpath.normpath(value) or "//" in value:
+        raise ContractError(
+            f"host_path must be a normalised path (no '.', '//' or trailing '/'), "
+            f"got {value[:80]!r}",
+            field="host_path",
+        )
+    denied = host_path_denied(value)
+    if denied is not None:
+        raise ContractError(
+            f"host_path {value[:80]!r} is {denied}, which a container may never mount",
+            field="host_path",
+        )
+
+
+def host_path_denied(path: str) -> str | None:
+    """Why ``path`` (absolute, normalised) may never be bind-mounted, or None."""
+    if path == "/":
+        return "the device's root"
+    for root in HOST_PATH_DENIED:
+        if path == root or path.startswith(root + "/"):
+            return f"under {root}"
+    return None
 
 
 class HealthCheck(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

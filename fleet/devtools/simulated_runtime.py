@@ -47,6 +47,8 @@ class SimulatedRuntime:
         self.containers: dict[str, Container] = {}
         self.specs: dict[str, ContainerSpec] = {}
         self.mounts: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.secret_env: dict[str, dict[str, str]] = {}  # container id -> variable: secret
+        self.secrets: dict[str, dict[str, str]] = {}  # secret name -> labels (no values kept)
         self.images: set[str] = set()
         self.registry = registry
         self.registry_up = True
@@ -95,6 +97,7 @@ class SimulatedRuntime:
         spec: ContainerSpec,
         labels: Mapping[str, str],
         mounts: Sequence[tuple[str, str]] = (),
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
         self._check(f"create {name}")
         with self._lock:
@@ -106,7 +109,25 @@ class SimulatedRuntime:
             )
             self.specs[cid] = spec
             self.mounts[cid] = tuple(mounts)
+            self.secret_env[cid] = dict(secret_env or {})
             return cid
+
+    def ensure_secret(self, name: str, *, data: bytes, labels: Mapping[str, str]) -> None:
+        self._check(f"ensure_secret {name}")
+        with self._lock:
+            found = self.secrets.setdefault(name, dict(labels))
+        if found != dict(labels):
+            raise ContainerFailed(f"secret {name} exists but is not this deployment's")
+
+    def list_secrets(self, *, prefix: str) -> list[tuple[str, dict[str, str]]]:
+        self._check("list_secrets")
+        with self._lock:
+            return [(n, dict(lb)) for n, lb in self.secrets.items() if n.startswith(prefix)]
+
+    def remove_secret(self, name: str) -> None:
+        self._check(f"remove_secret {name}")
+        with self._lock:
+            self.secrets.pop(name, None)
 
     def start(self, container_id: str) -> None:
         self._check(f"start {container_id}")

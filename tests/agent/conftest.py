@@ -84,9 +84,13 @@ class RecordingRuntime(PodmanRuntime):
         self.pulls += 1
         super().pull(image, timeout=timeout, auth=auth)
 
-    def create(self, *, name: str, spec: Any, labels: Any, mounts: Any = ()) -> str:
+    def create(
+        self, *, name: str, spec: Any, labels: Any, mounts: Any = (), secret_env: Any = None
+    ) -> str:
         self.images.append(spec.image)
-        return super().create(name=name, spec=spec, labels=labels, mounts=mounts)
+        return super().create(
+            name=name, spec=spec, labels=labels, mounts=mounts, secret_env=secret_env
+        )
 
 
 @dataclass

@@ -144,3 +144,45 @@ def test_a_malformed_dockerconfigjson_names_the_field(
     assert str(caught.value).startswith("spec.score.image_pull_secrets[0]: ")
     assert reason in str(caught.value)
     assert "bm9jb2xvbg" not in str(caught.value)
+
+
+def env_tree(source: dict[str, Any]) -> dict[str, Any]:
+    container = {"name": "a", "image": "b", "secret_env": {"DB_PASSWORD": source}}
+    return {"type": "podman", "containers": [container]}
+
+
+ENV_REF = {"secret": {"name": "tls", "key": "tls.key"}}
+
+
+def test_secret_env_values_are_sealed_to_the_device() -> None:
+    seed = new_seed("user")
+    assert references(env_tree(ENV_REF)) == [("secret", "tls")]
+    out = resolve(env_tree(ENV_REF), sources=Objects(), public_key=public_key(seed, "user"))
+    source = out["containers"][0]["secret_env"]["DB_PASSWORD"]
+    assert list(source) == ["sealed"]
+    assert Opener(seed).open(msgspec.convert(source["sealed"], SealedValue)) == (
+        b"PRIVATE-KEY-BYTES"
+    )
+    assert b"PRIVATE-KEY-BYTES" not in encode_score(convert_score(out))
+
+
+@pytest.mark.parametrize(
+    ("value", "ref", "reason"),
+    [
+        (None, {"name": "gone", "key": "x"}, "Secret 'gone' not found"),
+        (None, {"name": "tls", "key": "x"}, "Secret 'tls' has no key 'x'"),
+        (b"a\0b", None, "secret_env.DB_PASSWORD.secret: the value holds a NUL byte"),
+        (b"x" * 5000, None, "the value is 5000 bytes, at most 4096 allowed"),
+    ],
+)  # fmt: skip
+def test_a_secret_env_that_cannot_be_resolved_names_the_field(
+    value: bytes | None, ref: dict[str, str] | None, reason: str
+) -> None:
+    objects = Objects()
+    if value is not None:
+        objects.secrets["tls"]["tls.key"] = value
+    source = {"secret": ref} if ref is not None else ENV_REF
+    with pytest.raises(Unresolvable, match=re.escape(reason)) as caught:
+        resolve(env_tree(source), sources=objects, public_key=public_key(new_seed("user"), "user"))
+    assert str(caught.value).startswith("spec.score.containers[0].secret_env.DB_PASSWORD.secret: ")
+    assert "a\0b" not in str(caught.value)

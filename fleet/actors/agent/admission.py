@@ -12,7 +12,8 @@ Why it exists: two rules of issue 14 hold on the device, whatever the bus says.
   stay lenient (no ``forbid_unknown_fields``): fleetctl and every other reader still
   read newer values.
 * **Privilege policy.** A privileged container field (:data:`PRIVILEGED_FIELDS`: host
-  network, devices, added capabilities, privileged mode) runs only if the agent's own
+  network, devices, added capabilities, privileged mode, a volume's host path) runs only
+  if the agent's own
   config allows it (``[policy] allow``, empty by default). Anyone who can write the
   desired-state bucket could write any entry, so the entry itself can never grant a
   privilege; the operator's check (the Deployment's ``spec.privileges`` and the
@@ -39,7 +40,7 @@ def refused_field(score: ReconcileScore, *, allowed: Collection[str]) -> str | N
         return None
     for index, container in enumerate(score.containers):
         for name in container.privileges():
-            if name not in allowed:
+            if name.rsplit(".", 1)[-1] not in allowed:
                 return f"containers[{index}].{name}"
     return None
 
@@ -54,6 +55,9 @@ def unresolved_field(score: ReconcileScore) -> str | None:
         for f_index, file in enumerate(container.files or ()):
             if file.reference is not None:
                 return f"containers[{index}].files[{f_index}].{file.reference}"
+        for name, source in sorted((container.secret_env or {}).items()):
+            if source.reference is not None:
+                return f"containers[{index}].secret_env.{name}.{source.reference}"
     return None
 
 

@@ -23,12 +23,15 @@ def plan_pass(
     score: PodmanScore,
     owned: Sequence[Container],
     files: Mapping[str, str] | None = None,
+    *,
+    secret_env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, ContainerSpec], dict[str, Container], list[Container], list[str]]:
     """``(wanted, current, strays, changed)``: the score's containers by podman name, the
     container found for each, the containers to remove, and the names whose container
     must be made (absent, or made from another spec). ``files``: the digest of each
-    container's files (by the score's container name), part of what it is made from."""
-    digests = files or {}
+    container's files (by the score's container name), part of what it is made from;
+    ``secret_env``: likewise, the digest of its secret env variables' values."""
+    digests, env = files or {}, secret_env or {}
     wanted = {container_name(device, deployment, c.name): c for c in score.containers}
     current: dict[str, Container] = {}
     strays: list[Container] = []
@@ -41,6 +44,7 @@ def plan_pass(
     changed = [
         name
         for name, spec in wanted.items()
-        if name not in current or current[name].spec_hash != spec_hash(spec, digests.get(spec.name))
+        if name not in current
+        or current[name].spec_hash != spec_hash(spec, digests.get(spec.name), env.get(spec.name))
     ]
     return wanted, current, strays, changed

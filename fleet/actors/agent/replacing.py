@@ -50,14 +50,19 @@ class Replacer:
 
     @staticmethod
     def labels(
-        owner: Mapping[str, str], spec: ContainerSpec, revision: int, files: str | None = None
+        owner: Mapping[str, str],
+        spec: ContainerSpec,
+        revision: int,
+        files: str | None = None,
+        *,
+        secret_env: str | None = None,
     ) -> dict[str, str]:
         """A new container's labels: its owner's, its name, spec hash (with its files'
-        digest, if it has files) and revision."""
+        and secret env variables' digests, if it has them) and revision."""
         return {
             **owner,
             CONTAINER_LABEL: spec.name,
-            SPEC_HASH_LABEL: spec_hash(spec, files),
+            SPEC_HASH_LABEL: spec_hash(spec, files, secret_env),
             REVISION_LABEL: str(revision),
         }
 
@@ -68,9 +73,12 @@ class Replacer:
         spec: ContainerSpec,
         labels: Mapping[str, str],
         mounts: Sequence[tuple[str, str]] = (),
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
         """Create ``name`` and start it; return its id."""
-        container_id = self._runtime.create(name=name, spec=spec, labels=labels, mounts=mounts)
+        container_id = self._runtime.create(
+            name=name, spec=spec, labels=labels, mounts=mounts, secret_env=secret_env
+        )
         self._runtime.start(container_id)
         return container_id
 
@@ -83,11 +91,13 @@ class Replacer:
         old: Container,
         on_break: Callable[[], None],
         mounts: Sequence[tuple[str, str]] = (),
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
         """Steps 1-4 of the module doc; ``on_break`` is called just before step 2."""
         new_id = self._runtime.create(
-            name=temporary_name(name), spec=spec, labels=labels, mounts=mounts
-        )
+            name=temporary_name(name), spec=spec, labels=labels, mounts=mounts,
+            secret_env=secret_env,
+        )  # fmt: skip
         on_break()
         self.stop_and_remove(old.id)
         self._runtime.rename(new_id, name)
@@ -102,11 +112,14 @@ class Replacer:
         labels: Mapping[str, str],
         old: Container,
         mounts: Sequence[tuple[str, str]] = (),
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
         """A fresh container for one that has run and stopped (it is not running: no
         port to hand over, so no temporary name)."""
         self._runtime.remove(old.id)
-        return self.create(name=name, spec=spec, labels=labels, mounts=mounts)
+        return self.create(
+            name=name, spec=spec, labels=labels, mounts=mounts, secret_env=secret_env
+        )
 
     def start(self, container_id: str) -> None:
         """Start a container that was created and never started."""

@@ -44,6 +44,8 @@ class DeploymentVolumes:
         their data, stay as they are); :class:`ContainerFailed` says why not."""
         for spec in specs:
             for volume in spec.volumes or ():
+                if volume.name is None:  # a host path: the device's own, never made here
+                    continue
                 if self._store is None:
                     raise ContainerFailed(
                         f"container {spec.name!r} mounts volume {volume.name!r}, and this "

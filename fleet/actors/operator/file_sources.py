@@ -1,5 +1,5 @@
 """A score's file references resolved for one device: ConfigMap keys inlined, Secret keys
-sealed to the device's key.
+sealed to the device's key (files, ``secret_env`` variables, registry credentials).
 
 Why it exists: a Deployment's ``files`` may name a ConfigMap or Secret key
 (docs/workloads.md "Files"); what reaches the bus is the content (a ConfigMap's) or the
@@ -26,6 +26,7 @@ import msgspec
 
 from fleet.contracts.files import MAX_FILE_BYTES
 from fleet.contracts.pull_auth import canonical_registry
+from fleet.contracts.secret_env import MAX_SECRET_ENV_BYTES
 from fleet.runtime.sealing import SealError, seal
 
 
@@ -130,7 +131,23 @@ def references(tree: object) -> list[tuple[str, str]]:
             ref = file.get(kind)
             if isinstance(ref, dict) and isinstance(ref.get("name"), str):
                 found.append((kind, ref["name"]))
+    for _, source in _secret_env(tree):
+        ref = source.get("secret")
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            found.append(("secret", ref["name"]))
     return found
+
+
+def _secret_env(tree: object) -> list[tuple[str, dict[str, Any]]]:
+    """(where, source) of every ``secret_env`` variable of the parsed score."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    containers = tree.get("containers") if isinstance(tree, dict) else None
+    for c_index, container in enumerate(containers if isinstance(containers, list) else ()):
+        env = container.get("secret_env") if isinstance(container, dict) else None
+        for name, source in sorted(env.items()) if isinstance(env, dict) else ():
+            if isinstance(source, dict):
+                out.append((f"spec.score.containers[{c_index}].secret_env.{name}", source))
+    return out
 
 
 def _files(tree: object) -> list[tuple[str, dict[str, Any]]]:
@@ -167,27 +184,48 @@ def resolve(tree: dict[str, Any], *, sources: Sources, public_key: str | None) -
             file["content"] = value
         elif isinstance(file.get("secret"), dict):
             ref = file.pop("secret")
-            secret = sources.secret(str(ref.get("name")))
-            if secret is None:
-                raise Unresolvable(f"{where}.secret: Secret {ref.get('name')!r} not found")
-            _refused(secret, f"{where}.secret: Secret {ref.get('name')!r}")
-            raw = secret.get(str(ref.get("key")))
-            if raw is None:
-                raise Unresolvable(
-                    f"{where}.secret: Secret {ref.get('name')!r} has no key {ref.get('key')!r}"
-                )
+            raw = _secret_value(sources, ref, f"{where}.secret")
             _bounded(len(raw), f"{where}.secret")
-            if public_key is None:
-                raise Unresolvable(
-                    f"{where}.secret: the device has no known enrollment key to seal it to "
-                    "(enroll it: docs/security.md)"
-                )
-            try:
-                file["sealed"] = msgspec.to_builtins(seal(raw, public_key=public_key))
-            except SealError as exc:
-                why = f"{where}.secret: cannot seal to the device's key: {exc}"
-                raise Unresolvable(why) from None
+            file["sealed"] = _sealed(raw, f"{where}.secret", public_key)
+    for where, source in _secret_env(resolved):
+        if isinstance(source.get("secret"), dict):
+            ref = source.pop("secret")
+            raw = _secret_value(sources, ref, f"{where}.secret")
+            if len(raw) > MAX_SECRET_ENV_BYTES:
+                raise Unresolvable(f"{where}.secret: the value is {len(raw)} bytes, at most "
+                                   f"{MAX_SECRET_ENV_BYTES} allowed")  # fmt: skip
+            if b"\0" in raw:
+                raise Unresolvable(f"{where}.secret: the value holds a NUL byte, which an "
+                                   "environment variable cannot")  # fmt: skip
+            source["sealed"] = _sealed(raw, f"{where}.secret", public_key)
     return resolved
+
+
+def _secret_value(sources: Sources, ref: dict[str, Any], what: str) -> bytes:
+    """The value of a Secret's key; :class:`Unresolvable` (naming ``what``) if the
+    Secret is missing, did not opt in, or lacks the key."""
+    secret = sources.secret(str(ref.get("name")))
+    if secret is None:
+        raise Unresolvable(f"{what}: Secret {ref.get('name')!r} not found")
+    _refused(secret, f"{what}: Secret {ref.get('name')!r}")
+    raw = secret.get(str(ref.get("key")))
+    if raw is None:
+        raise Unresolvable(f"{what}: Secret {ref.get('name')!r} has no key {ref.get('key')!r}")
+    return raw
+
+
+def _sealed(raw: bytes, what: str, public_key: str | None) -> Any:
+    """``raw`` sealed to the device's key, as JSON builtins; :class:`Unresolvable` if the
+    device has no known key or it is not usable."""
+    if public_key is None:
+        raise Unresolvable(
+            f"{what}: the device has no known enrollment key to seal it to "
+            "(enroll it: docs/security.md)"
+        )
+    try:
+        return msgspec.to_builtins(seal(raw, public_key=public_key))
+    except SealError as exc:
+        raise Unresolvable(f"{what}: cannot seal to the device's key: {exc}") from None
 
 
 def _refused(secret: Mapping[str, bytes], what: str) -> None:

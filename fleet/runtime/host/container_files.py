@@ -72,6 +72,11 @@ class ContainerFiles:
         self._seed_path = seed_path
         self._opener: Opener | None = None
 
+    @property
+    def state_dir(self) -> Path:
+        """The agent's state dir (it holds the seed): never a host path to mount."""
+        return self._seed_path.parent if self._seed_path is not None else self.root.parent
+
     def _open(self, file: FileSpec, field: str) -> bytes:
         if file.content is not None:
             return file.content.encode()

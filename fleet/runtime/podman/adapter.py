@@ -186,6 +186,7 @@ class PodmanRuntime:
         spec: ContainerSpec,
         labels: Mapping[str, str],
         mounts: Sequence[tuple[str, str]] = (),
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
         body: dict[str, Any] = {
             "name": name,
@@ -206,15 +207,77 @@ class PodmanRuntime:
             body["command"] = list(spec.command)
         body.update(extra_fields(spec, labels))
         if mounts:  # the score's files, written by the agent (container_files)
-            body["mounts"] = [
+            body["mounts"] = body.get("mounts", []) + [
                 {"Type": "bind", "Source": source, "Destination": target,
                  "Options": ["ro", "rbind"]}
                 for source, target in mounts
             ]  # fmt: skip
+        if secret_env:  # podman secrets (ensure_secret): the values are not in this body
+            body["secret_env"] = dict(secret_env)
         response = self._call("post", "/containers/create", data=json.dumps(body), headers=_JSON)
         if not response.ok:
             raise ContainerFailed(f"podman could not create container {name}: {_message(response)}")
         return str(response.json()["Id"])
+
+    def ensure_secret(self, name: str, *, data: bytes, labels: Mapping[str, str]) -> None:
+        found = self._secret_labels(name)
+        if found is None:
+            response = self._call(
+                "post", "/secrets/create",
+                params={"name": name, "driver": "file", "labels": json.dumps(dict(labels))},
+                data=data,
+            )  # fmt: skip
+            if response.ok:
+                return
+            if "in use" not in _message(response):  # never the value: podman's words only
+                raise ContainerFailed(f"podman could not create secret {name}: "
+                                      f"{_message(response)[:300]}")  # fmt: skip
+            found = self._secret_labels(name)  # made meanwhile (another pass): check it
+        differ = sorted(k for k, v in labels.items() if (found or {}).get(k) != v)
+        if differ:
+            raise ContainerFailed(
+                f"secret {name} exists but is not this deployment's (its {differ[0]} label "
+                f"is {str((found or {}).get(differ[0]))[:80]!r}, not {labels[differ[0]]!r})"
+            )
+
+    def _secret_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of secret ``name``; None if it does not exist."""
+        response = self._call("get", f"/secrets/{path_segment(name)}/json")
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise RuntimeUnavailable(f"inspecting secret {name}: {_message(response)[:300]}")
+        found = _json_answer(response, what=f"inspecting secret {name}")
+        spec = found.get("Spec") if isinstance(found, dict) else None
+        marks = spec.get("Labels") if isinstance(spec, dict) else None
+        return {str(k): str(v) for k, v in marks.items()} if isinstance(marks, dict) else {}
+
+    def list_secrets(self, *, prefix: str) -> list[tuple[str, dict[str, str]]]:
+        response = self._call("get", "/secrets/json")
+        if not response.ok:
+            raise RuntimeUnavailable(f"listing secrets: {_message(response)[:300]}")
+        answer = _json_answer(response, what="listing secrets") or []
+        if not isinstance(answer, list):
+            raise RuntimeUnavailable("listing secrets: podman answered something not a list")
+        found: list[tuple[str, dict[str, str]]] = []
+        for item in answer:
+            spec = item.get("Spec") if isinstance(item, dict) else None
+            name = spec.get("Name") if isinstance(spec, dict) else None
+            if not isinstance(name, str):
+                raise RuntimeUnavailable("listing secrets: an entry without a Name")
+            if name.startswith(prefix):
+                # podman 4's list leaves the labels out: read them from each one
+                labels = self._secret_labels(name)
+                if labels is not None:
+                    found.append((name, labels))
+        return found
+
+    def remove_secret(self, name: str) -> None:
+        response = self._call("delete", f"/secrets/{path_segment(name)}")
+        if not response.ok and response.status_code != 404:
+            raise ContainerFailed(
+                f"podman could not remove secret {name}: {_message(response)[:300]}"
+            )
 
     def ensure_volume(self, name: str, *, labels: Mapping[str, str]) -> None:
         exists = self._call("get", f"/volumes/{path_segment(name)}/exists")

@@ -151,9 +151,11 @@ class ContainerRuntime(Protocol):
         spec: ContainerSpec,
         labels: Mapping[str, str],
         mounts: Sequence[tuple[str, str]] = (),
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
         """Create (not start) a container; return its id. Raise :class:`ContainerFailed`.
-        ``mounts``: (file on the device, path in the container), bound read-only."""
+        ``mounts``: (file on the device, path in the container), bound read-only;
+        ``secret_env``: env variable -> the podman secret (:class:`SecretStore`) it holds."""
         ...
 
     def start(self, container_id: str) -> None:
@@ -262,6 +264,26 @@ class HealthProbe(Protocol):
         ...
 
 
+@runtime_checkable
+class SecretStore(Protocol):
+    """Podman secrets, for ``secret_env`` (the podman adapter has them; a runtime without
+    them refuses a score that sets one)."""
+
+    def ensure_secret(self, name: str, *, data: bytes, labels: Mapping[str, str]) -> None:
+        """Create secret ``name`` holding ``data`` with ``labels`` unless it exists with
+        these labels (its name says what it holds); raise :class:`ContainerFailed` if it
+        exists with others (not the agent's)."""
+        ...
+
+    def list_secrets(self, *, prefix: str) -> list[tuple[str, dict[str, str]]]:
+        """``(name, labels)`` of every secret whose name starts with ``prefix``."""
+        ...
+
+    def remove_secret(self, name: str) -> None:
+        """Remove it (no container uses it any more); absent is not an error."""
+        ...
+
+
 def volume_name(device_id: str, deployment: str, volume: str) -> str:
     """The podman volume behind a score's volume ``volume``: one per deployment.
 
@@ -302,15 +324,43 @@ def temporary_name(name: str) -> str:
     return name + TEMPORARY_SUFFIX
 
 
-def spec_hash(spec: ContainerSpec, files: str | None = None) -> str:
+def spec_hash(spec: ContainerSpec, files: str | None = None, secret_env: str | None = None) -> str:
     """A stable hash of one container's spec (keys sorted, defaults omitted). A spec with
-    ``files`` is hashed with the digest of their contents (``files``, from
-    :mod:`fleet.runtime.host.container_files`) in place of how they travelled, so a
-    value sealed again is no change and a changed content is one."""
-    if not spec.files:
+    ``files`` (or ``secret_env``) is hashed with the digest of their contents (``files``,
+    from :mod:`fleet.runtime.host.container_files`; ``secret_env``, from
+    :func:`secret_env_digest`) in place of how they travelled, so a value sealed again is
+    no change and a changed content is one."""
+    if not spec.files and not spec.secret_env:
         return hashlib.sha256(msgspec.json.encode(spec, order="sorted")).hexdigest()[:16]
-    bare = msgspec.json.encode(msgspec.structs.replace(spec, files=None), order="sorted")
-    return hashlib.sha256(bare + b"\0files:" + (files or "").encode()).hexdigest()[:16]
+    bare = msgspec.json.encode(
+        msgspec.structs.replace(spec, files=None, secret_env=None), order="sorted"
+    )
+    tail = b"\0files:" + (files or "").encode() if spec.files else b""
+    if spec.secret_env:
+        tail += b"\0secret_env:" + (secret_env or "").encode()
+    return hashlib.sha256(bare + tail).hexdigest()[:16]
+
+
+def secret_env_digest(values: Mapping[str, bytes]) -> str:
+    """What a container's ``secret_env`` is: each name and its value's hash (not the
+    envelope: a value sealed twice is the same variable)."""
+    digest = hashlib.sha256()
+    for name in sorted(values):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(values[name]).digest())
+    return digest.hexdigest()[:16]
+
+
+def secret_name(device_id: str, deployment: str, container: str, *, index: int, digest: str) -> str:
+    """The podman secret holding variable ``index`` (in name order) of a container's
+    ``secret_env`` whose digest is ``digest``: ``fleet-<device>.<deployment>.<container>.
+    <index>-<digest>``. No device id, deployment or container name holds a '.', so
+    :func:`secret_prefix` of one deployment never matches another's."""
+    return f"{secret_prefix(device_id, deployment)}{container}.{index}-{digest}"
+
+
+def secret_prefix(device_id: str, deployment: str) -> str:
+    """What the names of a deployment's podman secrets start with."""
+    return f"fleet-{device_id}.{deployment}."
 
 
 def port_args(spec: ContainerSpec) -> Sequence[tuple[int, int, str]]:

@@ -33,7 +33,8 @@ def extra_fields(spec: ContainerSpec, labels: Mapping[str, str]) -> dict[str, An
     body: dict[str, Any] = {}
     if spec.labels:
         body["labels"] = {**spec.labels, **labels}  # the agent's win (and are checked)
-    if spec.volumes:
+    named = [v for v in spec.volumes or () if v.name is not None]
+    if named:
         device, deployment = labels[DEVICE_LABEL], labels[DEPLOYMENT_LABEL]
         body["volumes"] = [
             {
@@ -41,8 +42,16 @@ def extra_fields(spec: ContainerSpec, labels: Mapping[str, str]) -> dict[str, An
                 "Dest": v.path,
                 "Options": ["ro"] if v.read_only else [],
             }
-            for v in spec.volumes
+            for v in named
+            if v.name is not None
         ]
+    binds = [v for v in spec.volumes or () if v.host_path is not None]
+    if binds:  # host paths (privileged; checked by the agent before it gets here)
+        body["mounts"] = [
+            {"Type": "bind", "Source": v.host_path, "Destination": v.path,
+             "Options": ["rbind", "ro"] if v.read_only else ["rbind"]}
+            for v in binds
+        ]  # fmt: skip
     if spec.devices:
         body["devices"] = [{"path": path} for path in spec.devices]
     if spec.host_network:

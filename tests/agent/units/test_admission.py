@@ -28,6 +28,8 @@ def value(**fields: Any) -> bytes:
          "containers[0].ports[0].host_ip"),
         ({"healthcheck": {"command": ["true"], "exec": "sh"}}, "containers[0].healthcheck.exec"),
         ({"volumes": [{"name": "v", "path": "/v", "size": 1}]}, "containers[0].volumes[0].size"),
+        ({"secret_env": {"T": {"secret": {"name": "s", "key": "k"}, "vault": "x"}}},
+         "containers[0].secret_env.T.vault"),
     ],
 )  # fmt: skip
 def test_a_field_this_agent_does_not_know_is_named(extra: dict[str, Any], path: str) -> None:
@@ -56,6 +58,13 @@ def test_privileges_are_refused_unless_the_device_allows_them() -> None:
     assert "`containers[0].cap_add`" in refused
     assert Admission(allow={"devices", "cap_add"}).refuse("cam", raw, score) is None
     assert Admission(allow={"devices", "cap_add", "bogus"}).refuse("cam", raw, score) is None
+
+
+def test_an_unresolved_secret_env_reference_is_refused_naming_it() -> None:
+    raw = value(secret_env={"TOKEN": {"secret": {"name": "s", "key": "k"}}})
+    refused = Admission().refuse("gw", raw, decode_score(raw))
+    assert refused is not None
+    assert "`containers[0].secret_env.TOKEN.secret`" in refused
 
 
 BASE = 'device_id = "pi-01"\n[nats]\nurls = ["nats://127.0.0.1:4222"]\n'

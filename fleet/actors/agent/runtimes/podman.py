@@ -44,10 +44,12 @@ from fleet.contracts import (
     Phase,
     PodmanScore,
     ReconcileScore,
+    SealedValue,
 )
 from fleet.contracts.pull_auth import canonical_registry, image_registry
 from fleet.errors import PermanentError
 from fleet.runtime.host.container_files import ContainerFiles, FilesFailed, Prepared
+from fleet.runtime.host.host_paths import host_path_refusal
 from fleet.runtime.podman.port import (
     CONTAINER_LABEL,
     Container,
@@ -64,6 +66,13 @@ from ..health import RESTART_GRACE, Health, should_run
 from ..planning import plan_pass
 from ..probing import HealthChecks
 from ..replacing import Replacer
+from ..secret_env import (
+    DeploymentSecrets,
+    OpenedEnv,
+    SecretEnvFailed,
+    open_secret_env,
+    secret_deployments,
+)
 from ..tally import AgentTally
 from ..volumes import DeploymentVolumes
 from .port import (
@@ -132,6 +141,8 @@ class PodmanWorkloads:
             deployments[container.deployment] = max(
                 deployments.get(container.deployment, 0), revision
             )
+        for deployment in secret_deployments(self.runtime, self._device):  # only its secrets
+            deployments.setdefault(deployment, 0)
         return deployments
 
     def drift_events(
@@ -183,6 +194,8 @@ class PodmanWorkload:
         self._clock = clock
         self._tally = tally
         self._volumes = DeploymentVolumes(runtime, device_id, deployment)
+        self._secrets = DeploymentSecrets(runtime, device_id, deployment)
+        self._secrets_swept = False  # a first pass sweeps what a crash may have left
         self._checks = HealthChecks(runtime, clock)
         self._condition = Condition()
 
@@ -212,6 +225,7 @@ class PodmanWorkload:
             for container in owned:
                 self._replacer.stop_and_remove(container.id)
         self._volumes.remove_with_deployment()  # after every container that used them
+        self._secrets.forget()  # so do its secrets
         if self._files is not None:
             self._files.forget(deployment=str(self._deployment), keep={})
         return bool(owned)
@@ -223,14 +237,19 @@ class PodmanWorkload:
         if not isinstance(score, PodmanScore):  # the registry routes by type: a bug
             raise PermanentError(f"the podman runtime was given a {type(score).__name__}")
         prepared = self._prepare_files(score, progress)  # 0. opened and written whole
+        env = self._open_secret_env(score, progress)  # 0b. opened, in memory
+        self._check_host_paths(score, progress)  # 0c. looked at on the device
         digests = {name: p.digest for name, p in prepared.items()}
-        plan = plan_pass(self._device, self._deployment, score, self._owned(observed), digests)
+        env_digests = {name: e.digest for name, e in env.items()}
+        plan = plan_pass(self._device, self._deployment, score, self._owned(observed), digests,
+                         secret_env=env_digests)  # fmt: skip
         wanted, current, strays, changed = plan
         for image in dict.fromkeys(wanted[name].image for name in changed):
             auth = self._pull_auth(score, image, progress)
             self._pull(image, progress, auth)  # 1. make-before-break: every image first
-        try:  # 1b. the volumes they mount, before any container is touched
+        try:  # 1b. the volumes they mount and their secrets, before any container is touched
             self._volumes.ensure(wanted[name] for name in changed)
+            self._secrets.ensure(env)
         except ContainerFailed as exc:
             progress.report(Phase.FAILED, str(exc))
             raise RetryLater from exc
@@ -244,15 +263,21 @@ class PodmanWorkload:
         for name in changed:  # 3.
             spec = wanted[name]
             ids[name] = self._make(name, spec, current.get(name), revision=revision,
-                                   prepared=prepared.get(spec.name), progress=progress)  # fmt: skip
+                                   prepared=prepared.get(spec.name), progress=progress,
+                                   env=env.get(spec.name))  # fmt: skip
         for name, spec in wanted.items():  # 4.
             if name not in changed:
                 ids[name] = self._keep_running(
                     name, spec, current[name], revision=revision, progress=progress,
-                    prepared=prepared.get(spec.name),
+                    prepared=prepared.get(spec.name), env=env.get(spec.name),
                 )  # fmt: skip
         if self._files is not None:  # every container made: older contents can go
             self._files.forget(deployment=str(self._deployment), keep=digests)
+        if env or strays or changed or not self._secrets_swept:  # and older secrets
+            self._secrets.forget(
+                keep={s for c, e in env.items() for s in self._secrets.names(c, e).values()}
+            )
+            self._secrets_swept = True
         unhealthy = self._health.check({name: (wanted[name], cid) for name, cid in ids.items()})
         self._observe_condition(wanted, ids, progress)  # 5. and what the report adds
         return unhealthy
@@ -266,18 +291,20 @@ class PodmanWorkload:
         revision: int,
         prepared: Prepared | None,
         progress: Progress,
+        env: OpenedEnv | None = None,
     ) -> str:
         """Step 3 for one container: create it, or replace ``old``; returns its id."""
         progress.report(Phase.STARTING)
-        digest = prepared.digest if prepared is not None else None
-        labels = self._replacer.labels(self._labels, spec, revision, digest)
+        labels = self._container_labels(spec, revision, prepared, env)
         mounts = _mounts(prepared)
+        secret_env = self._secrets.names(spec.name, env) if env is not None else None
         try:
             if old is None:
-                return self._replacer.create(name=name, spec=spec, labels=labels, mounts=mounts)
+                return self._replacer.create(name=name, spec=spec, labels=labels, mounts=mounts,
+                                             secret_env=secret_env)  # fmt: skip
             return self._replacer.replace(
                 name=name, spec=spec, labels=labels, old=old,
-                on_break=progress.breaking, mounts=mounts,
+                on_break=progress.breaking, mounts=mounts, secret_env=secret_env,
             )  # fmt: skip
         except ContainerFailed as exc:
             _start_failed(progress, spec, exc)
@@ -314,6 +341,7 @@ class PodmanWorkload:
         revision: int,
         progress: Progress,
         prepared: Prepared | None = None,
+        env: OpenedEnv | None = None,
     ) -> str:
         """Step 4 for a container whose spec is unchanged; returns its (new) id."""
         if container.running or container.state == "paused":
@@ -336,16 +364,68 @@ class PodmanWorkload:
             progress.check_later(self._grace - since, reason="settle")
             return container.id
         progress.report(Phase.STARTING)
-        digest = prepared.digest if prepared is not None else None
-        labels = self._replacer.labels(self._labels, spec, revision, digest)
+        labels = self._container_labels(spec, revision, prepared, env)
         progress.breaking()
         progress.touched()
         try:
             return self._replacer.renew(
-                name=name, spec=spec, labels=labels, old=container, mounts=_mounts(prepared)
+                name=name,
+                spec=spec,
+                labels=labels,
+                old=container,
+                mounts=_mounts(prepared),
+                secret_env=self._secrets.names(spec.name, env) if env is not None else None,
             )
         except ContainerFailed as exc:
             _start_failed(progress, spec, exc)
+
+    def _container_labels(
+        self, spec: ContainerSpec, revision: int, prepared: Prepared | None, env: OpenedEnv | None
+    ) -> dict[str, str]:
+        return self._replacer.labels(
+            self._labels, spec, revision, prepared.digest if prepared is not None else None,
+            secret_env=env.digest if env is not None else None,
+        )  # fmt: skip
+
+    def _open_secret_env(self, score: PodmanScore, progress: Progress) -> dict[str, OpenedEnv]:
+        """Each container's ``secret_env``, opened in memory (by the score's container
+        name); one that cannot be: ``Failed`` naming the field, nothing of the score
+        touched. The values are never logged nor reported."""
+        opened: dict[str, OpenedEnv] = {}
+        for index, spec in enumerate(score.containers):
+            if not spec.secret_env:
+                continue
+            field = f"containers[{index}].secret_env"
+            if self._files is None:
+                progress.report(Phase.FAILED, f"{field}: this agent has no device key")
+                raise RetryLater
+            try:
+                opened[spec.name] = open_secret_env(spec, field=field, opener=self._open_sealed)
+            except SecretEnvFailed as exc:
+                progress.report(Phase.FAILED, f"{exc}: nothing of it runs")
+                raise RetryLater from exc
+        return opened
+
+    def _check_host_paths(self, score: PodmanScore, progress: Progress) -> None:
+        """Every host path the score mounts, resolved on the device and checked again
+        (:mod:`fleet.runtime.host.host_paths`); one refused: ``Failed`` naming it."""
+        protected = [self._files.state_dir] if self._files is not None else []
+        for index, spec in enumerate(score.containers):
+            for v_index, volume in enumerate(spec.volumes or ()):
+                if volume.host_path is None:
+                    continue
+                why = host_path_refusal(volume.host_path, protected=protected)
+                if why is not None:
+                    field = f"containers[{index}].volumes[{v_index}].host_path"
+                    progress.report(Phase.FAILED, f"{field}: {why}: nothing of it runs")
+                    raise RetryLater
+
+    def _open_sealed(self, value: SealedValue, where: str) -> bytes:
+        assert self._files is not None  # checked by the caller
+        try:
+            return self._files.open_sealed(value, field=where)
+        except FilesFailed as exc:
+            raise SecretEnvFailed(str(exc)) from None
 
     def _prepare_files(self, score: PodmanScore, progress: Progress) -> dict[str, Prepared]:
         """Each container's files, opened and written (by the score's container name);
