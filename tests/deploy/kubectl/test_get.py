@@ -30,7 +30,14 @@ def seed_deployments(kube: KubeCluster) -> None:
         "hello-web",
         namespace="default",
         status={
-            "aggregate": {"targeted": 3, "running": 1, "pending": 1, "failed": 1, "unreachable": 0},
+            "aggregate": {
+                "targeted": 3,
+                "running": 1,
+                "pending": 1,
+                "failed": 1,
+                "unreachable": 0,
+                "unhealthy": 1,
+            },
             "conditions": [
                 {"type": "Progressing", "status": "True", "reason": "Rolling"},
                 {"type": "Ready", "status": "False", "reason": "DevicesFailed"},
@@ -78,6 +85,8 @@ def test_get_deployments_shows_the_crds_printer_columns(
         kubectl.ok("get", "deployments.fleet.nationtech.io", "-o", "wide", "-n", "default")
     )
     assert wide_header[wide_header.index("READY") + 1] == "REASON"  # a priority-1 column
+    assert wide_header[wide_header.index("UNREACHABLE") + 1] == "UNHEALTHY"  # another
+    assert wide["hello-web"][wide_header.index("UNHEALTHY")] == "1"
     assert wide["hello-web"][wide_header.index("REASON")] == "DevicesFailed"
     assert "hello-shop" not in wide  # the namespace from -n, not every namespace
 
