@@ -59,10 +59,11 @@ HOST_PATH_DENIED: Final[tuple[str, ...]] = (
     "/proc", "/sys", "/dev", "/etc", "/boot", "/root", "/run", "/var/run",
     "/var/lib/containers", "/usr", "/bin", "/sbin", "/lib", "/lib64",
 )  # fmt: skip
-"""Host paths never bind-mounted, nor anything under them (nor ``/`` itself): the
-kernel's, the system's configuration and binaries, root's home, the sockets and podman's
-own storage. The agent refuses its own state dir too, and checks the path again once
-symlinks are resolved on the device."""
+"""Host paths never bind-mounted, nor anything under them, nor a directory that holds one
+(nor ``/`` itself): the kernel's, the system's configuration and binaries, root's home,
+the sockets and podman's own storage. On the device the agent also refuses its state
+dir, its home and podman's storage wherever they are, once symlinks are resolved
+(:mod:`fleet.runtime.host.host_paths`)."""
 
 PATH_RULE: Final = "an absolute path without '..' components, NUL, ':' or ','"
 _PATH: Final = re.compile(r"^/[^\x00:,]*$")
@@ -147,7 +148,7 @@ class VolumeMount(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
             msgspec.Meta(
                 description=(
                     f"Instead of name: a host path bind-mounted (privileged); {PATH_RULE}, "
-                    "normalised, not / nor under " + ", ".join(HOST_PATH_DENIED) + "."
+                    "normalised, not / nor under nor holding " + ", ".join(HOST_PATH_DENIED) + "."
                 ),
                 extra_json_schema={"pattern": _PATH.pattern, "maxLength": MAX_PATH_LENGTH},
             ),
@@ -200,12 +201,16 @@ def check_host_path(value: object) -> None:
 
 
 def host_path_denied(path: str) -> str | None:
-    """Why ``path`` (absolute, normalised) may never be bind-mounted, or None."""
+    """Why ``path`` (absolute, normalised) may never be bind-mounted, or None: it is
+    ``/``, or one of :data:`HOST_PATH_DENIED`, under one, or holds one (``/var`` holds
+    ``/var/lib/containers``)."""
     if path == "/":
         return "the device's root"
     for root in HOST_PATH_DENIED:
         if path == root or path.startswith(root + "/"):
             return f"under {root}"
+        if root.startswith(path + "/"):
+            return f"holds {root}"
     return None
 
 

@@ -44,6 +44,8 @@ def test_a_host_path_is_privileged_and_a_named_volume_encodes_as_before() -> Non
         ({"host_path": "/proc/1/root", "path": "/x"}, "host_path", "is under /proc"),
         ({"host_path": "/var/lib/containers/storage", "path": "/x"}, "host_path",
          "under /var/lib/containers"),
+        ({"host_path": "/var", "path": "/x"}, "host_path", "holds /var/run"),
+        ({"host_path": "/var/lib", "path": "/x"}, "host_path", "holds /var/lib/containers"),
         ({"host_path": "/srv/", "path": "/x"}, "host_path", "normalised"),
         ({"host_path": "//etc", "path": "/x"}, "host_path", "normalised"),
         ({"host_path": "/srv/./x", "path": "/x"}, "host_path", "normalised"),

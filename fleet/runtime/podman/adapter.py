@@ -128,6 +128,19 @@ class PodmanRuntime:
         response = self._call("get", "/version")
         return "podman", str(response.json().get("Version", "unknown"))
 
+    def storage_roots(self) -> list[str]:
+        response = self._call("get", "/info")
+        if not response.ok:
+            raise RuntimeUnavailable(f"asking podman for its storage: {_message(response)[:300]}")
+        info = _json_answer(response, what="asking podman for its storage")
+        store = info.get("store") if isinstance(info, dict) else None
+        roots = [store.get(k) for k in ("graphRoot", "runRoot", "volumePath")] if isinstance(
+            store, dict) else []  # fmt: skip
+        found = [r for r in roots if isinstance(r, str) and r.startswith("/")]
+        if not found:
+            raise RuntimeUnavailable("asking podman for its storage: no graphRoot in /info")
+        return found
+
     def list_containers(self, *, labels: Mapping[str, str]) -> list[Container]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in sorted(labels.items())]})
         response = self._call("get", "/containers/json", params={"all": True, "filters": filters})

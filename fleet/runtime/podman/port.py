@@ -284,6 +284,17 @@ class SecretStore(Protocol):
         ...
 
 
+@runtime_checkable
+class StorageRoots(Protocol):
+    """Where podman keeps its storage (images, containers, volumes, secrets): a host path
+    under one must never be bind-mounted (:mod:`fleet.runtime.host.host_paths`)."""
+
+    def storage_roots(self) -> list[str]:
+        """Podman's graph root, run root and volume path; raise :class:`RuntimeUnavailable`
+        if podman cannot say."""
+        ...
+
+
 def volume_name(device_id: str, deployment: str, volume: str) -> str:
     """The podman volume behind a score's volume ``volume``: one per deployment.
 

@@ -33,17 +33,16 @@ def extra_fields(spec: ContainerSpec, labels: Mapping[str, str]) -> dict[str, An
     body: dict[str, Any] = {}
     if spec.labels:
         body["labels"] = {**spec.labels, **labels}  # the agent's win (and are checked)
-    named = [v for v in spec.volumes or () if v.name is not None]
+    named = [(v, v.name) for v in spec.volumes or () if v.name is not None]
     if named:
         device, deployment = labels[DEVICE_LABEL], labels[DEPLOYMENT_LABEL]
         body["volumes"] = [
             {
-                "Name": volume_name(device, deployment, v.name),
+                "Name": volume_name(device, deployment, name),
                 "Dest": v.path,
                 "Options": ["ro"] if v.read_only else [],
             }
-            for v in named
-            if v.name is not None
+            for v, name in named
         ]
     binds = [v for v in spec.volumes or () if v.host_path is not None]
     if binds:  # host paths (privileged; checked by the agent before it gets here)

@@ -1,9 +1,10 @@
 """Host paths on real podman: a device that allows ``host_path`` bind-mounts a directory
 of the host (read-only when asked, the container's writes reaching the host otherwise);
 a device that does not refuses it naming the field; a path that resolves (symlinks
-followed) to a denied one, holds the agent's state dir or does not exist is Failed
-naming the field, and so is a denied path written by hand into the bucket. Nothing of a
-refused entry runs."""
+followed) to a denied one, is or holds the agent's state dir or podman's storage, or does
+not exist is Failed naming the field, and so is a denied path written by hand into the
+bucket. Nothing of a refused entry runs. Podman binds the path resolved on the device: a
+symlink swapped afterwards does not move the mount."""
 
 from __future__ import annotations
 
@@ -85,8 +86,8 @@ def test_what_the_device_will_not_mount_is_failed_naming_the_field(
     cases = {
         "symlink": (str(to_etc), "resolves to '/etc', under /etc"),
         "missing": (str(tmp_path / "nowhere"), "does not exist on this device"),
-        "state": (str(state_dir), "the agent's state dir"),
-        "holds-state": (str(world.state_root), "the agent's state dir"),
+        "state": (str(state_dir), "the agent's own"),
+        "holds-state": (str(world.state_root), "the agent's own"),
     }
     for deployment, (host_path, why) in cases.items():
         volumes = ({"name": "v", "path": "/v"}, {"host_path": host_path, "path": "/x"})
@@ -103,3 +104,39 @@ def test_what_the_device_will_not_mount_is_failed_naming_the_field(
     assert "containers[0].volumes[0].host_path" in (state.message or "")
     assert "is under /etc" in (state.message or "")
     assert world.owned("denied") == []
+
+
+@pytest.mark.timeout(150)
+def test_podmans_storage_is_refused_and_podman_binds_the_real_path(
+    world: AgentWorld, tmp_path: Path
+) -> None:
+    image = world.podman.image
+    world.start_agent(world.config(allow_privileges=frozenset({"host_path"})))
+    graph_root = world.podman.podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
+    to_storage = tmp_path / "to-storage"
+    to_storage.symlink_to(graph_root, target_is_directory=True)
+    rev = world.put_desired("storage", bind_score(image, {"host_path": str(to_storage),
+                                                          "path": "/x"}))  # fmt: skip
+    state = world.wait_state("storage", failed_at(rev), timeout=60)
+    assert "containers[0].volumes[0].host_path" in (state.message or "")
+    assert "the agent's own" in (state.message or ""), state.message
+    assert world.owned("storage") == []
+
+    real = tmp_path / "site-real"
+    real.mkdir()
+    (real / "marker").write_text("real\n")
+    link = tmp_path / "site-link"
+    link.symlink_to(real, target_is_directory=True)
+    rev = world.put_desired("linked", bind_score(image, {"host_path": str(link), "path": "/s"}))
+    world.wait_state("linked", lambda s: running(s, rev), timeout=60)
+    name = f"fleet-{world.device}-linked-app"
+    each = "{{range .Mounts}}{{.Source}}|{{.Destination}};{{end}}"
+    mounts = world.podman.podman("inspect", name, "--format", each)
+    assert f"{real}|/s;" in mounts.stdout  # the path resolved on the device, not the link
+    # the link swapped for another target afterwards does not move the mount
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    link.unlink()
+    link.symlink_to(other, target_is_directory=True)
+    world.podman.podman("restart", "-t", "1", name)
+    assert world.podman.podman("exec", name, "cat", "/s/marker").stdout == "real\n"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 import msgspec
@@ -49,7 +50,7 @@ from fleet.contracts import (
 from fleet.contracts.pull_auth import canonical_registry, image_registry
 from fleet.errors import PermanentError
 from fleet.runtime.host.container_files import ContainerFiles, FilesFailed, Prepared
-from fleet.runtime.host.host_paths import host_path_refusal
+from fleet.runtime.host.host_paths import HostPathRefused, agent_home, resolve_host_path
 from fleet.runtime.podman.port import (
     CONTAINER_LABEL,
     Container,
@@ -57,6 +58,8 @@ from fleet.runtime.podman.port import (
     ContainerFailed,
     ContainerRuntime,
     ImagePullFailed,
+    RuntimeUnavailable,
+    StorageRoots,
     is_owned,
     owner_labels,
 )
@@ -196,6 +199,7 @@ class PodmanWorkload:
         self._volumes = DeploymentVolumes(runtime, device_id, deployment)
         self._secrets = DeploymentSecrets(runtime, device_id, deployment)
         self._secrets_swept = False  # a first pass sweeps what a crash may have left
+        self._bound: dict[str, str] = {}  # this pass: each host path -> the real path bound
         self._checks = HealthChecks(runtime, clock)
         self._condition = Condition()
 
@@ -236,9 +240,9 @@ class PodmanWorkload:
         """One pass (see the module doc); returns what is unhealthy, or None."""
         if not isinstance(score, PodmanScore):  # the registry routes by type: a bug
             raise PermanentError(f"the podman runtime was given a {type(score).__name__}")
-        prepared = self._prepare_files(score, progress)  # 0. opened and written whole
-        env = self._open_secret_env(score, progress)  # 0b. opened, in memory
-        self._check_host_paths(score, progress)  # 0c. looked at on the device
+        self._bound = self._resolve_host_paths(score, progress)  # 0. looked at on the device
+        prepared = self._prepare_files(score, progress)  # 0b. opened and written whole
+        env = self._open_secret_env(score, progress)  # 0c. opened, in memory
         digests = {name: p.digest for name, p in prepared.items()}
         env_digests = {name: e.digest for name, e in env.items()}
         plan = plan_pass(self._device, self._deployment, score, self._owned(observed), digests,
@@ -273,7 +277,7 @@ class PodmanWorkload:
                 )  # fmt: skip
         if self._files is not None:  # every container made: older contents can go
             self._files.forget(deployment=str(self._deployment), keep=digests)
-        if env or strays or changed or not self._secrets_swept:  # and older secrets
+        if strays or changed or not self._secrets_swept:  # and older secrets
             self._secrets.forget(
                 keep={s for c, e in env.items() for s in self._secrets.names(c, e).values()}
             )
@@ -300,10 +304,10 @@ class PodmanWorkload:
         secret_env = self._secrets.names(spec.name, env) if env is not None else None
         try:
             if old is None:
-                return self._replacer.create(name=name, spec=spec, labels=labels, mounts=mounts,
-                                             secret_env=secret_env)  # fmt: skip
+                return self._replacer.create(name=name, spec=self._bound_spec(spec), labels=labels,
+                                             mounts=mounts, secret_env=secret_env)  # fmt: skip
             return self._replacer.replace(
-                name=name, spec=spec, labels=labels, old=old,
+                name=name, spec=self._bound_spec(spec), labels=labels, old=old,
                 on_break=progress.breaking, mounts=mounts, secret_env=secret_env,
             )  # fmt: skip
         except ContainerFailed as exc:
@@ -370,7 +374,7 @@ class PodmanWorkload:
         try:
             return self._replacer.renew(
                 name=name,
-                spec=spec,
+                spec=self._bound_spec(spec),
                 labels=labels,
                 old=container,
                 mounts=_mounts(prepared),
@@ -406,19 +410,44 @@ class PodmanWorkload:
                 raise RetryLater from exc
         return opened
 
-    def _check_host_paths(self, score: PodmanScore, progress: Progress) -> None:
+    def _resolve_host_paths(self, score: PodmanScore, progress: Progress) -> dict[str, str]:
         """Every host path the score mounts, resolved on the device and checked again
-        (:mod:`fleet.runtime.host.host_paths`); one refused: ``Failed`` naming it."""
-        protected = [self._files.state_dir] if self._files is not None else []
-        for index, spec in enumerate(score.containers):
-            for v_index, volume in enumerate(spec.volumes or ()):
-                if volume.host_path is None:
-                    continue
-                why = host_path_refusal(volume.host_path, protected=protected)
-                if why is not None:
-                    field = f"containers[{index}].volumes[{v_index}].host_path"
-                    progress.report(Phase.FAILED, f"{field}: {why}: nothing of it runs")
-                    raise RetryLater
+        (:mod:`fleet.runtime.host.host_paths`): host path -> the real path podman binds.
+        One refused: ``Failed`` naming it, nothing of the score touched."""
+        paths = [(f"containers[{index}].volumes[{v_index}].host_path", volume.host_path)
+                 for index, spec in enumerate(score.containers)
+                 for v_index, volume in enumerate(spec.volumes or ())
+                 if volume.host_path is not None]  # fmt: skip
+        if not paths:
+            return {}
+        protected: list[Path | str] = [] if self._files is None else [self._files.state_dir]
+        home = agent_home()
+        protected += [home] if home is not None else []
+        if isinstance(self._runtime, StorageRoots):
+            try:
+                protected += self._runtime.storage_roots()
+            except RuntimeUnavailable as exc:
+                progress.report(Phase.FAILED, f"{paths[0][0]}: cannot tell where podman keeps "
+                                f"its storage ({exc}): nothing of it runs")  # fmt: skip
+                raise RetryLater from exc
+        bound: dict[str, str] = {}
+        for field, path in paths:
+            try:
+                bound[path] = resolve_host_path(path, protected=protected)
+            except HostPathRefused as exc:
+                progress.report(Phase.FAILED, f"{field}: {exc}: nothing of it runs")
+                raise RetryLater from exc
+        return bound
+
+    def _bound_spec(self, spec: ContainerSpec) -> ContainerSpec:
+        """``spec`` as podman gets it: each host path the real one resolved this pass (a
+        symlink swapped in since does not move the mount). Its hash stays the score's."""
+        if not any(v.host_path is not None for v in spec.volumes or ()):
+            return spec
+        volumes = [v if v.host_path is None else msgspec.structs.replace(
+                       v, host_path=self._bound[v.host_path])
+                   for v in spec.volumes or ()]  # fmt: skip
+        return msgspec.structs.replace(spec, volumes=volumes)
 
     def _open_sealed(self, value: SealedValue, where: str) -> bytes:
         assert self._files is not None  # checked by the caller
