@@ -14,21 +14,12 @@ from fleet.cli import operator as operator_cli
 from fleet.cli import operator_dashboard
 from fleet.contracts import ANNOTATION_ROLLOUT_PAUSED
 from fleet.dashboard.service import DashboardService
-from fleet.errors import Fenced
 from fleet.runtime.actorkit.supervisor import Supervisor
 from tests.fixtures.kube import KubeCluster
 from tests.operator.sim import SCORE
+from tests.operator.units.fakes import Switch
 
 TOKEN = "a-static-dashboard-token-0123456789"
-
-
-class Switch:
-    def __init__(self) -> None:
-        self.open = True
-
-    def check(self, what: str) -> None:
-        if not self.open:
-            raise Fenced(f"{what}: refused (test)")
 
 
 def pause(url: str) -> int:

@@ -140,13 +140,7 @@ def test_a_leader_stopped_cleanly_hands_over_at_once(
 def test_a_waiting_replica_stops_cleanly_and_writes_nothing(
     kube: KubeCluster, fleet: Fleet, nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    api: Any = kubernetes.client.CoordinationV1Api(kube.api_client)  # it takes dicts too
-    held: dict[str, Any] = {"holderIdentity": "someone-else", "leaseDurationSeconds": 3600,
-                            "renewTime": "2099-01-01T00:00:00.000000Z"}  # fmt: skip
-    api.create_namespaced_lease(
-        "default", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": "fleet-operator"}, "spec": held},
-    )  # fmt: skip
+    _hold_lease_elsewhere(kube)
     fleet.join(DEVICES[:5], {"role": "edge"})
     kube.create_deployment("ns", "web", selector=SEL, score=SCORE)
     with replica(nats_server, kube, tmp_path, "op-a") as a:

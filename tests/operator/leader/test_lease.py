@@ -17,6 +17,7 @@ import pytest
 
 from fleet.errors import BusUnavailable, Fenced
 from fleet.runtime.aiokit.loop import EventLoopThread
+from fleet.runtime.fencing import OPEN
 from fleet.runtime.kube.client import DEVICES, KubeClient
 from fleet.runtime.kube.lease import LeaseElector, LeaseTiming
 from fleet.runtime.nats.bus import Bus
@@ -186,8 +187,7 @@ def test_a_fenced_bus_keeps_no_writes_for_a_reconnect(
 ) -> None:
     """While NATS is away, nats-py buffers publishes and sends them on reconnect, perhaps
     after the fence closed: a fenced bus has no such buffer (a write fails at once)."""
-    open_fence = type("Open", (), {"check": lambda self, what: None})()
-    bus = Bus(urls=[nats_server.url], name="fenced", fence=open_fence if fenced else None)
+    bus = Bus(urls=[nats_server.url], name="fenced", fence=OPEN if fenced else None)
     loop = event_loop_thread
 
     async def connect() -> None:

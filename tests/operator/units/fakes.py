@@ -13,11 +13,23 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fleet.contracts import DeploymentName, DeviceId, Phase
+from fleet.errors import Fenced
 from fleet.runtime.kube.client import KubeObject
 from fleet.runtime.nats.kv import KvEntry
 from fleet.runtime.nats.kv_publish import WriteResult
 
 T = TypeVar("T")
+
+
+class Switch:
+    """A fence a test opens and closes."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def check(self, what: str) -> None:
+        if not self.open:
+            raise Fenced(f"{what}: refused (test)")
 
 
 class Replies:

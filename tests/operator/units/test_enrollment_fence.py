@@ -19,16 +19,7 @@ from fleet.runtime.nats.identity import Authority
 from fleet.runtime.nats.signer import DeviceSigner
 from fleet.runtime.nats.transport import ForwardingTransport, Message, Transport
 
-
-class Switch:
-    """A fence a test opens and closes."""
-
-    def __init__(self) -> None:
-        self.open = True
-
-    def check(self, what: str) -> None:
-        if not self.open:
-            raise Fenced(f"{what}: refused (test)")
+from .fakes import Switch
 
 
 class Recorder(ForwardingTransport):
