@@ -70,8 +70,10 @@ def podman_secrets(world: AgentWorld) -> dict[str, dict[str, str]]:
     for name in names:
         if not name.startswith(f"fleet-{world.device}."):
             continue
-        inspected = msgspec.json.decode(world.podman.podman("secret", "inspect", name).stdout)
-        out[name] = dict(inspected[0]["Spec"].get("Labels") or {})
+        inspected = world.podman.podman("secret", "inspect", name, check=False)
+        if inspected.returncode != 0:
+            continue  # removed between the listing and this (the agent sweeping meanwhile)
+        out[name] = dict(msgspec.json.decode(inspected.stdout)[0]["Spec"].get("Labels") or {})
     return out
 
 
