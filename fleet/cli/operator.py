@@ -26,13 +26,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleet.cli import operator_dashboard
-from fleet.cli.operator_leading import connect, elector_of, lead, timeout_under_lease
+from fleet.cli.operator_leading import (
+    connect,
+    elector_of,
+    lead,
+    shard_map_of,
+    timeout_under_lease,
+)
 from fleet.cli.operator_options import (
     add_bucket_args,
     add_leader_args,
     bucket_settings,
     lease_timing,
     privileged_namespaces,
+    shard_of_args,
 )
 from fleet.errors import ConfigError
 from fleet.runtime.aiokit.loop import hush_tls_eof_warning
@@ -220,6 +227,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     _check_auth_args(parser, args)
     operator_dashboard.check_args(parser, args)
     args.lease_timing = lease_timing(parser, args.lease_timing, args.nats_connect_timeout)
+    args.shard = shard_of_args(parser, args)
     args.bucket_settings = bucket_settings(parser, args)
     try:
         args.metrics_address = parse_address(args.metrics_address)
@@ -306,7 +314,7 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
     config = OperatorConfig(
         liveness_timeout=args.liveness_timeout, device_retention=args.device_retention,
         namespaces=tuple(args.namespace), device_qps=args.device_qps,
-        privileged_namespaces=args.privileged_namespaces,
+        privileged_namespaces=args.privileged_namespaces, shard=args.shard,
     )  # fmt: skip
     bus_box: list[Bus] = []  # made once leading: its credentials come from the authority
     try:  # first: it answers while the operator waits for NATS, and stops last
@@ -316,10 +324,12 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
             config=config, standby=lambda: elector is not None and not elector.led,
         )  # fmt: skip
         if elector is not None:  # a standby writes nothing: the authority is read once
-            auth = _lead_then_auth(args, elector, supervisor)  # leading (None: a signal)
-            if auth is None and not elector.led:
+            auth = _lead_then_auth(
+                args, elector, supervisor, api_client
+            )  # leading (None: a signal)
+            if auth is None and (not elector.led or supervisor.stop_event.is_set()):
                 supervisor.stop()
-                return 0  # stopped (a signal) while waiting to lead
+                return 0  # stopped (a signal) while waiting to lead (or at the shard map)
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         supervisor.stop()
@@ -377,14 +387,14 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
 
 
 def _lead_then_auth(
-    args: argparse.Namespace, elector: LeaseElector, supervisor: Supervisor
+    args: argparse.Namespace, elector: LeaseElector, supervisor: Supervisor, api_client: Any
 ) -> tuple[Authority, Path, Path, Path] | None:
     """Under leader election: check the authority exists (reading only, so a standby that
     could never lead says so at once), wait to lead, then read it and issue the service
     credentials. None: no --auth-dir, or stopped while waiting (``elector.led`` False)."""
     if args.auth_dir is not None:
         _check_auth_exists(args)
-    if not lead(elector, supervisor):
+    if not lead(elector, supervisor, shard_map=shard_map_of(args, api_client)):
         return None
     return _auth(args)
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fleet.runtime.actorkit.supervisor import Supervisor
     from fleet.runtime.aiokit.loop import EventLoopThread
     from fleet.runtime.kube.lease import LeaseElector
+    from fleet.runtime.kube.shard_map import ShardMap
     from fleet.runtime.nats.bus import Bus
 
 logger = logging.getLogger("fleet.operator")
@@ -25,20 +26,41 @@ CONNECT_SLICE = 1.0  # seconds: how long a wait for NATS goes without looking at
 
 
 def elector_of(args: argparse.Namespace, api_client: Any) -> LeaseElector:
+    """The candidate for this shard's Lease (``--lease-name`` itself for one shard)."""
     from fleet.runtime.kube.lease import LeaseElector, LeaseTiming
+    from fleet.runtime.kube.shard_map import SHARDS_ANNOTATION, shard_lease_name
 
     duration, renew, retry = args.lease_timing
+    shard = args.shard
     return LeaseElector(
-        api_client, namespace=args.lease_namespace, name=args.lease_name,
+        api_client, namespace=args.lease_namespace,
+        name=shard_lease_name(args.lease_name, count=shard.count, index=shard.index),
         identity=args.lease_identity,
+        timing=LeaseTiming(duration=duration, renew_deadline=renew, retry_period=retry),
+        annotations={SHARDS_ANNOTATION: str(shard.count)},
+    )  # fmt: skip
+
+
+def shard_map_of(args: argparse.Namespace, api_client: Any) -> ShardMap:
+    from fleet.runtime.kube.lease import LeaseTiming
+    from fleet.runtime.kube.shard_map import ShardMap
+
+    duration, renew, retry = args.lease_timing
+    return ShardMap(
+        api_client, namespace=args.lease_namespace, base=args.lease_name,
+        count=args.shard.count, index=args.shard.index,
         timing=LeaseTiming(duration=duration, renew_deadline=renew, retry_period=retry),
     )  # fmt: skip
 
 
-def lead(elector: LeaseElector, supervisor: Supervisor) -> bool:
+def lead(
+    elector: LeaseElector, supervisor: Supervisor, *, shard_map: ShardMap | None = None
+) -> bool:
     """Wait until this replica leads (False: stopped first); then keep the Lease, and
     stop the process (exit 70: Kubernetes restarts it as a candidate) if it is lost.
-    Released on a clean stop, so the next replica takes over at once."""
+    Released on a clean stop, so the next replica takes over at once. With a
+    ``shard_map``, leading also waits (renewing the Lease) until the shard map lets this
+    shard's count write, and the process stops if the map changes count later."""
     from fleet.runtime.kube.leader_label import LeaderLabel
 
     supervisor.catch_signals()  # SIGTERM while waiting: a clean stop
@@ -50,10 +72,15 @@ def lead(elector: LeaseElector, supervisor: Supervisor) -> bool:
         label.mark(leading=False)  # a restarted container starts as a candidate
     if not elector.acquire(supervisor.stop_event):
         return False
-    if label is not None:
-        label.mark(leading=True)  # the dashboard's Service selects it
     elector.keep(on_lost=supervisor.fail)
     supervisor.add_cleanup("leader-lease", elector.release)
+    if shard_map is not None:
+        if not shard_map.wait(supervisor.stop_event):
+            return False  # stopped while waiting: the cleanup releases the Lease
+        shard_map.keep(on_changed=supervisor.fail)
+        supervisor.add_cleanup("shard map", shard_map.stop)
+    if label is not None:
+        label.mark(leading=True)  # the dashboard's Service selects it
     return True
 
 

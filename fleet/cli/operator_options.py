@@ -1,6 +1,6 @@
 """``fleet-operator``'s options for replicas and buckets: leader election, bucket
-settings, the namespaces that may be granted privileges (docs/operator.md, "High
-availability"; docs/workloads.md, "Privileges").
+settings, shards, the namespaces that may be granted privileges (docs/operator.md, "High
+availability" and "Shards"; docs/workloads.md, "Privileges").
 
 Why it exists: :mod:`fleet.cli.operator` parses, wires and waits; these option groups
 and their checks are long enough to live apart. What it must never do: import a client
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from fleet.errors import ConfigError
 
 if TYPE_CHECKING:
+    from fleet.actors.operator.shards import Shard
     from fleet.runtime.nats.buckets import BucketSettings
 
 
@@ -105,6 +106,22 @@ def add_leader_args(parser: argparse.ArgumentParser) -> None:
         "(default: 15,10,2; duration > renew > retry)",
     )
     parser.add_argument(
+        "--shards",
+        type=int,
+        default=os.environ.get("FLEET_SHARDS") or "1",  # a string default: parsed by type
+        metavar="N",
+        help="run as one of N operator shards, each writing for the Deployments whose name "
+        "hashes to it and the devices whose id does; N > 1 needs --leader-elect (one "
+        "Lease per shard: NAME-shard-I). Default: 1, or $FLEET_SHARDS",
+    )
+    parser.add_argument(
+        "--shard-index",
+        type=int,
+        default=os.environ.get("FLEET_SHARD_INDEX") or "0",
+        metavar="I",
+        help="which shard this process is, 0..N-1 (default: 0, or $FLEET_SHARD_INDEX)",
+    )
+    parser.add_argument(
         "--nats-connect-timeout",
         type=float,
         default=120.0,
@@ -129,3 +146,20 @@ def lease_timing(
             f"retry > 0, got {text!r}"
         )
     return timing[0], timing[1], timing[2]
+
+
+def shard_of_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Shard:
+    """The shard ``--shards``/``--shard-index`` name; more than one needs ``--leader-elect``
+    (a count change is handed over through the shard map: docs/operator.md, "Shards")."""
+    from fleet.actors.operator.shards import Shard
+
+    try:
+        shard = Shard(count=args.shards, index=args.shard_index)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if not shard.whole and not args.leader_elect:
+        parser.error(
+            f"--shards {shard.count} needs --leader-elect: each shard holds its own Lease, "
+            "and a change of the shard count is handed over through them"
+        )
+    return shard

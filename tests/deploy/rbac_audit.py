@@ -52,7 +52,7 @@ FILE_OBJECTS = {
     "read_namespaced_secret": "secrets",
 }
 # coordination.k8s.io/v1 Leases: the replicas' leader election (a namespaced Role grants it)
-LEASES = re.compile(r"^(read|create|patch|replace|delete)_namespaced_lease$")
+LEASES = re.compile(r"^(list|read|create|patch|replace|delete)_namespaced_lease$")
 # the leader's own pod label (fleet/runtime/kube/leader_label.py), granted by that Role too
 PODS = re.compile(r"^(read|patch|replace)_namespaced_pod$")
 # authentication.k8s.io TokenReviews and authorization.k8s.io SubjectAccessReviews: the

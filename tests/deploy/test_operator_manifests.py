@@ -135,6 +135,30 @@ def test_chart_values_reach_fleet_operator_as_arguments_it_accepts() -> None:
     assert args.privileged_namespaces is None  # every namespace, until the admin says
 
 
+def test_shards_render_one_deployment_each_with_its_own_index_and_lease() -> None:
+    objects = render_chart(CHART, release=RELEASE, namespace=NAMESPACE, values={"shards": 3})
+    found = by_kind_name(objects)
+    assert ("Deployment", RELEASE) not in found
+    leases = set()
+    for index in range(3):
+        deployment = found[("Deployment", f"{RELEASE}-shard-{index}")]
+        spec = deployment["spec"]
+        shard_label = {"fleet.nationtech.io/shard": str(index)}
+        # each Deployment selects its own shard's pods only (selectors must not overlap)
+        assert spec["selector"]["matchLabels"].items() >= shard_label.items()
+        assert spec["template"]["metadata"]["labels"].items() >= shard_label.items()
+        assert spec["replicas"] == 2
+        (container,) = spec["template"]["spec"]["containers"]
+        args = parse_args(container["args"])
+        assert (args.shard.count, args.shard.index) == (3, index)
+        assert args.leader_elect
+        leases.add(args.lease_name)
+    assert leases == {RELEASE}  # the base name: each shard's Lease is <base>-shard-<i>
+    off = {"shards": 2, "leaderElection": {"enabled": False}}
+    with pytest.raises(AssertionError, match=r"shards > 1 needs leaderElection\.enabled"):
+        render_chart(CHART, release=RELEASE, namespace=NAMESPACE, values=off)
+
+
 def test_default_arguments_are_accepted_and_point_at_the_fleet_nats_release(
     chart_objects: list[dict[str, Any]],
 ) -> None:

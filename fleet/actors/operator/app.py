@@ -41,11 +41,12 @@ from fleet.runtime.nats.watch import Watch
 from fleet.runtime.nats.watch_lag import WatchLag
 
 from . import messages as m
-from .enrollment.service import EnrollmentSetup, start_enrollment
+from .enrollment.service import EnrollmentSetup, follow_devices, start_enrollment
 from .fleet import FleetIndex, Query
 from .mirror import DeviceMirror
 from .ports import NO_EVENTS, NO_METRICS, EventsPort, MetricsPort
 from .retention import WEEK
+from .shards import WHOLE, Shard
 from .sources import KubeSource, KvSource
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class OperatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     # how often the ConfigMaps and Secrets Deployments' files name are read again: the
     # longest a changed one takes to reach the devices (plus a write)
     file_objects_interval: float = 10.0
+    # which Deployments and devices this process owns (--shards, --shard-index)
+    shard: Shard = WHOLE
 
 
 class Operator:
@@ -175,7 +178,7 @@ class Operator:
                 status_interval=config.status_interval, retention=config.device_retention,
                 deleter=writer, enforce_approved_labels=enrolling, metrics=metrics,
                 events=events, privileged_namespaces=config.privileged_namespaces,
-                file_sources=files,
+                file_sources=files, shard=config.shard,
             ),
         )  # fmt: skip
         kube_source = sup.start(
@@ -196,6 +199,7 @@ class Operator:
             watch = Watch(
                 self._bus.kv, bucket, name=f"operator-{bucket}", on_batch=_deliver_to(source),
                 on_synced=_synced_to(source), follow=bucket != BUCKET_DESIRED_STATE,
+                raw=bucket == BUCKET_DEVICE_HEARTBEAT,  # 10,000 a second at 100,000 devices
             )  # fmt: skip
             loop.run(_started(watch), timeout=30)
             sup.add_cleanup(f"{bucket} watch", functools.partial(_stop_watch, loop, watch))
@@ -218,13 +222,21 @@ class Operator:
             sup.add_cleanup(f"deployment watch {scope or '(all)'}",
                             functools.partial(watcher.stop, timeout=10.0))  # fmt: skip
             self._watchers.append(watcher)
-        if self._enrollment is not None:
+        if self._enrollment is not None and config.shard.answers_enrollment:
             self.desk = start_enrollment(
                 setup=self._enrollment, supervisor=sup, loop=loop,
                 kube=self._kube, watch_timeout=config.watch_timeout,
                 read_timeout=config.watch_read_timeout, index=index, keys=files,
             )  # fmt: skip
-        logger.info("operator started (namespaces: %s)", ", ".join(map(str, scopes)))
+        elif self._enrollment is not None:  # shard 0 answers; this one reads the Devices
+            follow_devices(
+                supervisor=sup, kube=self._kube, watch_timeout=config.watch_timeout,
+                read_timeout=config.watch_read_timeout, index=index, keys=files,
+            )  # fmt: skip
+        logger.info(
+            "operator started (namespaces: %s%s)", ", ".join(map(str, scopes)),
+            "" if config.shard.whole else f"; {config.shard}",
+        )  # fmt: skip
 
     @property
     def watchers(self) -> list[ResourceWatcher]:

@@ -12,7 +12,8 @@ actor answers with ``Classified`` and tells it again whenever the class changes.
 The Device resource is written by the mirror (:mod:`.mirror`), which rate-limits: this
 actor announces a change once (``MirrorDirty``) and sends its picture when the mirror
 pulls it (``MirrorPull``). Forgotten (silent longer than the retention), it sends its last
-picture, marked stale, and stops.
+picture, marked stale, and stops. With operator shards (:mod:`.shards`) it has no mirror
+(``mirror`` None) and posts no Events unless its device belongs to this shard.
 
 It exists only for a device that announced itself (device-info); the fleet index hands
 it what arrived before (:mod:`.strays`). What it must never do: block (it runs on a
@@ -51,7 +52,7 @@ class DeviceActor(PooledActor):
         *,
         pool: ActorPool,
         device: DeviceId,
-        mirror: pykka.ActorRef[Any],
+        mirror: pykka.ActorRef[Any] | None,
         timers: TimerPort,
         liveness_timeout: float,
         beat: m.Beat | None = None,
@@ -90,6 +91,8 @@ class DeviceActor(PooledActor):
         elif picture.forgotten is not None:
             pass  # forgotten: a newer actor of the same id takes what comes
         elif handler(self, message) and not self._announced and picture.shown:
+            if self._mirror is None:
+                return None  # another operator shard writes this device's resource
             # Pull, not push: the mirror asks for the picture when it can write it, so a
             # burst of changes costs one snapshot per write, not one per change.
             self._announced = True
@@ -97,6 +100,7 @@ class DeviceActor(PooledActor):
         return None
 
     def _pulled(self) -> None:
+        assert self._mirror is not None  # only the mirror pulls
         self._announced = False
         picture = self._picture.render(liveness=self._liveness, reports=self._reports)
         if picture is not None:
@@ -169,8 +173,8 @@ class DeviceActor(PooledActor):
 
     def _on_forgotten(self, msg: m.DeviceForgotten) -> bool:
         self._picture.forgotten = msg.at
-        if self._picture.info is None:
-            self.stop()  # no Device resource to mark
+        if self._picture.info is None or self._mirror is None:
+            self.stop()  # no Device resource to mark (or another shard marks it)
             return False
         return True
 

@@ -15,6 +15,8 @@ Rules it enforces:
 * with enrollment, a device is targeted by its approved labels, not by those it
   reports (:mod:`.approvals`);
 * desired entries whose deployment name has no owner are orphans and are deleted;
+* with shards (:mod:`.shards`), another shard's Deployments and desired entries are as
+  if absent, and only a device's own shard writes its Device resource and Events;
 * a device has an actor (and a Device resource) only once it announced itself;
 * each target's runtimes (``DeviceInfo.runnable``) go to its Deployments with its
   labels; a change of runtimes alone reaches them as a relabel (:mod:`.runnable`);
@@ -61,6 +63,7 @@ from .ports import (
     TellReplies,
 )
 from .roster import DeviceRoster
+from .shards import WHOLE, Shard
 from .spec import read_spec
 from .targeting import Targeting
 from .unclaimed import Unclaimed
@@ -90,8 +93,10 @@ class FleetIndex(SupervisedActor):
         events: EventsPort = NO_EVENTS,
         privileged_namespaces: frozenset[str] | None = None,
         file_sources: FileSourcesPort | None = None,
+        shard: Shard = WHOLE,
     ) -> None:
         super().__init__()
+        self._shard = shard
         self._metrics = metrics
         self._labels = LabelApprovals(enforced=enforce_approved_labels)
         self._privileged = privileged_namespaces  # None: Deployments anywhere may be granted
@@ -108,9 +113,19 @@ class FleetIndex(SupervisedActor):
         )  # fmt: skip
         replies, clock = TellReplies(self.actor_ref), CoarseTimers()
         start_device = functools.partial(
-            DeviceActor.start, pool=pool, mirror=mirror, timers=clock,
-            liveness_timeout=liveness_timeout, metrics=metrics, events=events,
+            DeviceActor.start, pool=pool, timers=clock,
+            liveness_timeout=liveness_timeout, metrics=metrics,
         )  # fmt: skip
+
+        def start_owned(device: DeviceId, beat: Any, reports: Any, duplicate: Any) -> Any:
+            # Every shard keeps every device's liveness and reports (its aggregates need
+            # them); only the device's own shard writes its Device resource and Events.
+            owned = shard.owns_device(device)
+            return start_device(
+                device=device, beat=beat, reports=reports, duplicate=duplicate,
+                mirror=mirror if owned else None, events=events if owned else NO_EVENTS,
+            )  # fmt: skip
+
         self._ownership = Ownership()
         self._refs: dict[m.DeploymentKey, pykka.ActorRef[Any]] = {}
         self._targeting = Targeting()
@@ -119,11 +134,9 @@ class FleetIndex(SupervisedActor):
         self._runtime_kinds: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._unclaimed = Unclaimed(DesiredWriter(writer=writer, replies=replies))
         self.roster = DeviceRoster(
-            start=lambda device, beat, reports, duplicate: start_device(
-                device=device, beat=beat, reports=reports, duplicate=duplicate
-            ),
+            start=start_owned,
             liveness_timeout=liveness_timeout, retention=retention, deleter=deleter,
-            replies=replies, clock=clock,
+            replies=replies, clock=clock, owns_device=shard.owns_device,
         )  # fmt: skip
 
     def on_stop(self) -> None:
@@ -141,15 +154,19 @@ class FleetIndex(SupervisedActor):
         return handler(self, message)
 
     def _on_listed(self, msg: m.DeploymentsListed) -> None:
-        present = {key_of(obj) for obj in msg.objects}
+        owns = self._shard.owns_deployment  # another shard's Deployments: as if absent
+        objects = [obj for obj in msg.objects if owns(obj.name)]
+        present = {key_of(obj) for obj in objects}
         for record in self._ownership:
             key = record.key
             if (msg.scope is None or key[0] == msg.scope) and key not in present:
                 self._remove(key)
-        for obj in sorted(msg.objects, key=age):
+        for obj in sorted(objects, key=age):
             self._upsert(obj)
 
     def _on_event(self, msg: m.DeploymentEvent) -> None:
+        if not self._shard.owns_deployment(msg.obj.name):
+            return  # another shard's
         if msg.type == "DELETED":
             self._remove(key_of(msg.obj))
         else:
@@ -263,6 +280,8 @@ class FleetIndex(SupervisedActor):
         for entry in msg.entries:
             by_name[entry.deployment].append(entry)
         for name, entries in by_name.items():
+            if not self._shard.owns_deployment(name):
+                continue  # another shard's entries: neither kept nor orphans here
             owner = self._ownership.active_owner(name)
             if owner is not None:
                 self._refs[owner.key].tell(m.DesiredSeen(entries=tuple(entries)))

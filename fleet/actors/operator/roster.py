@@ -48,8 +48,12 @@ class DeviceRoster:
         deleter: KeyDeleterPort | None,
         replies: RepliesPort,
         clock: CoarseTimers | None = None,
+        owns_device: Callable[[DeviceId], bool] = lambda _device: True,
     ) -> None:
+        """``owns_device``: whether this operator shard deletes a forgotten device's keys
+        (:mod:`.shards`; every shard forgets it, one deletes)."""
         self._start = start
+        self._owns_device = owns_device
         self.actors: ActorIndex[DeviceId] = ActorIndex(name="devices")
         self.clock = clock if clock is not None else CoarseTimers()
         self._strays = Strays()
@@ -157,7 +161,9 @@ class DeviceRoster:
                 len(forgotten), self.retention.retention, forgotten[0].device,
                 _when(forgotten[0].last_seen),
             )  # fmt: skip
-        self.keys.delete([(f.device, f.keys) for f in forgotten if f.keys], now=now)
+        owns = self._owns_device
+        self.keys.delete([(f.device, f.keys) for f in forgotten if f.keys and owns(f.device)],
+                         now=now)  # fmt: skip
         return forgotten
 
     def summary(self) -> dict[str, int]:

@@ -34,7 +34,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes
@@ -69,6 +69,8 @@ class LeaseTiming:
 
 class _Meta(msgspec.Struct, rename="camel"):
     resource_version: str = ""
+    name: str = ""
+    annotations: dict[str, str] | None = None
 
 
 class _Spec(msgspec.Struct, rename="camel"):
@@ -79,15 +81,15 @@ class _Spec(msgspec.Struct, rename="camel"):
     lease_transitions: int | None = None
 
 
-class _Lease(msgspec.Struct):
+class LeaseRecord(msgspec.Struct):
     metadata: _Meta = msgspec.field(default_factory=_Meta)
     spec: _Spec = msgspec.field(default_factory=_Spec)
 
 
-_DECODER = msgspec.json.Decoder(_Lease)
+_DECODER = msgspec.json.Decoder(LeaseRecord)
 
 
-def decode_lease(data: bytes) -> _Lease:
+def decode_lease(data: bytes) -> LeaseRecord:
     """A Lease as the API answered it, bounded; :class:`KubeError` if it is not one."""
     if len(data) > _MAX_LEASE_BYTES or json_depth(data) > _MAX_DEPTH:
         raise KubeError(f"the Lease answered is too large or too deep ({len(data)} bytes)")
@@ -123,8 +125,12 @@ class LeaseElector:
         timing: LeaseTiming | None = None,
         request_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        annotations: Mapping[str, str] | None = None,
     ) -> None:
+        """``annotations``: written on the Lease whenever this candidate takes it (an
+        operator shard's count: :mod:`fleet.runtime.kube.shard_map`)."""
         self.api_client = api_client
+        self._annotations = dict(annotations or {})
         self._api: Any = kubernetes.client.CoordinationV1Api(api_client)  # raw responses
         self.namespace = namespace
         self.name = name
@@ -207,8 +213,11 @@ class LeaseElector:
             if self._clock() < self._observed_at + duration:
                 return False  # held by another, not expired as far as this candidate saw
         transitions = spec.lease_transitions or 0
+        metadata: dict[str, Any] = {"resourceVersion": lease.metadata.resource_version}
+        if self._annotations:  # a candidate restarted with other flags says so
+            metadata["annotations"] = self._annotations
         body: dict[str, Any] = {
-            "metadata": {"resourceVersion": lease.metadata.resource_version},
+            "metadata": metadata,
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": round(self.timing.duration),
@@ -281,7 +290,7 @@ class LeaseElector:
 
     # -- the API ------------------------------------------------------------------------
 
-    def _read(self) -> _Lease:
+    def _read(self) -> LeaseRecord:
         what = f"get lease {self.where}"
         try:
             resp = self._api.read_namespaced_lease(
@@ -299,7 +308,11 @@ class LeaseElector:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                **({"annotations": self._annotations} if self._annotations else {}),
+            },
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": round(self.timing.duration),

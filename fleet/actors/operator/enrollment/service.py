@@ -177,11 +177,37 @@ def start_enrollment(
     return desk
 
 
+def follow_devices(
+    *,
+    supervisor: Supervisor,
+    kube: KubeClient,
+    index: pykka.ActorRef[Any],
+    keys: DeviceKeysPort | None,
+    watch_timeout: int = 60,
+    read_timeout: float = 75.0,
+) -> None:
+    """Only the watch of Device resources, for an operator shard that does not answer
+    enrollment (shard 0 does: :mod:`fleet.actors.operator.shards`): its Deployments still
+    target devices by their approved labels and seal Secrets to their keys."""
+    watcher = ResourceWatcher(
+        client=kube, resource=DEVICES, namespace=None,
+        on_listed=_devices_listed(None, index, keys), on_event=_device_event(None, index, keys),
+        timeout_seconds=watch_timeout, read_timeout=read_timeout,
+    )  # fmt: skip
+    watcher.start()
+    supervisor.add_cleanup(
+        "devices watch (approved labels)", functools.partial(watcher.stop, timeout=10.0)
+    )
+
+
 def _devices_listed(
-    desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None, keys: DeviceKeysPort | None
+    desk: pykka.ActorRef[Any] | None,
+    index: pykka.ActorRef[Any] | None,
+    keys: DeviceKeysPort | None,
 ) -> Any:
     def listed(_scope: str | None, objects: list[KubeObject]) -> None:
-        desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
+        if desk is not None:
+            desk.tell(DevicesListed(names=tuple(o.name for o in objects)))
         if keys is not None:
             found_keys = (_device_key(o) for o in objects)
             keys.set_keys(dict(k for k in found_keys if k is not None), listed=True)
@@ -193,14 +219,16 @@ def _devices_listed(
 
 
 def _device_event(
-    desk: pykka.ActorRef[Any], index: pykka.ActorRef[Any] | None, keys: DeviceKeysPort | None
+    desk: pykka.ActorRef[Any] | None,
+    index: pykka.ActorRef[Any] | None,
+    keys: DeviceKeysPort | None,
 ) -> Any:
     def event(kind: str, obj: KubeObject) -> None:
         if keys is not None:
             bound = _device_key(obj)
             device, key = bound if bound is not None else (obj.name, "")
             keys.set_keys({device: "" if kind == "DELETED" else key})
-        if kind == "DELETED":
+        if kind == "DELETED" and desk is not None:
             desk.tell(DeviceDeleted(name=obj.name, public_key=_spec(obj).public_key))
         seen = approval(obj, deleted=kind == "DELETED")
         if index is not None and seen is not None:

@@ -1,0 +1,301 @@
+"""The shard map: how many operator shards write now, so a change of count never writes twice.
+
+Why it exists: shard ``I`` of ``N`` owns the Deployments whose name hashes to ``I``
+(:mod:`fleet.actors.operator.shards`), and holds its own leader Lease (``<name>`` for one
+shard, ``<name>-shard-<I>`` for more; each says its count in the annotation
+``fleet.nationtech.io/shards``). A shard's Lease alone is not enough when the count
+changes: going from 2 shards to 3, a Deployment owned by old shard 0 may belong to new
+shard 2, whose Lease no old replica ever held. So every shard, after it takes its Lease
+and before it writes anything, passes this gate:
+
+* the shard map is one more Lease, ``<name>-shards``, whose annotation holds the count
+  that may write (made by the first shard to pass, with its count);
+* a shard whose count the map holds passes once no Lease of *another* count is held
+  (held: a holder is set and the record changed within its duration, as this replica
+  observed it, the rule the elector itself follows, so no clock is compared);
+* a shard whose count the map does not hold waits until no Lease of another count than
+  its own is held, then writes its count into the map (a compare-and-swap on the map's
+  resourceVersion), then passes by the rule above. A shard of the old count that took its
+  Lease meanwhile sees the new count in the map and never writes; one that already leads
+  steps down when the map changes (:meth:`ShardMap.keep`).
+
+So a count change hands over the way a failover does: the new count starts writing once
+the last replica of the old count has released its Lease (a rolling update's clean stop)
+or let it lapse, never while one still may write (docs/operator.md, "Shards").
+
+What it must never do: pass while a Lease of another count is held, or crash on a Lease
+the API answers (hostile bytes: read bounded and checked, an unreadable count counts as
+another count).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+import msgspec
+
+from fleet.contracts.limits import json_depth
+from fleet.errors import FleetError
+from fleet.runtime.kube.errors import KubeConflict, KubeError, KubeNotFound, translate
+from fleet.runtime.kube.lease import MERGE_PATCH, LeaseRecord, LeaseTiming, decode_lease
+
+logger = logging.getLogger(__name__)
+
+SHARDS_ANNOTATION = "fleet.nationtech.io/shards"
+_MAX_LIST_BYTES = 4 * 1024 * 1024
+_MAX_DEPTH = 32
+_MAX_SHARDS = 64
+
+
+class _LeaseList(msgspec.Struct):
+    items: list[LeaseRecord] = msgspec.field(default_factory=list)
+
+
+_LIST = msgspec.json.Decoder(_LeaseList)
+
+
+def shard_lease_name(base: str, *, count: int, index: int) -> str:
+    """The leader Lease of shard ``index`` of ``count`` (one shard: ``base`` itself)."""
+    return base if count == 1 else f"{base}-shard-{index}"
+
+
+def lease_count(lease: LeaseRecord, base: str) -> int | None:
+    """The shard count a shard Lease says (None: unreadable). ``base`` without the
+    annotation is an operator from before shards: one shard."""
+    text = (lease.metadata.annotations or {}).get(SHARDS_ANNOTATION)
+    if text is None:
+        return 1 if lease.metadata.name == base else None
+    try:
+        count = int(text)
+    except ValueError:
+        return None
+    return count if 1 <= count <= _MAX_SHARDS else None
+
+
+class ShardMap:
+    """The gate of one shard (``count``, its Lease ``mine``) in ``namespace``."""
+
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        *,
+        namespace: str,
+        base: str,
+        count: int,
+        index: int,
+        timing: LeaseTiming | None = None,
+        request_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api: Any = kubernetes.client.CoordinationV1Api(api_client)
+        self.namespace = namespace
+        self.base = base
+        self.count = count
+        self.mine = shard_lease_name(base, count=count, index=index)
+        self.map_name = f"{base}-shards"
+        self.timing = timing or LeaseTiming()
+        self._timeout = min(request_timeout, self.timing.retry_period * 2)
+        self._clock = clock
+        self._observed: dict[str, tuple[tuple[str | None, str | None, str], float]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the gate -----------------------------------------------------------------------
+
+    def wait(self, stop: threading.Event, *, log_every: float = 30.0) -> bool:
+        """Block until this shard may write (True) or ``stop`` is set (False)."""
+        logged = float("-inf")  # the first reason to wait is said at once
+        while not stop.is_set():
+            try:
+                why = self.step()
+            except FleetError as exc:
+                why = f"the shard map is unreadable: {exc}"
+            except Exception as exc:  # a surprise must not end the wait
+                logger.exception("shard map %s: unexpected error", self.where)
+                why = f"unexpected error: {exc!r}"
+            if why is None:
+                logger.info("shard map %s: %d shards write; this one passes", self.where,
+                            self.count)  # fmt: skip
+                return True
+            if self._clock() - logged >= log_every:
+                logger.info("waiting to write as one of %d shards: %s", self.count, why)
+                logged = self._clock()
+            stop.wait(self.timing.retry_period)
+        return False
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.map_name}"
+
+    def step(self) -> str | None:
+        """One look (and at most one write to the map): None when this shard may write,
+        else why it may not yet."""
+        others = self.held_elsewhere()
+        if others:
+            return "Leases of another shard count are held: " + ", ".join(
+                f"{name} ({'unreadable count' if c is None else c})" for name, c in others
+            )
+        try:
+            current = self._read_map()
+        except KubeNotFound:
+            self._create_map()
+            return "made the shard map; looking again"
+        count = lease_count(current, base="")
+        if count == self.count:
+            return None
+        self._patch_map(current.metadata.resource_version)
+        logger.warning(
+            "shard map %s: the shard count changes from %s to %d (no Lease of another "
+            "count is held)", self.where, count, self.count,
+        )  # fmt: skip
+        return "moved the shard map to this count; looking again"
+
+    def held_elsewhere(self) -> list[tuple[str, int | None]]:
+        """The shard Leases held with another count than this shard's (name, count)."""
+        out: list[tuple[str, int | None]] = []
+        now = self._clock()
+        seen: set[str] = set()
+        for lease in self._list():
+            name = lease.metadata.name
+            if name != self.base and not name.startswith(f"{self.base}-shard-"):
+                continue
+            seen.add(name)
+            spec = lease.spec
+            holder = spec.holder_identity or None
+            record = (holder, spec.renew_time, lease.metadata.resource_version)
+            before = self._observed.get(name)
+            if before is None or before[0] != record:
+                self._observed[name] = (record, now)
+                changed_at = now
+            else:
+                changed_at = before[1]
+            duration = spec.lease_duration_seconds or self.timing.duration
+            if holder is None or now >= changed_at + duration:
+                continue  # released, or not renewed for its duration: lapsed
+            count = lease_count(lease, self.base)
+            if count != self.count:
+                out.append((name, count))
+        for gone in set(self._observed) - seen:
+            del self._observed[gone]
+        return out
+
+    # -- while writing ------------------------------------------------------------------
+
+    def keep(self, on_changed: Callable[[str], None]) -> None:
+        """Look at the map every retry period on a thread; ``on_changed(reason)`` once if it
+        holds another count (this shard must stop writing). Stopped by :meth:`stop`."""
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._watch, args=(on_changed,), name="shard-map", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self, on_changed: Callable[[str], None]) -> None:
+        while not self._stop.wait(self.timing.retry_period):
+            try:
+                count = lease_count(self._read_map(), base="")
+            except FleetError as exc:
+                logger.debug("shard map %s: %s", self.where, exc)
+                continue
+            except Exception:
+                logger.exception("shard map %s: unexpected error", self.where)
+                continue
+            if count != self.count:
+                reason = (
+                    f"the shard map {self.where} says {count} shards now; this replica runs "
+                    f"as one of {self.count}: stepping down"
+                )
+                logger.error("%s", reason)
+                on_changed(reason)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self._timeout + self.timing.retry_period)
+
+    # -- the API ------------------------------------------------------------------------
+
+    def _list(self) -> list[LeaseRecord]:
+        what = f"list leases in {self.namespace}"
+        try:
+            resp = self._api.list_namespaced_lease(
+                self.namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+            try:
+                data: bytes = resp.read()
+            finally:
+                resp.release_conn()
+        except Exception as exc:
+            raise translate(exc, what=what) from exc
+        if len(data) > _MAX_LIST_BYTES or json_depth(data) > _MAX_DEPTH:
+            raise KubeError(f"{what}: the answer is too large or too deep ({len(data)} bytes)")
+        try:
+            return _LIST.decode(data).items
+        except msgspec.MsgspecError as exc:
+            raise KubeError(f"{what}: the answer is malformed: {exc}") from exc
+
+    def _read_map(self) -> LeaseRecord:
+        try:
+            resp = self._api.read_namespaced_lease(
+                self.map_name, self.namespace, _preload_content=False,
+                _request_timeout=self._timeout,
+            )  # fmt: skip
+            try:
+                data: bytes = resp.read()
+            finally:
+                resp.release_conn()
+        except Exception as exc:
+            raise translate(exc, what=f"get lease {self.where}") from exc
+        return decode_lease(data)
+
+    def _create_map(self) -> None:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.map_name, "namespace": self.namespace,
+                "annotations": {SHARDS_ANNOTATION: str(self.count)},
+            },
+            "spec": {"holderIdentity": f"shards={self.count}", "renewTime": _now()},
+        }  # fmt: skip
+        try:
+            resp = self._api.create_namespaced_lease(
+                self.namespace, body, _preload_content=False, _request_timeout=self._timeout
+            )
+            resp.release_conn()
+        except Exception as exc:
+            error = translate(exc, what=f"create lease {self.where}")
+            if isinstance(error, KubeConflict):
+                return  # another shard made it first: looked at next time
+            raise error from exc
+
+    def _patch_map(self, resource_version: str) -> None:
+        body = {
+            "metadata": {
+                "resourceVersion": resource_version,
+                "annotations": {SHARDS_ANNOTATION: str(self.count)},
+            },
+            "spec": {"holderIdentity": f"shards={self.count}", "renewTime": _now()},
+        }
+        try:
+            resp = self._api.patch_namespaced_lease(
+                self.map_name, self.namespace, body, _content_type=MERGE_PATCH,
+                _preload_content=False, _request_timeout=self._timeout,
+            )  # fmt: skip
+            resp.release_conn()
+        except Exception as exc:
+            error = translate(exc, what=f"patch lease {self.where}")
+            if isinstance(error, KubeConflict):
+                return  # changed in between: looked at next time
+            raise error from exc
+
+
+def _now() -> str:
+    return dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
