@@ -23,6 +23,15 @@ from loadtest.services import locust_argv
 SCENARIOS = ("aggregates", "rollout")
 
 
+def _check_shard_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not 1 <= args.shards <= 16:
+        p.error(f"--shards must be 1..16, got {args.shards}")
+    if args.shards > 1 and args.operator_dashboard == "on":
+        p.error("--shards: each shard would serve the dashboard on one port; leave it off")
+    if args.shards > 1 and (args.scenario == "rollout" or args.inject_fault != "none"):
+        p.error("--shards goes with --scenario aggregates and no --inject-fault")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="loadtest/run",
@@ -129,6 +138,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--inject-fault", choices=["none", "stale-aggregate"], default="none")
     p.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N fleet-operator shards (--shards N --shard-index I --leader-elect, one "
+        'process each; docs/operator.md, "Shards") instead of one operator; their /metrics '
+        "are not checked (each counts its own Deployments only). Default: 1",
+    )
+    p.add_argument(
         "--operator-metrics",
         choices=["on", "off"],
         default="on",
@@ -178,6 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.runtime_mix and args.deployments < len(score_types(args.mix)):
         p.error(f"--runtime-mix: at least one Deployment a type: --deployments >= "
                 f"{len(score_types(args.mix))}")  # fmt: skip
+    _check_shard_args(p, args)
     if rollout:
         _check_rollout_args(p, args)
     if args.bad_image and not rollout:

@@ -101,31 +101,37 @@ def main(argv: list[str] | None = None) -> int:
             kube = KubeEmulatorProcess(log=workdir / "kube-emulator.log")
             stack.callback(kube.stop)
         dashboard = OpenDashboard(on=args.operator_dashboard == "on")
-        operator = Process(
-            name="fleet-operator",
-            argv=[
-                *operator_argv(),
-                "--metrics-address",
-                # one machine, many runs: never 8080 of the host
-                "127.0.0.1:0" if args.operator_metrics == "on" else "off",
-                *(arg for url in plane.urls for arg in ("--nats-url", url)),
-                "--bucket-replicas",
-                str(args.bucket_replicas),
-                "--kube-url",
-                kube.url,
-                "--namespace",
-                NAMESPACE,
-                "--liveness-timeout",
-                str(args.liveness_timeout),
-                "--log-level",
-                "INFO",
-                *plane.operator_args(),
-                *dashboard.operator_args(),
-            ],
-            log=workdir / "operator.log",
-            env=dashboard.operator_env(),
-        )
-        stack.callback(operator.stop)
+        operators = [
+            Process(
+                name="fleet-operator" if args.shards == 1 else f"fleet-operator-{index}",
+                argv=[
+                    *operator_argv(),
+                    "--metrics-address",
+                    # one machine, many runs: never 8080 of the host
+                    "127.0.0.1:0" if args.operator_metrics == "on" else "off",
+                    *(arg for url in plane.urls for arg in ("--nats-url", url)),
+                    "--bucket-replicas",
+                    str(args.bucket_replicas),
+                    "--kube-url",
+                    kube.url,
+                    "--namespace",
+                    NAMESPACE,
+                    "--liveness-timeout",
+                    str(args.liveness_timeout),
+                    "--log-level",
+                    "INFO",
+                    *plane.operator_args(),
+                    *dashboard.operator_args(),
+                    *shard_args(args.shards, index),
+                ],
+                log=workdir / ("operator.log" if index == 0 else f"operator-{index}.log"),
+                env=dashboard.operator_env(),
+            )
+            for index in range(args.shards)
+        ]
+        operator = operators[0]  # the one operator, or shard 0
+        for each in operators:
+            stack.callback(each.stop)
         stack.callback(dashboard.stop, workdir)
         dashboard.start()
         csv = workdir / "locust"
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             started=started,
             usage=swarm_usage,
             pids={
+                **{f"operator-{i}": p.pid for i, p in enumerate(operators) if i},
                 "operator": operator.pid,
                 "nats-server": plane.nats_pid,
                 "kube-emulator": kube.pid,
@@ -174,10 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         swarm_usage.sample()
         figures.swarm_cpu_s = swarm_usage.cpu_s
         figures.swarm_peak_rss_mb = swarm_usage.peak_rss_mb  # the largest locust process
-        if not operator.alive():
-            problems.append(
-                f"fleet-operator exited ({operator.proc.returncode}):\n{operator.tail()}"
-            )
+        problems += [
+            f"{each.name} exited ({each.proc.returncode}):\n{each.tail()}"
+            for each in operators
+            if not each.alive()
+        ]
         if args.inject_fault == "stale-aggregate":
             operator.pause()
             print(f"loadtest: injected fault: {inject_stale_aggregate(plane, NAMESPACE)}")
@@ -190,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             settle=args.settle,
         )
         problems += sanity(args, figures, verdict.counts)
-        metrics_on = args.operator_metrics == "on" and args.inject_fault != "stale-aggregate"
+        metrics_on = (
+            args.operator_metrics == "on" and args.inject_fault != "stale-aggregate"
+            and args.shards == 1
+        )  # fmt: skip
         if verdict.ok and operator.alive() and metrics_on:
             differ, samples = metrics_problems(
                 base=metrics_url(operator.log), loop=plane.loop, bus=plane.bus,
@@ -213,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         print(figures.render())
         write(figures, workdir / "figures.json")
     return 0 if verdict.ok else 1
+
+
+def shard_args(shards: int, index: int) -> list[str]:
+    """One operator, or shard ``index`` of ``shards`` on its own Lease in the run's
+    namespace (the API emulator's, or the one --kube-url serves)."""
+    if shards == 1:
+        return []
+    return ["--shards", str(shards), "--shard-index", str(index), "--leader-elect",
+            "--lease-namespace", NAMESPACE, "--lease-identity", f"load-shard-{index}"]  # fmt: skip
 
 
 def rollout(

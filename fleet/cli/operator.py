@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from fleet.runtime.aiokit.loop import EventLoopThread
     from fleet.runtime.kube.health import ApiHealth
     from fleet.runtime.kube.lease import LeaseElector
+    from fleet.runtime.kube.shard_map import ShardMap
     from fleet.runtime.nats.bus import Bus
     from fleet.runtime.nats.identity import Authority
 
@@ -308,6 +309,13 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
     failfast.install(supervisor.fail)  # an actor that dies stops the operator: exit 70
     loop_thread = EventLoopThread(name="operator-loop", loop_factory=uvloop.new_event_loop)
     elector = elector_of(args, api_client) if args.leader_elect else None
+    # a shard waits at the shard map after taking its Lease: still a standby (Ready, so a
+    # rolling update that changes the shard count goes on: docs/operator.md, "Shards")
+    shard_map = shard_map_of(args, api_client) if elector is not None else None
+
+    def leading() -> bool:
+        return elector is not None and elector.led and (shard_map is None or shard_map.passed)
+
     # under leader election the operator's Kubernetes calls give up before the Lease could
     # pass to another replica: a write in flight never lands after the fence closed
     kube_timeout = timeout_under_lease(args) if elector is not None else 10.0
@@ -321,12 +329,11 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
         metrics, health = _serve_http(
             args.metrics_address, supervisor=supervisor, loop_thread=loop_thread,
             nats_connected=lambda: bool(bus_box) and bus_box[0].connected,
-            config=config, standby=lambda: elector is not None and not elector.led,
+            config=config, standby=lambda: elector is not None and not leading(),
         )  # fmt: skip
         if elector is not None:  # a standby writes nothing: the authority is read once
-            auth = _lead_then_auth(
-                args, elector, supervisor, api_client
-            )  # leading (None: a signal)
+            # leading (None: a signal)
+            auth = _lead_then_auth(args, elector, supervisor, shard_map)
             if auth is None and (not elector.led or supervisor.stop_event.is_set()):
                 supervisor.stop()
                 return 0  # stopped (a signal) while waiting to lead (or at the shard map)
@@ -387,14 +394,17 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
 
 
 def _lead_then_auth(
-    args: argparse.Namespace, elector: LeaseElector, supervisor: Supervisor, api_client: Any
+    args: argparse.Namespace,
+    elector: LeaseElector,
+    supervisor: Supervisor,
+    shard_map: ShardMap | None,
 ) -> tuple[Authority, Path, Path, Path] | None:
     """Under leader election: check the authority exists (reading only, so a standby that
     could never lead says so at once), wait to lead, then read it and issue the service
     credentials. None: no --auth-dir, or stopped while waiting (``elector.led`` False)."""
     if args.auth_dir is not None:
         _check_auth_exists(args)
-    if not lead(elector, supervisor, shard_map=shard_map_of(args, api_client)):
+    if not lead(elector, supervisor, shard_map=shard_map):
         return None
     return _auth(args)
 

@@ -51,6 +51,7 @@ SHARDS_ANNOTATION = "fleet.nationtech.io/shards"
 _MAX_LIST_BYTES = 4 * 1024 * 1024
 _MAX_DEPTH = 32
 _MAX_SHARDS = 64
+_WROTE = "the shard map was just written"  # a reason to look again at once, not to wait
 
 
 class _LeaseList(msgspec.Struct):
@@ -105,6 +106,7 @@ class ShardMap:
         self._observed: dict[str, tuple[tuple[str | None, str | None, str], float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.passed = False  # wait() returned True: this shard may write
 
     # -- the gate -----------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class ShardMap:
                 logger.exception("shard map %s: unexpected error", self.where)
                 why = f"unexpected error: {exc!r}"
             if why is None:
+                self.passed = True
                 logger.info("shard map %s: %d shards write; this one passes", self.where,
                             self.count)  # fmt: skip
                 return True
@@ -134,8 +137,12 @@ class ShardMap:
         return f"{self.namespace}/{self.map_name}"
 
     def step(self) -> str | None:
-        """One look (and at most one write to the map): None when this shard may write,
-        else why it may not yet."""
+        """One look (after a write to the map, one more at once): None when this shard may
+        write, else why it may not yet."""
+        why = self._look()
+        return self._look() if why is _WROTE else why
+
+    def _look(self) -> str | None:
         others = self.held_elsewhere()
         if others:
             return "Leases of another shard count are held: " + ", ".join(
@@ -145,7 +152,7 @@ class ShardMap:
             current = self._read_map()
         except KubeNotFound:
             self._create_map()
-            return "made the shard map; looking again"
+            return _WROTE
         count = lease_count(current, base="")
         if count == self.count:
             return None
@@ -154,7 +161,7 @@ class ShardMap:
             "shard map %s: the shard count changes from %s to %d (no Lease of another "
             "count is held)", self.where, count, self.count,
         )  # fmt: skip
-        return "moved the shard map to this count; looking again"
+        return _WROTE
 
     def held_elsewhere(self) -> list[tuple[str, int | None]]:
         """The shard Leases held with another count than this shard's (name, count)."""

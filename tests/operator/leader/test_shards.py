@@ -23,6 +23,7 @@ from fleet.contracts import Phase
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.nats import NatsServer
 
+from ..observing.test_metrics_endpoint import SERVING, get
 from ..process import operator_process
 from ..rollouts.tap import DesiredTap
 from ..sim import Fleet, eventually
@@ -53,7 +54,7 @@ def shard(
 ) -> Iterator[subprocess.Popen[bytes]]:
     name = f"op-{count}-{index}{who}"
     extra = ["--leader-elect", "--lease-identity", name, "--lease-namespace", "default",
-             "--lease-timing", TIMING, "--metrics-address", "off",
+             "--lease-timing", TIMING, "--metrics-address", "127.0.0.1:0",
              "--shards", str(count), "--shard-index", str(index)]  # fmt: skip
     with operator_process(nats.url, kube.url, tmp_path / f"{name}.log", liveness=LIVE,
                           extra=extra) as proc:  # fmt: skip
@@ -114,9 +115,13 @@ def test_two_shards_split_the_work_and_three_take_it_over_without_a_double_write
                 shard(nats_server, kube, tmp_path, 3, 1) as b1,
                 shard(nats_server, kube, tmp_path, 3, 2) as b2,
             ):
-                # shard 2's Lease is new: it waits at the shard map for the old count
+                # shard 2's Lease is new: it waits at the shard map for the old count,
+                # Ready all the while (a rolling update must not wait on it)
                 eventually(lambda: "waiting to write as one of 3 shards" in log(tmp_path, "op-3-2"),
                            timeout=60)  # fmt: skip
+                port = SERVING.search(log(tmp_path, "op-3-2").encode())
+                assert port is not None
+                assert get(f"http://127.0.0.1:{int(port.group(1))}/readyz")[0] == 200
                 added = NAMES[4]
                 create(kube, [added])  # the old shards still write
                 eventually(lambda: len(puts(tap, added)) == len(DEVICES), timeout=120,
