@@ -23,6 +23,7 @@ from nats.aio.client import Client
 from fleet.actors.agent.reporting import DeviceEntries
 from fleet.actors.operator.app import Operator, OperatorConfig
 from fleet.actors.operator.enrollment.service import EnrollmentSetup
+from fleet.actors.operator.shards import WHOLE, Shard
 from fleet.contracts import (
     BUCKET_DESIRED_STATE,
     BUCKET_DEVICE_INFO,
@@ -123,7 +124,7 @@ class World:
 
     # -- the operator -------------------------------------------------------------------
 
-    def start_operator(self, **setup: Any) -> Operator:
+    def start_operator(self, *, shard: Shard = WHOLE, **setup: Any) -> Operator:
         authority = load_or_create(self.auth_dir)  # as a restarted operator reads it
         operator_creds, system_creds, desk_creds = service_credentials(self.auth_dir, authority)
         bus = Bus(
@@ -141,7 +142,7 @@ class World:
         operator = Operator(
             bus=bus, loop_thread=self.loop, kube=KubeClient(self.kube.api_client),
             config=OperatorConfig(liveness_timeout=2.0, tick=0.2, watch_timeout=5,
-                                  watch_read_timeout=3.0),
+                                  watch_read_timeout=3.0, shard=shard),
             enrollment=EnrollmentSetup(
                 authority=authority, auth_dir=self.auth_dir, system_credentials=system_creds,
                 enrollment_credentials=desk_creds,
