@@ -335,8 +335,9 @@ def _run(args: argparse.Namespace, auth: tuple[Authority, Path, Path, Path] | No
             # leading (None: a signal)
             auth = _lead_then_auth(args, elector, supervisor, shard_map)
             if auth is None and (not elector.led or supervisor.stop_event.is_set()):
-                supervisor.stop()
-                return 0  # stopped (a signal) while waiting to lead (or at the shard map)
+                # stopped (a signal) while waiting to lead or at the shard map: 0; the
+                # Lease lost while waiting at the shard map: 70 (run_until_signal says)
+                return supervisor.run_until_signal()
     except ConfigError as exc:
         print(f"fleet-operator: {exc}", file=sys.stderr)
         supervisor.stop()
