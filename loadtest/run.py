@@ -54,6 +54,8 @@ from loadtest.services import (
     operator_argv,
     usage_of,
 )
+from loadtest.shard_check import shard_problems
+from loadtest.tap import DesiredTap
 
 NAMESPACE = "fleet-load"
 STATS_SETTLE_S = 5.0  # a device's batch (0.25 s) + a worker's report (3 s) + a CSV write (1 s)
@@ -150,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                 locust=locust, operator=operator, started=started,
             ).run(workdir)  # fmt: skip
         swarm_usage = TreeUsage(locust.pid)
+        # sharded: every desired-state put, to show each Deployment had one writer
+        tap = DesiredTap(plane.bus, plane.loop).start() if args.shards > 1 else None
+        if tap is not None:
+            stack.callback(tap.stop)
         problems = rollout(
             args,
             plane=plane,
@@ -198,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             settle=args.settle,
         )
         problems += sanity(args, figures, verdict.counts)
+        problems += sharding(tap, operators, kube.url)
         metrics_on = (
             args.operator_metrics == "on" and args.inject_fault != "stale-aggregate"
             and args.shards == 1
@@ -224,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         print(figures.render())
         write(figures, workdir / "figures.json")
     return 0 if verdict.ok else 1
+
+
+def sharding(tap: DesiredTap | None, operators: list[Process], kube_url: str) -> list[str]:
+    """With shards: whether each Deployment had one writer, its own shard."""
+    if tap is None:
+        return []
+    names = [str(obj["metadata"]["name"]) for obj in list_deployments(kube_url, NAMESPACE)]
+    return shard_problems(tap.writes(), [each.log for each in operators], names, NAMESPACE)
 
 
 def shard_args(shards: int, index: int) -> list[str]:

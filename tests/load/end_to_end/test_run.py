@@ -104,6 +104,24 @@ def test_until_settled_checks_once_settled_and_leaves_no_process_behind(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_three_shards_pass_each_deployment_written_by_its_own_shard_once(tmp_path: Path) -> None:
+    done = loadtest(
+        tmp_path,
+        *("--devices", "30", "--deployments", "4", "--shards", "3", "--duration", "150"),
+        "--until-settled",
+        timeout=220,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\nPASS\n" in done.stdout
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("operator*.log")) == [
+        "operator-1.log", "operator-2.log", "operator.log"
+    ]  # fmt: skip
+    assert "operator /metrics            not checked" in done.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(200)
 def test_with_device_identity_on_every_device_has_its_own_credential_and_the_run_passes(
     tmp_path: Path,
