@@ -97,6 +97,10 @@ def decode_lease(data: bytes) -> LeaseRecord:
         lease = _DECODER.decode(data)
     except msgspec.MsgspecError as exc:
         raise KubeError(f"the Lease answered is malformed: {exc}") from exc
+    return _sane(lease)
+
+
+def _sane(lease: LeaseRecord) -> LeaseRecord:
     spec = lease.spec
     if spec.lease_duration_seconds is not None and not 0 < spec.lease_duration_seconds <= 3600:
         spec.lease_duration_seconds = None  # absurd: read as "not said", the default applies
@@ -105,6 +109,90 @@ def decode_lease(data: bytes) -> LeaseRecord:
 
 def _micro_time(now: dt.datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _LeaseList(msgspec.Struct):
+    items: list[LeaseRecord] = msgspec.field(default_factory=list)
+
+
+_LIST_DECODER = msgspec.json.Decoder(_LeaseList)
+_MAX_LIST_BYTES = 4 * 1024 * 1024
+
+
+class LeaseApi:
+    """The Lease calls of one namespace, raw (bounded reads, errors translated): what the
+    elector and the shard map (:mod:`fleet.runtime.kube.shard_map`) both ask."""
+
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, *, namespace: str, timeout: float
+    ) -> None:
+        self._api: Any = kubernetes.client.CoordinationV1Api(api_client)  # raw responses
+        self.namespace = namespace
+        self.timeout = timeout
+
+    def read(self, name: str) -> LeaseRecord:
+        try:
+            resp = self._api.read_namespaced_lease(
+                name, self.namespace, _preload_content=False, _request_timeout=self.timeout
+            )
+            try:
+                data: bytes = resp.read()
+            finally:
+                resp.release_conn()
+        except Exception as exc:
+            raise translate(exc, what=f"get lease {self.namespace}/{name}") from exc
+        return decode_lease(data)
+
+    def list(self) -> list[LeaseRecord]:
+        what = f"list leases in {self.namespace}"
+        try:
+            resp = self._api.list_namespaced_lease(
+                self.namespace, _preload_content=False, _request_timeout=self.timeout
+            )
+            try:
+                data: bytes = resp.read()
+            finally:
+                resp.release_conn()
+        except Exception as exc:
+            raise translate(exc, what=what) from exc
+        if len(data) > _MAX_LIST_BYTES or json_depth(data) > _MAX_DEPTH:
+            raise KubeError(f"{what}: the answer is too large or too deep ({len(data)} bytes)")
+        try:
+            leases = _LIST_DECODER.decode(data).items
+        except msgspec.MsgspecError as exc:
+            raise KubeError(f"{what}: the answer is malformed: {exc}") from exc
+        for lease in leases:
+            _sane(lease)
+        return leases
+
+    def create(self, name: str, *, spec: dict[str, Any], annotations: Mapping[str, str]) -> None:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name, "namespace": self.namespace,
+                **({"annotations": dict(annotations)} if annotations else {}),
+            },
+            "spec": spec,
+        }  # fmt: skip
+        try:
+            resp = self._api.create_namespaced_lease(
+                self.namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
+            resp.release_conn()
+        except Exception as exc:
+            raise translate(exc, what=f"create lease {self.namespace}/{name}") from exc
+
+    def patch(self, name: str, body: dict[str, Any]) -> None:
+        """A merge patch (with ``metadata.resourceVersion``: a compare-and-swap)."""
+        try:
+            resp = self._api.patch_namespaced_lease(
+                name, self.namespace, body, _content_type=MERGE_PATCH,
+                _preload_content=False, _request_timeout=self.timeout,
+            )  # fmt: skip
+            resp.release_conn()
+        except Exception as exc:
+            raise translate(exc, what=f"patch lease {self.namespace}/{name}") from exc
 
 
 class LeaseElector:
@@ -131,12 +219,12 @@ class LeaseElector:
         operator shard's count: :mod:`fleet.runtime.kube.shard_map`)."""
         self.api_client = api_client
         self._annotations = dict(annotations or {})
-        self._api: Any = kubernetes.client.CoordinationV1Api(api_client)  # raw responses
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.timing = timing or LeaseTiming()
         self._timeout = min(request_timeout, self.timing.retry_period * 2)
+        self._api = LeaseApi(api_client, namespace=namespace, timeout=self._timeout)
         self._clock = clock
         self._lock = threading.Lock()
         self._valid_until = 0.0  # the fence: monotonic time writes are allowed until
@@ -291,55 +379,18 @@ class LeaseElector:
     # -- the API ------------------------------------------------------------------------
 
     def _read(self) -> LeaseRecord:
-        what = f"get lease {self.where}"
-        try:
-            resp = self._api.read_namespaced_lease(
-                self.name, self.namespace, _preload_content=False, _request_timeout=self._timeout
-            )
-            try:
-                data: bytes = resp.read()
-            finally:
-                resp.release_conn()
-        except Exception as exc:
-            raise translate(exc, what=what) from exc
-        return decode_lease(data)
+        return self._api.read(self.name)
 
     def _create(self, now: dt.datetime) -> None:
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                **({"annotations": self._annotations} if self._annotations else {}),
-            },
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": round(self.timing.duration),
-                "acquireTime": _micro_time(now),
-                "renewTime": _micro_time(now),
-                "leaseTransitions": 0,
-            },
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": round(self.timing.duration),
+            "acquireTime": _micro_time(now),
+            "renewTime": _micro_time(now),
+            "leaseTransitions": 0,
         }
-        try:
-            resp = self._api.create_namespaced_lease(
-                self.namespace, body, _preload_content=False, _request_timeout=self._timeout
-            )
-            resp.release_conn()
-        except Exception as exc:
-            raise translate(exc, what=f"create lease {self.where}") from exc
+        self._api.create(self.name, spec=spec, annotations=self._annotations)
         self.transitions = 0
 
     def _patch(self, body: dict[str, Any]) -> None:
-        try:
-            resp = self._api.patch_namespaced_lease(
-                self.name,
-                self.namespace,
-                body,
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-            resp.release_conn()
-        except Exception as exc:
-            raise translate(exc, what=f"patch lease {self.where}") from exc
+        self._api.patch(self.name, body)

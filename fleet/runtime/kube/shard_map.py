@@ -35,30 +35,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import kubernetes
-import msgspec
 
-from fleet.contracts.limits import json_depth
 from fleet.errors import FleetError
-from fleet.runtime.kube.errors import KubeConflict, KubeError, KubeNotFound, translate
-from fleet.runtime.kube.lease import MERGE_PATCH, LeaseRecord, LeaseTiming, decode_lease
+from fleet.runtime.kube.errors import KubeConflict, KubeNotFound
+from fleet.runtime.kube.lease import LeaseApi, LeaseRecord, LeaseTiming
 
 logger = logging.getLogger(__name__)
 
 SHARDS_ANNOTATION = "fleet.nationtech.io/shards"
-_MAX_LIST_BYTES = 4 * 1024 * 1024
-_MAX_DEPTH = 32
 _MAX_SHARDS = 64
 _WROTE = "the shard map was just written"  # a reason to look again at once, not to wait
-
-
-class _LeaseList(msgspec.Struct):
-    items: list[LeaseRecord] = msgspec.field(default_factory=list)
-
-
-_LIST = msgspec.json.Decoder(_LeaseList)
 
 
 def shard_lease_name(base: str, *, count: int, index: int) -> str:
@@ -94,7 +82,6 @@ class ShardMap:
         request_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._api: Any = kubernetes.client.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.base = base
         self.count = count
@@ -102,6 +89,7 @@ class ShardMap:
         self.map_name = f"{base}-shards"
         self.timing = timing or LeaseTiming()
         self._timeout = min(request_timeout, self.timing.retry_period * 2)
+        self._api = LeaseApi(api_client, namespace=namespace, timeout=self._timeout)
         self._clock = clock
         self._observed: dict[str, tuple[tuple[str | None, str | None, str], float]] = {}
         self._stop = threading.Event()
@@ -230,58 +218,19 @@ class ShardMap:
     # -- the API ------------------------------------------------------------------------
 
     def _list(self) -> list[LeaseRecord]:
-        what = f"list leases in {self.namespace}"
-        try:
-            resp = self._api.list_namespaced_lease(
-                self.namespace, _preload_content=False, _request_timeout=self._timeout
-            )
-            try:
-                data: bytes = resp.read()
-            finally:
-                resp.release_conn()
-        except Exception as exc:
-            raise translate(exc, what=what) from exc
-        if len(data) > _MAX_LIST_BYTES or json_depth(data) > _MAX_DEPTH:
-            raise KubeError(f"{what}: the answer is too large or too deep ({len(data)} bytes)")
-        try:
-            return _LIST.decode(data).items
-        except msgspec.MsgspecError as exc:
-            raise KubeError(f"{what}: the answer is malformed: {exc}") from exc
+        return self._api.list()
 
     def _read_map(self) -> LeaseRecord:
-        try:
-            resp = self._api.read_namespaced_lease(
-                self.map_name, self.namespace, _preload_content=False,
-                _request_timeout=self._timeout,
-            )  # fmt: skip
-            try:
-                data: bytes = resp.read()
-            finally:
-                resp.release_conn()
-        except Exception as exc:
-            raise translate(exc, what=f"get lease {self.where}") from exc
-        return decode_lease(data)
+        return self._api.read(self.map_name)
 
     def _create_map(self) -> None:
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.map_name, "namespace": self.namespace,
-                "annotations": {SHARDS_ANNOTATION: str(self.count)},
-            },
-            "spec": {"holderIdentity": f"shards={self.count}", "renewTime": _now()},
-        }  # fmt: skip
+        spec = {"holderIdentity": f"shards={self.count}", "renewTime": _now()}
         try:
-            resp = self._api.create_namespaced_lease(
-                self.namespace, body, _preload_content=False, _request_timeout=self._timeout
+            self._api.create(
+                self.map_name, spec=spec, annotations={SHARDS_ANNOTATION: str(self.count)}
             )
-            resp.release_conn()
-        except Exception as exc:
-            error = translate(exc, what=f"create lease {self.where}")
-            if isinstance(error, KubeConflict):
-                return  # another shard made it first: looked at next time
-            raise error from exc
+        except KubeConflict:
+            return  # another shard made it first: looked at next time
 
     def _patch_map(self, resource_version: str) -> None:
         body = {
@@ -292,16 +241,9 @@ class ShardMap:
             "spec": {"holderIdentity": f"shards={self.count}", "renewTime": _now()},
         }
         try:
-            resp = self._api.patch_namespaced_lease(
-                self.map_name, self.namespace, body, _content_type=MERGE_PATCH,
-                _preload_content=False, _request_timeout=self._timeout,
-            )  # fmt: skip
-            resp.release_conn()
-        except Exception as exc:
-            error = translate(exc, what=f"patch lease {self.where}")
-            if isinstance(error, KubeConflict):
-                return  # changed in between: looked at next time
-            raise error from exc
+            self._api.patch(self.map_name, body)
+        except KubeConflict:
+            return  # changed in between: looked at next time
 
 
 def _now() -> str:
