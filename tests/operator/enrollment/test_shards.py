@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from fleet.actors.operator.shards import Shard, shard_of
+from fleet.actors.operator.shards import shard_of
 from fleet.devtools.tls import LocalCa
 from fleet.runtime.aiokit.loop import EventLoopThread
 from tests.fixtures.kube import KubeCluster
 
+from .conftest import running
 from .test_labels import SCORE, enrolled, reported, targeted
 from .world import World
 
@@ -34,17 +35,8 @@ NAMESPACE = "labels"
 def sharded(
     tmp_path: Path, local_ca: LocalCa, kube: KubeCluster, event_loop_thread: EventLoopThread
 ) -> Iterator[World]:
-    world = World(directory=tmp_path, ca=local_ca, kube=kube, loop=event_loop_thread)
-    world.server.start()
-    try:
-        for index in range(2):
-            world.start_operator(shard=Shard(count=2, index=index))
+    with running(tmp_path, local_ca, kube, event_loop_thread, shards=2) as world:
         yield world
-    finally:
-        try:
-            world.stop_operators()
-        finally:
-            world.server.stop()
 
 
 def test_shard_zero_answers_and_both_target_by_the_approved_labels(sharded: World) -> None:
