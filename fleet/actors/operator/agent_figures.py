@@ -45,6 +45,8 @@ class AgentFigures:
     def beats(self, beats: Iterable[m.Beat]) -> None:
         runs_of, totals = self._runs, self._totals
         for beat in beats:
+            if beat.repeat and beat.device in runs_of:
+                continue  # the same run and counters as its last beat: nothing gained
             counters = beat.health
             if counters is None or not beat.instances or len(counters) != _WIDTH:
                 continue

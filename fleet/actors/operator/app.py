@@ -199,6 +199,8 @@ class Operator:
             watch = Watch(
                 self._bus.kv, bucket, name=f"operator-{bucket}", on_batch=_deliver_to(source),
                 on_synced=_synced_to(source), follow=bucket != BUCKET_DESIRED_STATE,
+                raw=bucket == BUCKET_DEVICE_HEARTBEAT,  # 10,000 a second at 100,000 devices
+                batch_delay=0.05 if bucket == BUCKET_DEVICE_HEARTBEAT else 0.0,
             )  # fmt: skip
             loop.run(_started(watch), timeout=30)
             sup.add_cleanup(f"{bucket} watch", functools.partial(_stop_watch, loop, watch))

@@ -3,8 +3,9 @@
 Why it exists: a device's reports (one per deployment) and whether it is reachable are
 needed twice: on its Device resource (``kubectl get fleetdev``) and, as its class, in the
 aggregate of every Deployment that targets it. This actor is the one place they live.
-It composes plain classes: :mod:`.liveness` (its last heartbeat against the timeout,
-checked through a coarse timer while it is online), :mod:`.reports` (its reports, the
+It composes plain classes: :mod:`.liveness` (its last heartbeat against the timeout; the
+fleet index tells it the beats that change something and when the last one expired:
+:mod:`.liveness_book`), :mod:`.reports` (its reports, the
 revision each targeting Deployment expects, the class last sent to each) and
 :mod:`.picture` (its Device resource). A Deployment actor registers with ``Expect``; this
 actor answers with ``Classified`` and tells it again whenever the class changes.
@@ -43,8 +44,6 @@ from .reports import DeviceReports, Send
 
 logger = logging.getLogger(__name__)
 
-_CHECK = m.LivenessCheck()
-
 
 class DeviceActor(PooledActor):
     def __init__(
@@ -66,7 +65,8 @@ class DeviceActor(PooledActor):
         self._events = DeviceEvents(device, events)
         self.device = device
         self._mirror = mirror
-        self._timers = timers
+        self._timers = timers  # kept for the actor's own timers; liveness checks come
+        # from the fleet index's liveness book (:mod:`.liveness_book`), not from here
         self._liveness = Liveness(timeout=liveness_timeout)
         self._reports = DeviceReports(device, reports)
         self._picture = DevicePicture(device)
@@ -131,7 +131,6 @@ class DeviceActor(PooledActor):
             online = liveness.online
             self._metrics.device_online(online)  # a change of state: rare, not per beat
             self._send(self._reports.classes(online=online))
-        self._arm(now)
 
     def _on_check(self, _msg: m.LivenessCheck) -> bool:
         now = time.time()
@@ -141,13 +140,7 @@ class DeviceActor(PooledActor):
             self._events.liveness(online=False, changed=True, known=True,
                                   timeout=self._liveness.timeout)  # fmt: skip
             self._send(self._reports.classes(online=False))
-        self._arm(now)
         return changed
-
-    def _arm(self, now: float) -> None:
-        delay = self._liveness.wake_in(now=now)
-        if delay is not None:
-            self._timers.tell_later(self.actor_ref, _CHECK, delay=delay)
 
     def _on_report(self, report: m.Report) -> bool:
         sends = self._reports.report(report, self._liveness.online)

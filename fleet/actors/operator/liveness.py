@@ -7,9 +7,11 @@ fact for its device; :class:`Liveness` is its rule, kept apart so that it can be
 with plain numbers.
 
 Going silent is noticed without a sweep over the fleet: while a device is online one
-liveness check is pending for it (:meth:`Liveness.wake_in` says when), and the check
-either finds a newer heartbeat (and the next check is due a timeout after it) or takes
-the device offline. So a device costs one check per timeout, however often it beats.
+liveness check is pending for it, in the fleet index's liveness book
+(:mod:`.liveness_book`, which also decides which beats the device actor hears); when it
+comes due the actor's :meth:`Liveness.check` takes the device offline. So a device costs
+one check per timeout, however often it beats. (:meth:`Liveness.wake_in` is the same rule
+for a keeper that arms its own check.)
 
 Plain and synchronous: no I/O, no timers of its own. What it must never do: ask for a
 second check while one is pending.

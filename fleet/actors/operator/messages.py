@@ -111,6 +111,9 @@ class Beat(Msg, frozen=True, kw_only=True):
     # The latest beat's agent counters (AgentHealth.counters()), if it carried them and
     # an instance id (then the last of ``instances`` is its run).
     health: tuple[int, ...] | None = None
+    # The key's only beat in the batch, and it differs from the key's last one in ``at``
+    # and ``seq`` only (the same run, the same counters: nothing but liveness is new).
+    repeat: bool = False
 
 
 class BeatsSeen(Msg, frozen=True, kw_only=True):

@@ -8,7 +8,9 @@ every reader does. A malformed entry (bad key, bad JSON, a field that breaks the
 contract, a key and a value naming different devices) is skipped and logged with its
 bucket, key and revision, rate-limited (:mod:`.skiplog`); it never stops the others.
 Every batch but the heartbeats' is reduced to each key's latest entry before decoding
-(the heartbeats' sequence shows two agents beating under one id).
+(the heartbeats' sequence shows two agents beating under one id); a heartbeat that differs
+from its key's last one only in ``at`` and ``seq`` is not decoded in full
+(:mod:`.beat_reader`).
 
 What they must never do: block, forward anything they could not decode, or die of an
 entry (any exception from decoding one entry skips that entry).
@@ -16,6 +18,7 @@ entry (any exception from decoding one entry skips that entry).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,8 +32,6 @@ from fleet.contracts import (
     BUCKET_DEVICE_STATE,
     DeviceId,
     DeviceInfo,
-    HeartbeatPayload,
-    decode_heartbeat_entry,
     decode_info_entry,
     decode_report_entry,
     parse_desired_state_key,
@@ -43,6 +44,7 @@ from fleet.runtime.kube.client import KubeObject
 from fleet.runtime.nats.kv import KvEntry
 
 from . import messages as m
+from .beat_reader import BeatReader, Read
 from .skiplog import SkipLog
 
 logger = logging.getLogger(__name__)
@@ -116,54 +118,54 @@ def _infos(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
     return m.InfosSeen(infos=tuple(_each(entries, skips, _info)))
 
 
-def _beat(entries: list[KvEntry], skips: SkipLog) -> m.Beat | None:
+def _beat(entries: list[KvEntry], skips: SkipLog, reader: BeatReader) -> m.Beat | None:
     """One key's beats of a batch: the latest, with every beat's instance id in order.
 
-    Every entry is decoded (not only the latest): A, B, A for one key is two agents."""
-    device = parse_device_heartbeat_key(entries[-1].key)
+    Every entry is read (not only the latest): A, B, A for one key is two agents. The
+    reader decodes in full only a beat that may say something new (:mod:`.beat_reader`)."""
+    last = entries[-1]
     instances: list[str] = []
-    latest: tuple[KvEntry, HeartbeatPayload] | None = None
+    latest: tuple[KvEntry, Read] | None = None
     for e in entries:
         if e.deleted:
             latest = None
+            reader.forget(e.key)
             continue
         try:
-            beat = decode_heartbeat_entry(e.key, e.value).beat
+            beat = reader.read(e.key, e.value)
         except ContractError as exc:
             skips.skip(e.key, f"revision {e.revision}: {exc}")
             continue
-        assert beat is not None  # not deleted
         latest = (e, beat)
-        if beat.instance_id is not None:
-            instances.append(beat.instance_id)
-    last = entries[-1]
+        if beat.instance is not None:
+            instances.append(beat.instance)
     if last.deleted:
+        device = parse_device_heartbeat_key(last.key)
         return m.Beat(device=device, at=0.0, when=None, revision=last.revision)
     if latest is None:
         return None
     entry, beat = latest
-    health = beat.health
     return m.Beat(
-        device=device,
-        at=beat.at.timestamp(),
-        when=beat.at,
+        device=beat.device,  # the key's: the reader checked that the value names it
+        at=beat.when.timestamp(),
+        when=beat.when,
         revision=entry.revision,
         instances=tuple(instances),
-        health=None if health is None or beat.instance_id is None else health.counters(),
+        health=beat.health,
+        repeat=beat.repeat and len(entries) == 1,
     )
 
 
-def _beats(entries: tuple[KvEntry, ...], skips: SkipLog) -> m.Msg:
+def _beats(entries: tuple[KvEntry, ...], skips: SkipLog, reader: BeatReader) -> m.Msg:
     # Not reduced to each key's latest entry first (as the other buckets are): A, B, A
     # in one batch is two agents beating under one id, and only the sequence shows it.
-    # A key with one entry (the usual case) is decoded once.
     by_key: dict[str, list[KvEntry]] = {}
     for e in entries:
         by_key.setdefault(e.key, []).append(e)
     out: list[m.Beat] = []
     for key, runs in by_key.items():
         try:
-            beat = _beat(runs, skips)
+            beat = _beat(runs, skips, reader)
         except ContractError as exc:
             skips.skip(key, f"revision {runs[-1].revision}: {exc}")
             continue
@@ -195,7 +197,7 @@ DECODERS: dict[str, Decoder] = {
     BUCKET_DESIRED_STATE: _desireds,
     BUCKET_DEVICE_STATE: _reports,
     BUCKET_DEVICE_INFO: _infos,
-    BUCKET_DEVICE_HEARTBEAT: _beats,
+    BUCKET_DEVICE_HEARTBEAT: lambda entries, skips: _beats(entries, skips, BeatReader()),
 }
 COALESCED: frozenset[str] = frozenset(DECODERS) - {BUCKET_DEVICE_HEARTBEAT}
 """Buckets whose batches are reduced to each key's latest entry before decoding."""
@@ -222,6 +224,8 @@ class KvSource(SupervisedActor):
         self._tap = tap
         self.bucket = bucket
         self._decode = DECODERS[bucket]
+        if bucket == BUCKET_DEVICE_HEARTBEAT:  # its reader keeps each key's last shape
+            self._decode = functools.partial(_beats, reader=BeatReader())
         self._coalesce = bucket in COALESCED
         self._index = index
         self._timers = timers

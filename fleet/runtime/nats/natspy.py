@@ -36,6 +36,7 @@ from nats.nuid import NUID
 from fleet.errors import BusRefused, BusUnavailable, FleetError
 from fleet.runtime.aiokit.tasks import cancel_and_wait, create_guarded_task
 from fleet.runtime.nats.errors import UNAVAILABLE, translate
+from fleet.runtime.nats.raw import RawHandler
 from fleet.runtime.nats.transport import Message, MessageHandler, Subscription, Transport
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,63 @@ class _Subscription(Subscription):
             await self._sub.unsubscribe()
         except Exception as exc:  # connection closed, or unsubscribed already: nothing left
             logger.debug("unsubscribe from %s: %r", self._subject, exc)
+
+
+class _RawSubscription(_Subscription):
+    """A subscription whose messages skip nats-py's ``Msg``, queue and task (:mod:`.raw`)."""
+
+    def __init__(
+        self, sub: NatsSubscription, subject: str, handler: RawHandler, live: set[_Subscription]
+    ) -> None:
+        super().__init__(sub, subject, _never, live)
+        self._handler = handler
+
+    async def renew_on(self, nc: Client) -> None:
+        self._sub = await _raw_subscribe(nc, self._subject, self._handler)
+
+    async def unsubscribe(self) -> None:
+        _raw_handlers(self._sub._conn).pop(self._sub._id, None)
+        await super().unsubscribe()
+
+
+async def _never(_msg: Msg) -> None:  # a raw subscription's nats-py callback: never called
+    return
+
+
+def _raw_handlers(nc: Client) -> dict[int, RawHandler]:
+    """``nc``'s raw handlers by subscription id; the first call puts the dispatch in place.
+
+    Hazard: this replaces nats-py's ``Client._process_msg`` on this one client (what its
+    protocol parser awaits for every MSG/HMSG; nats-py 2.x): a raw subscription's message
+    goes to its handler there, any other to nats-py's own. tests/runtime/nats pins it."""
+    found: dict[int, RawHandler] | None = getattr(nc, "_fleet_raw_handlers", None)
+    if found is not None:
+        return found
+    handlers: dict[int, RawHandler] = {}
+    setattr(nc, "_fleet_raw_handlers", handlers)  # noqa: B010 - kept with its client
+    process = nc._process_msg
+
+    async def dispatch(
+        sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = handlers.get(sid)
+        if handler is None:
+            await process(sid, subject, reply, data, headers or b"")  # None: none, as b""
+            return
+        try:
+            handler(subject, reply, data, headers)
+        except Exception:
+            logger.exception("raw handler of subscription %d failed", sid)
+
+    setattr(nc, "_process_msg", dispatch)  # noqa: B010 - a method replaced on one instance
+    return handlers
+
+
+async def _raw_subscribe(nc: Client, subject: str, handler: RawHandler) -> NatsSubscription:
+    handlers = _raw_handlers(nc)
+    sub = await nc.subscribe(subject, cb=_never)
+    handlers[sub._id] = handler
+    return sub
 
 
 # What nats-server answers a client it will not let in (an -ERR on connect).
@@ -339,6 +397,16 @@ class NatsPyTransport(Transport):
         except Exception as exc:
             raise translate(exc, what=f"subscribe to {subject}") from exc
         return _Subscription(sub, subject, deliver, self._subscriptions)
+
+    async def subscribe_raw(self, subject: str, handler: RawHandler) -> Subscription:
+        """As :meth:`subscribe`, the message's parts handed over as bytes (:mod:`.raw`)."""
+        try:
+            sub = await _raw_subscribe(self.client, subject, handler)
+        except FleetError:
+            raise
+        except Exception as exc:
+            raise translate(exc, what=f"subscribe to {subject}") from exc
+        return _RawSubscription(sub, subject, handler, self._subscriptions)
 
     async def request(
         self,

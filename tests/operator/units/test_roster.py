@@ -61,8 +61,11 @@ def test_what_came_before_an_announcement_goes_to_the_new_actor() -> None:
     ref = start.refs[D1]
     assert isinstance(ref.told[-1], m.DeviceInfoSeen)
     assert r.report(report("d1", "api"), now=11.0) is ref  # now routed to it
-    r.beats([beat(D1, 11.0)], now=11.0)
+    r.beats([beat(D1, 11.0)], now=11.0)  # changes nothing its actor shows: not told
+    assert not any(isinstance(x, m.Beat) for x in ref.told)
+    r.beats([beat(D1, 35.0)], now=35.0)  # a liveness timeout after the one it was told
     assert isinstance(ref.told[-1], m.Beat)
+    assert ref.told[-1].at == 35.0
     r.info(D2, None, 0, now=11.0)  # an unknown id's info deleted: no actor made
     assert D2 not in start.refs
     assert r.summary()["heartbeats"] == 1

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from fleet.contracts import BUCKET_DESIRED_STATE, BUCKET_DEVICE_STATE
 from fleet.runtime.aiokit.loop import EventLoopThread
 from fleet.runtime.nats.bus import Bus
@@ -63,21 +65,27 @@ class Recorder:
         return False
 
 
-def start_watch(loop: EventLoopThread, bus: Bus, key_filter: str, rec: Recorder) -> Watch:
+def start_watch(
+    loop: EventLoopThread, bus: Bus, key_filter: str, rec: Recorder, *, raw: bool = False
+) -> Watch:
+    """``raw``: deliveries taken as bytes from nats-py's parser (fleet/runtime/nats/raw.py),
+    as the operator's heartbeat watch does; every guarantee must hold the same."""
+
     async def go() -> Watch:
-        return bus.watch(
-            BUCKET_DESIRED_STATE,
-            key_filter,
-            name="test-watch",
-            on_entry=rec.on_entry,
-            on_synced=rec.on_synced,
-        )
+        watch = Watch(bus.kv, BUCKET_DESIRED_STATE, key_filter, name="test-watch",
+                      on_entry=rec.on_entry, on_synced=rec.on_synced, raw=raw)  # fmt: skip
+        watch.start()
+        return watch
 
     return loop.run(go(), timeout=5)
 
 
+RAW = pytest.mark.parametrize("raw", [False, True], ids=["natspy", "raw"])
+
+
+@RAW
 def test_initial_values_are_complete_when_synced(
-    bus: Bus, event_loop_thread: EventLoopThread
+    bus: Bus, event_loop_thread: EventLoopThread, raw: bool
 ) -> None:
     items = {f"dev-{i:05d}.web": f"v{i}".encode() for i in range(5000)}
     items.update({f"dev-{i:05d}.db": b"gone" for i in range(100)})
@@ -89,7 +97,7 @@ def test_initial_values_are_complete_when_synced(
 
     event_loop_thread.run(delete_some(), timeout=30)
     rec = Recorder()
-    watch = start_watch(event_loop_thread, bus, ">", rec)
+    watch = start_watch(event_loop_thread, bus, ">", rec, raw=raw)
     try:
         assert rec.synced.wait(30)
         assert rec.entries_at_sync is not None
@@ -115,11 +123,12 @@ def test_snapshot_filters_by_key_and_is_complete(
     assert event_loop_thread.run(bus.snapshot(BUCKET_DEVICE_STATE), timeout=5) == {}
 
 
+@RAW
 def test_live_changes_arrive_in_order_with_deletes(
-    bus: Bus, event_loop_thread: EventLoopThread
+    bus: Bus, event_loop_thread: EventLoopThread, raw: bool
 ) -> None:
     rec = Recorder()
-    watch = start_watch(event_loop_thread, bus, "pi-01.>", rec)
+    watch = start_watch(event_loop_thread, bus, "pi-01.>", rec, raw=raw)
     try:
         assert rec.synced.wait(10)  # empty bucket: synced at once
         run = event_loop_thread.run
@@ -139,11 +148,12 @@ def test_live_changes_arrive_in_order_with_deletes(
         event_loop_thread.run(watch.stop(), timeout=5)
 
 
+@RAW
 def test_watch_resumes_after_server_restart_without_loss(
-    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread
+    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread, raw: bool
 ) -> None:
     rec = Recorder()
-    watch = start_watch(event_loop_thread, bus, ">", rec)
+    watch = start_watch(event_loop_thread, bus, ">", rec, raw=raw)
     run = event_loop_thread.run
     try:
         assert rec.synced.wait(10)
