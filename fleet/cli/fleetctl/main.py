@@ -1,7 +1,7 @@
 """``fleetctl``: devices, deployments, status, apply, delete; enrollment (``enroll``,
 ``token``, ``device revoke|label``); ``logs`` and ``describe device`` (asked of the device);
 ``rollout status|pause|resume|approve|undo|history``; ``dashboard`` (a local web page);
-tables or JSON; ``--watch``.
+``vm create|list|delete`` (test devices, :mod:`.vm`); tables or JSON; ``--watch``.
 
 Exit codes: 0 done; 1 the request failed (not found, did not converge in time); 2 bad
 usage, a bad manifest or no Kubernetes configuration; 3 NATS or the Kubernetes API could
@@ -29,7 +29,7 @@ from fleet.runtime.kube.client import (
     KubeNotFound,
 )
 
-from . import dashboard, enrolling, manifests, ondemand, render, rollout, view
+from . import dashboard, enrolling, manifests, ondemand, render, rollout, view, vm
 from .connect import Buckets, Unreachable, kube_client, kube_errors
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -144,6 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ondemand.add_parsers(sub, common)
     rollout.add_parser(sub, common)
     dashboard.add_parser(sub, common)
+    vm.add_parser(sub, common)
     args = parser.parse_args(argv)
     for key, value in COMMON_DEFAULTS.items():
         if not hasattr(args, key):
@@ -313,6 +314,9 @@ class Ctl:
 
     def dashboard(self) -> int:
         return dashboard.run(self)
+
+    def vm(self) -> int:
+        return vm.run(self.args, self.out)
 
     def delete(self) -> int:
         ns, name = self.args.namespace, self.args.deployment

@@ -18,7 +18,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Final
 
-from .port import METADATA_NS, METADATA_PREFIX, DomainSpec, MachineMarks
+from .port import METADATA_NS, METADATA_PREFIX, DomainSpec, MachineMarks, MachineShape
 
 NS: Final = METADATA_NS
 QEMU_NS: Final = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -36,18 +36,25 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 def render(spec: DomainSpec, *, domain_type: str) -> str:
-    ET.register_namespace("qemu", QEMU_NS)
     ET.register_namespace(METADATA_PREFIX, NS)
-    domain = ET.Element("domain", {"type": domain_type})
-    _sub(domain, "name", spec.name)
-    _sub(domain, "memory", str(spec.memory_mib), unit="MiB")
-    _sub(domain, "vcpu", str(spec.vcpus))
-    metadata = _sub(domain, "metadata")
+    metadata = ET.Element("metadata")
     workload = _sub(metadata, f"{{{NS}}}workload")
     marks = spec.marks
     values = (marks.device, marks.deployment, marks.machine, str(marks.revision), marks.spec_hash)
     for tag, value in zip(_FIELDS, values, strict=True):
         _sub(workload, f"{{{NS}}}{tag}", value)
+    return render_domain(spec, domain_type=domain_type, metadata=metadata)
+
+
+def render_domain(spec: MachineShape, *, domain_type: str, metadata: ET.Element) -> str:
+    """The domain XML of ``spec`` with ``metadata`` (a ``<metadata>`` element) as is:
+    the kvm runtime's marks (:func:`render`) or the VM pool's (``.fleet_vms``)."""
+    ET.register_namespace("qemu", QEMU_NS)
+    domain = ET.Element("domain", {"type": domain_type})
+    _sub(domain, "name", spec.name)
+    _sub(domain, "memory", str(spec.memory_mib), unit="MiB")
+    _sub(domain, "vcpu", str(spec.vcpus))
+    domain.append(metadata)
     os_ = _sub(domain, "os")
     _sub(os_, "type", "hvm", arch="x86_64")
     if spec.kernel is not None:

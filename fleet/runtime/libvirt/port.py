@@ -77,11 +77,11 @@ class Forward(msgspec.Struct, frozen=True, kw_only=True):
     guest_port: int
 
 
-class DomainSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the adapter needs to define one domain (paths on this device)."""
+class MachineShape(msgspec.Struct, frozen=True, kw_only=True):
+    """A domain's name, size, boot, files and forwards (paths on this host): what both
+    the kvm runtime's domains and the VM pool's (``.fleet_vms``) are made of."""
 
     name: str
-    marks: MachineMarks
     memory_mib: int
     vcpus: int
     kernel: Path | None = None
@@ -91,6 +91,12 @@ class DomainSpec(msgspec.Struct, frozen=True, kw_only=True):
     seed: Path | None = None  # the cloud-init NoCloud ISO
     console_log: Path | None = None
     forwards: tuple[Forward, ...] = ()
+
+
+class DomainSpec(MachineShape, frozen=True, kw_only=True):
+    """Everything the adapter needs to define one of the agent's domains."""
+
+    marks: MachineMarks
 
 
 DomainState = Literal["running", "paused", "shutoff", "crashed", "other"]
