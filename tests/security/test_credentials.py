@@ -255,3 +255,32 @@ def test_permissions_are_what_the_jwt_says(secure_fleet: SecureFleet) -> None:
     assert claims["nats"]["issuer_account"] == secure_fleet.authority.account
     assert 0 < claims["exp"] - time.time() <= 600
     assert Permission() == Permission(allow=(), deny=())
+
+
+def test_credentials_written_at_once_by_many_writers_are_always_whole(tmp_path: Path) -> None:
+    """Operator shards issue their credentials into one directory at the same moment:
+    each writer has its own temporary file, so none truncates or moves another's."""
+    import threading
+
+    from fleet.runtime.nats.identity import write_credentials
+
+    path = tmp_path / "operator.creds"
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(100):
+                write_credentials(path, jwt=f"jwt-{n}-{i}", seed=f"SU{n}-{i}")
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    text = path.read_text()
+    assert text.startswith("-----BEGIN NATS USER JWT-----\njwt-")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["operator.creds"]  # no partial left

@@ -106,11 +106,11 @@ class BeatReader:
 def _utc(raw: bytes) -> datetime.datetime | None:
     try:
         when = _WHEN.decode(b'"' + raw + b'"')
-    except msgspec.DecodeError:
+        if when.tzinfo is None:
+            return None
+        return when if when.tzinfo is datetime.UTC else when.astimezone(datetime.UTC)
+    except (msgspec.DecodeError, OverflowError, ValueError):
         return None  # not a date the full decoder takes either: it says why
-    if when.tzinfo is None:
-        return None
-    return when if when.tzinfo is datetime.UTC else when.astimezone(datetime.UTC)
 
 
 __all__ = ["BeatReader", "ContractError", "Read"]

@@ -23,6 +23,7 @@ anyone but its owner can read, or issue a user JWT without permissions of its ow
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,15 +78,21 @@ def write_credentials(path: Path, *, jwt: str, seed: str) -> None:
         f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n"
         "*************************************************************\n"
     )
-    partial = path.with_name(f".{path.name}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A temporary file of its own (shards issue their credentials at the same moment, into
+    # one directory): two writers never truncate or move each other's.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    partial = Path(name)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask, or a partial file left before
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, path)
+        try:
+            os.fchmod(fd, 0o600)  # mkstemp makes it 0600; whatever the umask, say so
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class AuthoritySeeds(msgspec.Struct, frozen=True, kw_only=True):

@@ -65,10 +65,10 @@ def parse_headers(raw: bytes) -> dict[str, str]:
         raise MalformedReply(f"a header block of {len(raw)} bytes (at most {MAX_HEADER_BYTES})")
     if not raw.startswith(_HEAD):
         raise MalformedReply(f"a header block that does not start with NATS/1.0: {raw[:40]!r}")
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError as exc:
-        raise MalformedReply(f"a header block that is not UTF-8: {exc}") from None
+    # As nats-py reads them: bytes that are not UTF-8 replaced, a line without a name
+    # skipped. Any writer of a key chooses its headers: refusing the block would refuse
+    # the entry, and a consumer cannot go past an entry it refuses (it resumes before it).
+    text = raw.decode(errors="replace")
     first, *lines = text.split("\r\n")
     out: dict[str, str] = {}
     status = first[len("NATS/1.0") :].strip()
@@ -82,9 +82,8 @@ def parse_headers(raw: bytes) -> dict[str, str]:
         if not line:
             continue
         name, colon, value = line.partition(":")
-        if not colon or not name.strip():
-            raise MalformedReply(f"a header line without a name: {line[:80]!r}")
-        out[name.strip()] = value.strip()
+        if colon and name.strip():
+            out[name.strip()] = value.strip()
     return out
 
 

@@ -137,3 +137,14 @@ def test_the_source_marks_repeats_and_skips_hostile_bytes_naming_the_key(
         assert batch(b"\xff not json") == ()
         skips.flush()
     assert KEY in caplog.text
+
+
+def test_a_known_shape_with_a_date_out_of_range_is_refused_by_the_full_decoder() -> None:
+    reader = BeatReader()
+    first = value(0)
+    reader.read(KEY, first)
+    at = T0.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+    assert at in first
+    far = first.replace(at, b"0001-01-01T00:00:00+01:00")  # astimezone overflows
+    with pytest.raises(ContractError):
+        reader.read(KEY, far)

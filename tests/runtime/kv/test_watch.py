@@ -148,6 +148,46 @@ def test_live_changes_arrive_in_order_with_deletes(
         event_loop_thread.run(watch.stop(), timeout=5)
 
 
+async def hpub(url: str, subject: str, headers: bytes, payload: bytes) -> None:
+    """Publish with a header block as given, bytes and all (nats-py would build a clean
+    one): what a hostile writer of its own key can store."""
+    host, _, port = url.removeprefix("nats://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
+        size = len(headers) + len(payload)
+        writer.write(f"HPUB {subject} {len(headers)} {size}\r\n".encode())
+        writer.write(headers + payload + b"\r\nPING\r\n")
+        await writer.drain()
+        while not (line := await reader.readline()).startswith(b"PONG"):
+            assert not line.startswith(b"-ERR"), line
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@RAW
+def test_an_entry_with_a_junk_header_block_does_not_stop_the_watch(
+    bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread, raw: bool
+) -> None:
+    rec = Recorder()
+    watch = start_watch(event_loop_thread, bus, ">", rec, raw=raw)
+    try:
+        assert rec.synced.wait(10)
+        run = event_loop_thread.run
+        junk = b"NATS/1.0\r\nbogus\r\nX: \xff\r\n\r\n"
+        run(hpub(nats_server.url, f"$KV.{BUCKET_DESIRED_STATE}.pi-09.web", junk, b"j"),
+            timeout=10)  # fmt: skip
+        run(bus.put(BUCKET_DESIRED_STATE, "pi-01.web", b"after"), timeout=5)
+        assert rec.wait_for(lambda m: "pi-01.web" in m, timeout=15), "stuck at the junk entry"
+        assert [(e.key, e.value) for e in rec.entries] == [
+            ("pi-09.web", b"j"), ("pi-01.web", b"after")
+        ]  # fmt: skip
+    finally:
+        event_loop_thread.run(watch.stop(), timeout=5)
+
+
 @RAW
 def test_watch_resumes_after_server_restart_without_loss(
     bus: Bus, nats_server: NatsServer, event_loop_thread: EventLoopThread, raw: bool
