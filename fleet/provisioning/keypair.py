@@ -46,7 +46,9 @@ def ensure_fleet_ssh_keypair(paths: FleetPaths | None = None) -> FleetSshKeypair
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.chmod(0o700)
-        if not (private.is_file() and public.is_file()):
+        if private.is_file() and not public.is_file():
+            _derive_public(private, public)  # the key the VMs trust is never replaced
+        elif not private.is_file():
             _generate(folder)
         private.chmod(0o600)
         line = public.read_text(encoding="ascii").strip()
@@ -60,6 +62,28 @@ def ensure_fleet_ssh_keypair(paths: FleetPaths | None = None) -> FleetSshKeypair
             f"{public} is not an ed25519 public key; move it and {private} away to make new ones"
         )
     return FleetSshKeypair(private_key=private, public_key=line)
+
+
+def _derive_public(private: Path, public: Path) -> None:
+    """The public half again, from the private key (``ssh-keygen -y``)."""
+    try:
+        done = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(private)],
+            capture_output=True, text=True, timeout=KEYGEN_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise ProvisioningFailed(
+            "ssh-keygen is not installed: apt-get install openssh-client"
+        ) from exc
+    if done.returncode != 0:
+        raise ProvisioningFailed(
+            f"{public} is missing and ssh-keygen cannot derive it from {private}: "
+            f"{done.stderr.strip()[-300:]}"
+        )
+    temp = public.with_name(f".{public.name}.{os.getpid()}")
+    temp.write_text(done.stdout.strip() + "\n", encoding="ascii")
+    temp.replace(public)
 
 
 def _generate(folder: Path) -> None:

@@ -195,6 +195,8 @@ class HarmonyFleetPool:
                 self.machines.start(name)
             except DomainFailed as exc:
                 last = exc  # most likely the port, taken since the probe: try another
+                # undefined first: a second definition of the name (a new UUID) is refused
+                self.machines.undefine(name)
                 continue
             return port
         raise ProvisioningFailed(f"VM {name} did not start: {last}")

@@ -104,6 +104,13 @@ def test_keypair_made_once_0600_and_reused(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     assert derived.split()[:2] == first.public_key.split()[:2]
+    # the public half lost: derived again from the private key, which is kept (the VMs
+    # made so far trust it)
+    secret = first.private_key.read_bytes()
+    Path(str(first.private_key) + ".pub").unlink()
+    third = ensure_fleet_ssh_keypair(paths)
+    assert first.private_key.read_bytes() == secret
+    assert third.public_key.split()[:2] == first.public_key.split()[:2]
 
 
 def test_image_checks_name_the_problem(tmp_path: Path) -> None:
