@@ -213,7 +213,7 @@ def test_a_bad_rollout_is_refused_naming_the_field_and_nothing_is_written(  # no
 def test_a_batch_whose_selector_matches_nothing_waits_and_says_which(
     kube: KubeCluster, fleet: Fleet, start_operator: Callable[..., Operator], tap: DesiredTap
 ) -> None:
-    run_all_at_once(kube, fleet, start_operator)
+    operator = run_all_at_once(kube, fleet, start_operator)
     mars = {"batches": [{"selector": {"matchLabels": {"site": "mars"}}}], "failureThreshold": 1}
     kube.patch_deployment_spec("ns", "web", {"score": SCORE_V2, "rollout": mars})
     eventually(lambda: "matches no targeted device" in rollout(kube).get("reason", ""))
@@ -222,6 +222,10 @@ def test_a_batch_whose_selector_matches_nothing_waits_and_says_which(
     # One appears, heartbeat first: a device not heard from yet is unreachable, and a
     # batch of unreachable devices only (skipped) passes at once.
     fleet.beat(["rover"])
+    # Heard first by the operator, not only written first: two buckets are two watches,
+    # whose deliveries are not ordered between them (the heartbeats' is batched every
+    # 50 ms), and a device whose info came first is not heard from yet.
+    eventually(lambda: operator.summary()["heartbeats"] == len(LAB + REST) + 1)
     fleet.info(["rover"], {"role": "edge", "site": "mars"})
     eventually(lambda: values(fleet).get("rover") == V2)
     assert tap.devices_given("web", V2) == {"rover"}
