@@ -2,7 +2,9 @@
 
 Why it exists: there is no internet to download a cloud image from, so
 :func:`build_guest_image` builds one from this machine's apt sources with ``mmdebstrap``
-(systemd, openssh-server, python3, python3-venv, podman, sudo, cloud-init, and the kernel
+(systemd, openssh-server, python3, python3-venv, podman with what rootless podman needs:
+uidmap, slirp4netns, dbus, dbus-user-session, Recommends that mmdebstrap leaves out; sudo,
+cloud-init, and the kernel
 ``linux-image-cloud-amd64`` with its initrd, taken out for direct kernel boot), as an
 ext4 filesystem (``mkfs.ext4 -d``, no loop device, no partition table) converted to
 qcow2. It lands in ``$HARMONY_DATA_DIR/fleet/cloud-images/debian-12-<key>/``, ``<key>``
@@ -43,8 +45,8 @@ from .paths import FleetPaths
 SUITE: Final = "bookworm"
 PACKAGES: Final = (
     "systemd", "systemd-sysv", "udev", "openssh-server", "python3", "python3-venv",
-    "podman", "sudo", "cloud-init", "linux-image-cloud-amd64", "initramfs-tools",
-    "iproute2", "ca-certificates",
+    "podman", "uidmap", "slirp4netns", "dbus", "dbus-user-session", "sudo", "cloud-init",
+    "linux-image-cloud-amd64", "initramfs-tools", "iproute2", "ca-certificates",
 )  # fmt: skip
 ROOT_SIZE: Final = "8G"  # the guest's filesystem (sparse: the image holds what is written)
 BUILD_TIMEOUT: Final = 3600.0

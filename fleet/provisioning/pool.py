@@ -50,6 +50,7 @@ DEFAULT_MEMORY_MIB: Final = 1024  # systemd, cloud-init and podman
 DEFAULT_VCPUS: Final = 1
 DEFAULT_SSH_TIMEOUT: Final = 900.0  # systemd and cloud-init under plain emulation, loaded
 START_TRIES: Final = 3  # a free port taken between the probe and qemu's bind: another port
+HOST_FROM_GUEST: Final = "10.0.2.2"  # the user-mode network's gateway: the host's 127.0.0.1
 DISK_SUFFIX: Final = ".qcow2"
 SEED_SUFFIX: Final = "-seed.iso"
 
@@ -68,6 +69,35 @@ def check_vm_labels(labels: Mapping[str, str]) -> dict[str, str]:
     except ContractError as exc:
         raise ConfigError(f"--labels: {exc}") from exc
     return dict(labels)
+
+
+def check_forwards(pairs: Sequence[tuple[int, int]]) -> tuple[Forward, ...]:
+    """(127.0.0.1 port, guest port) pairs: ports in range, neither the guest's SSH nor a
+    host port given twice."""
+    out = []
+    for host, guest in pairs:
+        if not (1024 <= host < 65536 and 0 < guest < 65536) or guest == 22:
+            raise ConfigError(
+                f"--forward {host}:{guest}: the host port must be 1024-65535 and the guest "
+                "port 1-65535, not 22 (SSH is forwarded already)"
+            )
+        out.append(Forward(protocol="tcp", host_port=host, guest_port=guest))
+    if len({f.host_port for f in out}) != len(out):
+        raise ConfigError("--forward: a host port is given twice")
+    return tuple(out)
+
+
+def guest_url(url: str) -> str:
+    """``url`` as a pool VM dials it: 127.0.0.1 and localhost are the host, 10.0.2.2."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    hostport, slash, path = rest.partition("/")
+    auth, at, hostport = hostport.rpartition("@")
+    host, colon, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if host in ("127.0.0.1", "localhost", "[::1]"):
+        host = HOST_FROM_GUEST
+    return f"{scheme}://{auth}{at}{host}{colon}{port}{slash}{path}"
 
 
 def free_loopback_port() -> int:
@@ -115,11 +145,16 @@ class HarmonyFleetPool:
         memory_mib: int = DEFAULT_MEMORY_MIB,
         vcpus: int = DEFAULT_VCPUS,
         ssh_timeout: float = DEFAULT_SSH_TIMEOUT,
+        forwards: Sequence[tuple[int, int]] = (),
     ) -> list[CreatedVm]:
-        """Boot each VM and wait until ``fleet-admin`` gets in by SSH (all in parallel)."""
+        """Boot each VM and wait until ``fleet-admin`` gets in by SSH (all in parallel).
+        ``forwards``: (127.0.0.1 port, guest port) pairs besides SSH, for one VM only."""
         names = [check_vm_name(n) for n in names]
         if len(set(names)) != len(names):
             raise ConfigError("a VM name is given twice")
+        if forwards and len(names) > 1:
+            raise ConfigError("--forward needs a single VM (a host port is bound once)")
+        extra = check_forwards(forwards)
         marks_labels = check_vm_labels(labels or {})
         password = os.environ.get(seed.PASSWORD_ENV)
         password_hash = seed.hash_password(password) if password else None
@@ -134,11 +169,13 @@ class HarmonyFleetPool:
                     self._remove_leftovers(name)
                     port = self._make(
                         name, image=image, labels=marks_labels, memory_mib=memory_mib,
-                        vcpus=vcpus, password_hash=password_hash,
+                        vcpus=vcpus, password_hash=password_hash, forwards=extra,
                     )  # fmt: skip
                     started[name] = (port, time.monotonic())
                     self.say(f"vm {name}: booting (ssh on 127.0.0.1:{port})")
-                created = self._wait_all(started, labels=marks_labels, timeout=ssh_timeout)
+                created = self._wait_all(
+                    started, labels=marks_labels, forwards=extra, timeout=ssh_timeout
+                )
             except BaseException:
                 for name in names:  # nothing half-made: every VM of this call that is not ready
                     with contextlib.suppress(Exception):
@@ -170,6 +207,7 @@ class HarmonyFleetPool:
         memory_mib: int,
         vcpus: int,
         password_hash: str | None,
+        forwards: tuple[Forward, ...],
     ) -> int:
         disk = self.machines.create_overlay(
             self.name, name + DISK_SUFFIX, backing=image.disk, capacity=image.virtual_size
@@ -187,9 +225,11 @@ class HarmonyFleetPool:
                 name=name, memory_mib=memory_mib, vcpus=vcpus, kernel=image.kernel,
                 initrd=image.initrd, cmdline=image.cmdline, disk=disk, seed=seed_path,
                 console_log=console,
-                forwards=(Forward(protocol="tcp", host_port=port, guest_port=22),),
+                forwards=(Forward(protocol="tcp", host_port=port, guest_port=22), *forwards),
             )  # fmt: skip
-            marks = VmMarks(pool=self.name, ssh_port=port, labels=labels, ready=False)
+            marks = VmMarks(
+                pool=self.name, ssh_port=port, labels=labels, ready=False, forwards=forwards
+            )
             self.machines.define_vm(shape, marks)
             try:
                 self.machines.start(name)
@@ -202,7 +242,12 @@ class HarmonyFleetPool:
         raise ProvisioningFailed(f"VM {name} did not start: {last}")
 
     def _wait_all(
-        self, started: dict[str, tuple[int, float]], *, labels: dict[str, str], timeout: float
+        self,
+        started: dict[str, tuple[int, float]],
+        *,
+        labels: dict[str, str],
+        forwards: tuple[Forward, ...],
+        timeout: float,
     ) -> list[CreatedVm]:
         deadline = time.monotonic() + timeout
         key = self.keypair.private_key
@@ -222,9 +267,10 @@ class HarmonyFleetPool:
                 if not ok:
                     failed.append(f"{name} ({said}; console: {self._console(name)})")
                     continue
-                self.machines.mark(
-                    name, VmMarks(pool=self.name, ssh_port=port, labels=labels, ready=True)
+                marks = VmMarks(
+                    pool=self.name, ssh_port=port, labels=labels, ready=True, forwards=forwards
                 )
+                self.machines.mark(name, marks)
                 seconds = time.monotonic() - t0
                 self.say(
                     f"vm {name}: ssh fleet-admin@127.0.0.1 -p {port} answers ({seconds:.0f} s)"

@@ -37,7 +37,7 @@ from fleet.runtime.kube.client import (
     KubeClient,
 )
 
-from . import render
+from . import device_setup, render
 from .connect import kube_errors
 
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -63,8 +63,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("--label", action="append", default=[], metavar="K=V",
                    help="a label a device may ask for; repeatable (none: no labels)")  # fmt: skip
     actions.add_parser("list", parents=[common], help="tokens: expiry, uses left, labels")
-    p = sub.add_parser("device", parents=[common], help="one device: revoke, label")
+    p = sub.add_parser("device", parents=[common], help="one device: set up, revoke, label")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser(
+        "setup", parents=[common],
+        help="make a machine reachable by SSH a device: podman, the agent, its config, "
+        "its unit; done when its heartbeat shows on the bus",
+    )  # fmt: skip
+    device_setup.add_setup_arguments(a)
     a = actions.add_parser("revoke", parents=[common], help="revoke a device's credential")
     a.add_argument("device", metavar="DEVICE", help="the device id")
     a = actions.add_parser(

@@ -29,7 +29,7 @@ from fleet.runtime.kube.client import (
     KubeNotFound,
 )
 
-from . import dashboard, enrolling, manifests, ondemand, render, rollout, view, vm
+from . import dashboard, device_setup, enrolling, manifests, ondemand, render, rollout, view, vm
 from .connect import Buckets, Unreachable, kube_client, kube_errors
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -299,6 +299,8 @@ class Ctl:
         return enrolling.token(self.kube, self.args, self.print)
 
     def device(self) -> int:
+        if self.args.action == "setup":
+            return device_setup.run(self.args, self.out)
         return enrolling.device(self.kube, self.args, self.print)
 
     def logs(self) -> int:

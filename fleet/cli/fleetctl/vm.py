@@ -2,12 +2,13 @@
 
 Why it exists: a person (or a test) gets real devices with their own kernel, systemd,
 sshd and podman in one command, reachable as ``fleet-admin`` with the fleet key on a
-127.0.0.1 port (:mod:`fleet.provisioning`, docs/provisioning.md). Device setup over SSH
-is the next step and is not done here yet.
+127.0.0.1 port (:mod:`fleet.provisioning`, docs/provisioning.md); then ``create`` sets each
+one up as a device (:mod:`.device_setup`: its name the device id, its labels the device's,
+NATS as the VM sees the host: 10.0.2.2), unless ``--no-setup``.
 
 Exit codes: 0 done; 1 a step failed (a name taken, an image corrupt, SSH never
-answered); 2 bad usage (an invalid name or label, a bad environment value); 3 libvirtd
-not reachable. Each error is one line that says what to fix.
+answered, a setup step); 2 bad usage (an invalid name or label, a bad environment
+value); 3 libvirtd or NATS not reachable. Each error is one line that says what to fix.
 
 libvirt's binding is imported only when a ``vm`` command runs: the rest of fleetctl
 works without the ``kvm`` extra. What it must never do: print the admin password.
@@ -22,6 +23,9 @@ import time
 from typing import Any, TextIO
 
 from fleet.errors import ConfigError, PermanentError, TemporaryError
+
+from . import device_setup
+from .connect import Unreachable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 DEFAULT_URI = "qemu:///system"
@@ -44,6 +48,20 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--vcpus", type=int, default=1, metavar="N", help="(default: 1)")
     create.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
                         help="how long to wait for SSH (default: 900: emulation)")  # fmt: skip
+    create.add_argument("--forward", action="append", default=[], metavar="HOSTPORT:GUESTPORT",
+                        help="also forward 127.0.0.1:HOSTPORT to the VM's GUESTPORT (one VM "
+                        "only); repeatable")  # fmt: skip
+    create.add_argument(
+        "--no-setup",
+        action="store_true",
+        help="stop when SSH answers: no device setup (fleetctl device setup)",
+    )
+    device_setup.add_setup_arguments(create, vm=True)
+    again = actions.add_parser(
+        "setup", parents=[common], help="device setup again on VMs of the pool (a repair)"
+    )
+    again.add_argument("names", nargs="+", metavar="NAME")
+    device_setup.add_setup_arguments(again, vm=True)
     actions.add_parser("list", parents=[common], help="the pool's VMs: state, SSH port, labels")
     delete = actions.add_parser(
         "delete", parents=[common], help="remove VMs with their disks and seeds"
@@ -56,20 +74,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "preflight", parents=[common], help="check this machine can run the pool's VMs"
     )
     pre.add_argument("--arch", metavar="ARCH", help="guest architecture (default: this host's)")
-    for p in (create, delete, image, pre, actions.choices["list"]):
+    for p in (create, again, delete, image, pre, actions.choices["list"]):
         p.add_argument("--libvirt-uri", default=DEFAULT_URI, metavar="URI",
                        help=f"libvirtd to use (default: {DEFAULT_URI})")  # fmt: skip
 
 
-def parse_labels(items: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in items:
-        for pair in filter(None, item.split(",")):
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise ConfigError(f"--labels {pair!r}: say key=value")
-            labels[key.strip()] = value.strip()
-    return labels
+parse_labels = device_setup.parse_labels
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -81,8 +91,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     except ConfigError as exc:
         print(f"fleetctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except TemporaryError as exc:  # libvirtd away
-        print(f"fleetctl: {exc} (is libvirtd running? `fleetctl vm preflight`)", file=sys.stderr)
+    except Unreachable as exc:  # NATS, watched by device setup
+        print(f"fleetctl: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except TemporaryError as exc:  # libvirtd away, or a VM's sshd
+        hint = "" if type(exc).__module__.startswith("fleet.runtime.ssh") else (
+            " (is libvirtd running? `fleetctl vm preflight`)")  # fmt: skip
+        print(f"fleetctl: {exc}{hint}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except PermanentError as exc:
         print(f"fleetctl: {exc}", file=sys.stderr)
@@ -122,19 +137,71 @@ def _run(args: argparse.Namespace, say: Any) -> int:
             for name in pool.delete(args.names):
                 say(f"vm {name}: deleted (domain, disk and seed)")
             return 0
-        if args.image:
-            guest = images.given_image(paths, args.image)
+        if action == "setup":
+            vms = _ready(pool, args.names)
         else:
-            guest = images.ensure_guest_image(paths, say=say)
-        for vm in pool.create(
-            args.names, image=guest, labels=parse_labels(args.labels),
-            memory_mib=args.memory, vcpus=args.vcpus, ssh_timeout=args.timeout,
-        ):  # fmt: skip
-            say(f"vm {vm.name}: ready, ssh -p {vm.ssh_port} fleet-admin@127.0.0.1 "
-                f"-i {pool.keypair.private_key}")  # fmt: skip
-        return 0
+            guest = (
+                images.given_image(paths, args.image)
+                if args.image
+                else images.ensure_guest_image(paths, say=say)
+            )
+            labels = parse_labels(args.labels)
+            vms = []
+            for vm in pool.create(
+                args.names, image=guest, labels=labels, memory_mib=args.memory,
+                vcpus=args.vcpus, ssh_timeout=args.timeout, forwards=parse_forwards(args.forward),
+            ):  # fmt: skip
+                say(f"vm {vm.name}: ready, ssh -p {vm.ssh_port} fleet-admin@127.0.0.1 "
+                    f"-i {pool.keypair.private_key}")  # fmt: skip
+                vms.append((vm.name, vm.ssh_port, labels))
     finally:
         pool.close()
+    if action == "setup" or not args.no_setup:
+        _setup(args, vms, say)
+    return 0
+
+
+def _ready(pool: Any, names: list[str]) -> list[tuple[str, int, dict[str, str]]]:
+    found = {v.name: v for v in pool.vms() if v.ready}
+    lacking = [n for n in names if n not in found]
+    if lacking:
+        raise ConfigError(
+            f"no ready VM {', '.join(lacking)} in pool {pool.name} (fleetctl vm list)"
+        )
+    return [(n, found[n].ssh_port, found[n].labels) for n in names]
+
+
+def parse_forwards(items: list[str]) -> list[tuple[int, int]]:
+    pairs = []
+    for item in items:
+        host, sep, guest = item.partition(":")
+        if not (sep and host.isdigit() and guest.isdigit() and len(host + guest) <= 10):
+            raise ConfigError(f"--forward {item[:40]!r}: say HOSTPORT:GUESTPORT, e.g. 18080:8080")
+        pairs.append((int(host), int(guest)))
+    return pairs
+
+
+def _setup(args: argparse.Namespace, vms: list[tuple[str, int, dict[str, str]]], say: Any) -> None:
+    """Device setup on each VM: its name the device id, its labels the device's."""
+    from fleet.provisioning.pool import guest_url
+    from fleet.provisioning.seed import ADMIN_USER
+    from fleet.runtime.ssh import SshTarget
+
+    urls = args.device_nats_url or [guest_url(u) for u in args.nats_url]
+    setups = [
+        device_setup.configs(
+            args, {name: SshTarget(ADMIN_USER, "127.0.0.1", port)}, labels=labels,
+            device_urls=urls, check_host_key=False,  # new host keys each VM; ports reused
+        )[0]
+        for name, port, labels in vms
+    ]  # fmt: skip
+    try:
+        device_setup.setup_many(args, setups, say)
+    except (PermanentError, TemporaryError) as exc:
+        names = " ".join(name for name, _port, _labels in vms)
+        raise type(exc)(
+            f"{exc} [the VMs are up: `fleetctl vm setup {names}` sets them up again]"
+        ) from exc
 
 
 def _precheck(args: argparse.Namespace, paths: Any, say: Any) -> None:
@@ -145,6 +212,9 @@ def _precheck(args: argparse.Namespace, paths: Any, say: Any) -> None:
     for name in args.names:
         check_vm_name(name)
     check_vm_labels(parse_labels(args.labels))
+    from fleet.provisioning.pool import check_forwards
+
+    check_forwards(parse_forwards(args.forward))
     if args.memory < 256 or args.vcpus < 1:
         raise ConfigError("--memory must be at least 256 (MiB) and --vcpus at least 1")
     report = check_fleet_smoke_preflight_for_arch(paths=paths, uri=args.libvirt_uri)

@@ -26,7 +26,7 @@ import msgspec
 
 from . import domain_xml
 from .adapter import _STATES, DEFAULT_URI, LibvirtMachines
-from .port import DomainFailed, DomainState, MachineShape
+from .port import DomainFailed, DomainState, Forward, MachineShape
 
 VM_NS: Final = "https://fleet.nationtech.io/vm/v1"
 VM_PREFIX: Final = "fleetvm"
@@ -44,6 +44,7 @@ class PoolVm(msgspec.Struct, frozen=True, kw_only=True):
     ssh_port: int
     labels: dict[str, str]
     ready: bool
+    forwards: tuple[Forward, ...] = ()
 
 
 class VmMarks(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +54,7 @@ class VmMarks(msgspec.Struct, frozen=True, kw_only=True):
     ssh_port: int
     labels: dict[str, str]
     ready: bool = False
+    forwards: tuple[Forward, ...] = ()  # besides SSH: 127.0.0.1 ports to the guest's
 
 
 def render_marks(marks: VmMarks, *, namespaced: bool = True) -> ET.Element:
@@ -68,7 +70,19 @@ def render_marks(marks: VmMarks, *, namespaced: bool = True) -> ET.Element:
     for key, value in sorted(marks.labels.items()):
         label = ET.SubElement(vm, f"{ns}label", {"key": key})
         label.text = value
+    for fwd in marks.forwards:
+        ET.SubElement(
+            vm, f"{ns}forward", {"host": str(fwd.host_port), "guest": str(fwd.guest_port)}
+        )
     return vm
+
+
+def _port(text: str | None) -> int:
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 5:
+        raise ValueError(f"metadata port {text!r} is not a number")
+    if not 0 < int(text) < 65536:
+        raise ValueError(f"metadata port {text} is out of range")
+    return int(text)
 
 
 def read_vm_marks(text: str) -> VmMarks:
@@ -85,15 +99,24 @@ def read_vm_marks(text: str) -> VmMarks:
     if not 0 < int(port) < 65536:
         raise ValueError(f"metadata SSH port {port} is out of range")
     labels: dict[str, str] = {}
+    forwards: list[Forward] = []
     children = list(element)
     if len(children) > MAX_LABELS:
-        raise ValueError("metadata has too many labels")
+        raise ValueError("metadata has too many labels and forwards")
     for child in children:
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "forward":
+            host, guest = _port(child.get("host")), _port(child.get("guest"))
+            forwards.append(Forward(protocol="tcp", host_port=host, guest_port=guest))
+            continue
         key = child.get("key")
-        if child.tag.rsplit("}", 1)[-1] != "label" or not key:
-            raise ValueError("metadata has an element that is not a label")
+        if tag != "label" or not key:
+            raise ValueError("metadata has an element that is not a label or a forward")
         labels[key] = child.text or ""
-    return VmMarks(pool=pool, ssh_port=int(port), labels=labels, ready=ready == "true")
+    return VmMarks(
+        pool=pool, ssh_port=int(port), labels=labels, ready=ready == "true",
+        forwards=tuple(forwards),
+    )  # fmt: skip
 
 
 def _pool_xml(name: str, path: Path) -> str:
@@ -332,4 +355,5 @@ def _pool_vm(dom: Any, pool: str) -> PoolVm | None:
     return PoolVm(
         name=dom.name(), state=_STATES.get(state, "other"), pool=marks.pool,
         ssh_port=marks.ssh_port, labels=marks.labels, ready=marks.ready,
+        forwards=marks.forwards,
     )  # fmt: skip
