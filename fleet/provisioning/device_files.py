@@ -73,9 +73,9 @@ def check_setup_values(
     if not nats_urls:
         raise ConfigError("no NATS URL for the device: give --device-nats-url (or --nats-url)")
     for url in nats_urls:
-        if "://" not in url or any(c.isspace() for c in url):
+        if "://" not in url or not url.isprintable() or any(c.isspace() for c in url):
             raise ConfigError(f"NATS URL {url[:80]!r} is not a URL (nats://HOST:PORT)")
-    if token is not None and not re.match(TOKEN_PATTERN, token):
+    if token is not None and not re.fullmatch(TOKEN_PATTERN, token):
         raise ConfigError(
             "the enrollment token must look like <6 of a-z0-9>.<16 to 64 of a-z0-9> "
             "(as fleetctl token create prints it)"
@@ -143,7 +143,8 @@ def podman_dropin(uid: int) -> bytes:
 def registries_dropin(insecure: Sequence[str]) -> bytes:
     """Registries podman reaches over plain HTTP (a local mirror on the site's network)."""
     for registry in insecure:
-        if not _REGISTRY.match(registry):
+        match = _REGISTRY.fullmatch(registry)
+        if not match or (match[2] and not 0 < int(match[2][1:]) < 65536):
             raise ConfigError(f"--insecure-registry {registry[:80]!r} is not HOST[:PORT]")
     body = "".join(
         f"[[registry]]\nlocation = {toml_string(r)}\ninsecure = true\n\n" for r in insecure

@@ -94,7 +94,8 @@ def guest_url(url: str) -> str:
         return url
     hostport, slash, path = rest.partition("/")
     auth, at, hostport = hostport.rpartition("@")
-    host, colon, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    has_port = ":" in hostport.rpartition("]")[2]
+    host, colon, port = hostport.rpartition(":") if has_port else (hostport, "", "")
     if host in ("127.0.0.1", "localhost", "[::1]"):
         host = HOST_FROM_GUEST
     return f"{scheme}://{auth}{at}{host}{colon}{port}{slash}{path}"

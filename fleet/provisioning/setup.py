@@ -15,7 +15,8 @@ device there, step by step, and says what each step found and did:
 4. ``user``: the system user ``fleet-agent`` with subordinate ids, lingering, and its
    rootless podman socket (``podman.socket`` of its own systemd instance).
 5. ``agent``: the agent's wheelhouse (:mod:`.wheels`: fleet built from this checkout, or a
-   wheel given) installed offline into ``/opt/fleet-agent/venv``.
+   wheel given) installed offline into ``/opt/fleet-agent/venvs/<key>``, which the link
+   ``/opt/fleet-agent/venv`` then names.
 6. ``files``: the config (id, labels, NATS URLs, CA, bootstrap credential and enrollment
    token), the unit and its drop-in, podman's registries drop-in (:mod:`.device_files`).
 7. ``service``: enabled, and (re)started when anything it runs changed.
@@ -23,9 +24,9 @@ device there, step by step, and says what each step found and did:
 
 Idempotent: each step reads what is there first and changes only what differs, so a
 second run changes nothing and says so. ``dry_run`` runs the read-only part and prints
-the plan. Crash safety: every file is written to a temporary name and renamed; the agent's
-install marker is removed before the venv is touched and written last, so a run killed at
-any point leaves a device the next run repairs.
+the plan. Crash safety: every file is written to a temporary name and renamed; the agent
+is installed into a new venv marked complete last, and the link to it renamed into place
+(:func:`_install_agent`), so a run killed at any point leaves a device the next run repairs.
 
 What it must never do: change anything on a device that failed a preflight check, print
 the enrollment token or a credential, or run a command built from unquoted input.
@@ -42,21 +43,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
-from fleet.errors import ConfigError
+from fleet.contracts.names import check_device_id
+from fleet.errors import ConfigError, ContractError
 from fleet.runtime.ssh import Completed, SshSession, SshTarget, open_session
 
 from . import device_files as files
 from .errors import ProvisioningFailed
 from .keypair import ensure_fleet_ssh_keypair
 from .paths import FleetPaths
-from .wheels import ARCHES, Wheelhouse, ensure_wheelhouse
+from .wheels import ARCHES, Wheelhouse, ensure_wheelhouse, wheelhouse_key
 
 NAME: Final = "FleetDeviceSetup"
 STEPS: Final = ("connect", "preflight", "packages", "user", "agent", "files", "service", "bus")
 MIN_PYTHON: Final = (3, 11)
 INSTALL_TIMEOUT: Final = 1800.0  # apt-get or pip on a slow device (a VM under emulation)
 SOCKET_WAIT_S: Final = 120
-MARKER: Final = "/opt/fleet-agent/installed"
+VENVS_BASE: Final = "/opt/fleet-agent"
 MAX_FACT: Final = 200
 
 Say = Callable[[str], None]
@@ -98,6 +100,14 @@ class FleetDeviceSetupConfig:
                 raise ConfigError(f"cannot read the file {path}")
         if not self.heartbeat_interval_s > 0:
             raise ConfigError("the heartbeat interval must be a positive number of seconds")
+        # refused here, before anything is changed on the device (the id may come later,
+        # from the device's hostname: checked again then)
+        files.check_setup_values(
+            device_id=self.device_id or "placeholder", labels=self.labels,
+            nats_urls=self.nats_urls, token=self.enrollment_token,
+        )  # fmt: skip
+        if self.insecure_registries:
+            files.registries_dropin(self.insecure_registries)
 
 
 @dataclass
@@ -218,22 +228,41 @@ done
 """
 
 
-def _install_agent(wheel: str, digest: str) -> str:
-    """Install the uploaded wheelhouse; the marker goes first and comes back last."""
-    base = "/opt/fleet-agent"
+def _install_agent(wheel: str, key: str) -> str:
+    """Install the uploaded wheelhouse into a venv of its own, ``venvs/<key>``, marked
+    complete last, then point the link ``venv`` at it (renamed into place). A run killed
+    at any point leaves the running agent's venv as it was and a new one the next run
+    makes again. Venvs other than the new one and the one running are removed first."""
+    base, target = VENVS_BASE, f"{VENVS_BASE}/venvs/{key}"
     return rf"""
 set -e
-rm -f {MARKER}
-test -x {files.VENV}/bin/pip || {{ rm -rf {files.VENV}; python3 -m venv {files.VENV}; }}
-{files.VENV}/bin/pip install --quiet --disable-pip-version-check --no-index \
-  --find-links {base}/wheelhouse {base}/wheelhouse/{shlex.quote(wheel)}
-{files.VENV}/bin/pip install --quiet --disable-pip-version-check --no-index --no-deps \
-  --force-reinstall {base}/wheelhouse/{shlex.quote(wheel)}
-test -x {files.VENV}/bin/fleet-agent
+running=$(readlink -f {files.VENV} 2>/dev/null || true)
+for old in {base}/venvs/*; do
+  if [ -e "$old" ] && [ "$old" != {target} ] && [ "$old" != "$running" ]; then rm -rf "$old"; fi
+done
+if [ ! -e {target}/.complete ]; then
+  rm -rf {target}
+  mkdir -p {base}/venvs
+  python3 -m venv {target}
+  {target}/bin/pip install --quiet --disable-pip-version-check --no-index \
+    --find-links {base}/wheelhouse {base}/wheelhouse/{shlex.quote(wheel)}
+  test -x {target}/bin/fleet-agent
+  touch {target}/.complete
+fi
+ln -sfn venvs/{key} {base}/venv.fleet-new
+if [ -d {files.VENV} ] && [ ! -L {files.VENV} ]; then rm -rf {files.VENV}; fi
+mv -T {base}/venv.fleet-new {files.VENV}
 ln -sfn {files.VENV}/bin/fleet-agent {files.LINK}
 rm -rf {base}/wheelhouse
-echo {shlex.quote(digest)} > {MARKER}
 """
+
+
+def _installed(key: str) -> str:
+    """Exit 0 when ``venv`` is the complete venv of ``key`` and the link is there."""
+    return (
+        f"test -e {VENVS_BASE}/venvs/{key}/.complete && "
+        f'test "$(readlink {files.VENV})" = venvs/{key} && test -x {files.LINK}'
+    )
 
 
 class FleetDeviceSetupScore:
@@ -321,6 +350,13 @@ class FleetDeviceSetupInterpret:
             self.say("connect", f"{c.target} with the fleet key {keypair.private_key}{recorded}")
             self._facts = facts = self.preflight()
             device_id = c.device_id or facts["hostname"]
+            try:
+                check_device_id(device_id)
+            except ContractError as exc:
+                raise ConfigError(
+                    f"{c.target}: the device's hostname {device_id[:64]!r} is not a device "
+                    f"id ({exc}): give --device-id"
+                ) from exc
             self._say(f"{NAME}: {c.target} as device {device_id}")
             self.packages()
             uid = self.user()
@@ -460,19 +496,20 @@ class FleetDeviceSetupInterpret:
         c = self.config
         python = self._facts.python
         assert python is not None
-        tag = f"cp{python[0]}{python[1]}"
+        tag, arch = f"cp{python[0]}{python[1]}", self._facts["arch"]
+        key = wheelhouse_key(python_tag=tag, arch=arch, wheel=c.agent_wheel)
+        if self.sh(_installed(key), root=True).ok:
+            self.say("agent", f"{key}: installed")
+            return
+        if c.dry_run:  # the plan needs the key only: no wheel is built
+            self.did("agent", f"install the agent ({key}) into {files.VENV}")
+            return
         house = ensure_wheelhouse(
-            self.paths, python_tag=tag, arch=self._facts["arch"], wheel=c.agent_wheel,
+            self.paths, python_tag=tag, arch=arch, wheel=c.agent_wheel,
             say=lambda line: self.say("agent", line),
         )  # fmt: skip
-        installed = self.sh(f"cat {MARKER} 2>/dev/null; test -x {files.VENV}/bin/fleet-agent")
-        if installed.ok and installed.text.strip() == house.key:
-            self.say("agent", f"{house.fleet_wheel} ({house.key}): installed")
-            return
-        if c.dry_run:
-            self.did("agent", f"install {house.fleet_wheel} ({house.key}) into {files.VENV}")
-            return
         self._upload(house)
+        self.say("agent", f"installing into {VENVS_BASE}/venvs/{house.key} (pip, offline)")
         self.must("agent", _install_agent(house.fleet_wheel, house.key),
                   what=f"installing {house.fleet_wheel}", timeout=INSTALL_TIMEOUT)  # fmt: skip
         self.did("agent", f"installed {house.fleet_wheel} ({house.key}) into {files.VENV}")

@@ -91,19 +91,7 @@ def ensure_wheelhouse(
 ) -> Wheelhouse:
     """The wheelhouse for a device with ``python_tag`` (``cp311``) on ``arch``
     (``uname -m``): of ``wheel`` when given, else of fleet built from ``checkout``."""
-    if arch not in ARCHES:
-        raise ProvisioningFailed(f"no wheels for architecture {arch} (only x86_64, aarch64)")
-    if wheel is not None:
-        if not wheel.is_file() or not wheel.name.startswith("fleet-") or wheel.suffix != ".whl":
-            raise ProvisioningFailed(f"--agent-wheel {wheel}: not a fleet-*.whl file")
-        origin = "wheel-" + hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]
-    else:
-        if not (checkout / "pyproject.toml").is_file():
-            raise ProvisioningFailed(
-                f"no fleet checkout at {checkout} to build the agent from: give --agent-wheel"
-            )
-        origin = "src-" + source_key(checkout)
-    key = f"{origin}-{python_tag}-{ARCHES[arch]}"
+    key = wheelhouse_key(python_tag=python_tag, arch=arch, wheel=wheel, checkout=checkout)
     folder = paths.fleet / "wheels" / key
     with _locked(paths.fleet / "wheels" / f".{key}.lock"):
         if (folder / "COMPLETE").is_file():
@@ -119,6 +107,25 @@ def ensure_wheelhouse(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return _found(folder, key)
+
+
+def wheelhouse_key(
+    *, python_tag: str, arch: str, wheel: Path | None = None, checkout: Path = CHECKOUT
+) -> str:
+    """The key of the wheelhouse :func:`ensure_wheelhouse` makes (without making it)."""
+    if arch not in ARCHES:
+        raise ProvisioningFailed(f"no wheels for architecture {arch} (only x86_64, aarch64)")
+    if wheel is not None:
+        if not wheel.is_file() or not wheel.name.startswith("fleet-") or wheel.suffix != ".whl":
+            raise ProvisioningFailed(f"--agent-wheel {wheel}: not a fleet-*.whl file")
+        origin = "wheel-" + hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]
+    else:
+        if not (checkout / "pyproject.toml").is_file():
+            raise ProvisioningFailed(
+                f"no fleet checkout at {checkout} to build the agent from: give --agent-wheel"
+            )
+        origin = "src-" + source_key(checkout)
+    return f"{origin}-{python_tag}-{ARCHES[arch]}"
 
 
 def _found(folder: Path, key: str) -> Wheelhouse:

@@ -60,7 +60,9 @@ def test_two_vms_answer_ssh_as_fleet_admin_then_delete_leaves_nothing(
 ) -> None:
     names = ("lab-1", "lab-2")
     started = time.monotonic()
-    done = fleetctl("create", *names, "--labels", "site=lab,tier=edge", "--memory", "768")
+    done = fleetctl(
+        "create", *names, "--labels", "site=lab,tier=edge", "--memory", "768", "--no-setup"
+    )
     print(f"\nvm create of 2 VMs: {time.monotonic() - started:.1f} s\n{done.stdout}")
     assert done.returncode == 0, done.stderr
     listed = _listed(fleetctl)
@@ -84,7 +86,7 @@ def test_two_vms_answer_ssh_as_fleet_admin_then_delete_leaves_nothing(
     assert "site=lab,tier=edge" in table.stdout
 
     # a name taken: one line, exit 1, the running VM untouched
-    taken = fleetctl("create", "lab-1")
+    taken = fleetctl("create", "lab-1", "--no-setup")
     _one_line_error(taken, 1, "VM name lab-1 is taken", "fleetctl vm delete lab-1")
     assert _listed(fleetctl)["lab-1"]["ready"] is True
 
@@ -108,7 +110,7 @@ def _wait_for(check: object, *, timeout: float, what: str) -> None:
 def test_sigkill_mid_create_then_rerun_repairs(fleetctl: Fleetctl, vm_pool: FleetPaths) -> None:
     name = "crash-1"
     child = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli.fleetctl.main", "vm", "create", name],
+        [sys.executable, "-m", "fleet.cli.fleetctl.main", "vm", "create", name, "--no-setup"],
         env=fleetctl_env(vm_pool), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -122,7 +124,9 @@ def test_sigkill_mid_create_then_rerun_repairs(fleetctl: Fleetctl, vm_pool: Flee
     assert listed[name]["ready"] is False
     assert "(not ready)" in fleetctl("list").stdout
 
-    done = fleetctl("create", name)  # the re-run removes the half-made VM and makes it anew
+    done = fleetctl(
+        "create", name, "--no-setup"
+    )  # the re-run removes the half-made VM and makes it anew
     assert done.returncode == 0, done.stderr
     assert "removing what an interrupted create left" in done.stdout
     vm = _listed(fleetctl)[name]
@@ -134,7 +138,7 @@ def test_sigkill_mid_create_then_rerun_repairs(fleetctl: Fleetctl, vm_pool: Flee
 
     # and a crash again, this time repaired by delete
     child = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli.fleetctl.main", "vm", "create", "crash-2"],
+        [sys.executable, "-m", "fleet.cli.fleetctl.main", "vm", "create", "crash-2", "--no-setup"],
         env=fleetctl_env(vm_pool), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

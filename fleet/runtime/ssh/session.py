@@ -39,7 +39,7 @@ LOGIN_TIMEOUT_S: Final = 60.0  # sshd under emulation, loaded, is slow to answer
 KEEPALIVE_S: Final = 15.0
 _USER: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _HOST: Final = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-_IPV6: Final = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
+_IPV6: Final = re.compile(r"^(?=.*:)[0-9A-Fa-f:.]{2,45}$")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class SshTarget:
     def parse(cls, text: str, *, port: int | None = None) -> SshTarget:
         """``USER@HOST``, ``USER@HOST:PORT`` or ``USER@[V6ADDR]:PORT``; ``port`` overrides."""
         user, at, rest = text.partition("@")
-        if not at or not _USER.match(user):
+        if not at or not _USER.fullmatch(user):
             raise ConfigError(
                 f"{text[:80]!r} is not USER@HOST (USER a login name: lowercase letters, "
                 "digits, '_' and '-')"
@@ -62,12 +62,14 @@ class SshTarget:
         host, given = rest, None
         if rest.startswith("["):
             host, _, tail = rest[1:].partition("]")
-            if not _IPV6.match(host) or (tail and not tail.startswith(":")):
+            if not _IPV6.fullmatch(host) or (tail and not tail.startswith(":")):
                 raise ConfigError(f"{text[:80]!r}: write an IPv6 address as [ADDR]:PORT")
+            if tail == ":":
+                raise ConfigError(f"{text[:80]!r}: the port after ':' is missing")
             given = tail[1:] or None
         elif rest.count(":") == 1:
             host, given = rest.split(":")
-        if not (_HOST.match(host) or (rest.startswith("[") and _IPV6.match(host))):
+        if not (_HOST.fullmatch(host) or (rest.startswith("[") and _IPV6.fullmatch(host))):
             raise ConfigError(f"{text[:80]!r}: {host[:80]!r} is not a host name or address")
         if given is not None and not (given.isascii() and given.isdigit() and len(given) <= 5):
             raise ConfigError(f"{text[:80]!r}: the port {given[:8]!r} is not a number")
