@@ -39,7 +39,9 @@ from .errors import ProvisioningFailed
 from .paths import FleetPaths
 
 CHECKOUT: Final = Path(__file__).resolve().parents[2]  # the checkout this package is in
-SOURCE_FILES: Final = ("pyproject.toml", "README.md", "LICENSE")  # beside fleet/, in the wheel
+# beside fleet/, what changes the agent: its dependencies and version (README.md only
+# changes the wheel's description, and a device is not reinstalled for it)
+SOURCE_FILES: Final = ("pyproject.toml",)
 PIP_TIMEOUT: Final = 1200.0
 ARCHES: Final = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
