@@ -363,10 +363,10 @@ class FleetDeviceSetupInterpret:
             self.agent()
             self.files(device_id, uid)
             self.service()
+            on_bus = self.bus(device_id) if c.wait and not c.dry_run else False
         finally:
             session.close()
             self._session = None
-        on_bus = self.bus(device_id) if c.wait and not c.dry_run else False
         seconds = time.monotonic() - started
         if c.dry_run:
             self._say(f"dry run: nothing was changed on {c.target}")
@@ -380,13 +380,7 @@ class FleetDeviceSetupInterpret:
         )  # fmt: skip
 
     def preflight(self) -> Facts:
-        done = self.sh(FACTS_SCRIPT)
-        values: dict[str, str] = {}
-        for line in done.text.splitlines()[:64]:
-            key, sep, value = line.partition("=")
-            if sep and key.isidentifier():
-                values[key] = value.strip()[:MAX_FACT]
-        facts = Facts(values)
+        facts = Facts(_values(self.sh(FACTS_SCRIPT).text))
         self._facts = facts
         failures = []
         for name, ok, line in self.checks(facts):
@@ -624,10 +618,13 @@ class FleetDeviceSetupInterpret:
                 self.say("bus", f"{device_id}: info and heartbeat seen")
                 return True
             time.sleep(1.0)
+        said = self.sh("journalctl -u fleet-agent -n 5 --no-pager -o cat", root=True, timeout=60)
+        last = said.last_line() if said.ok and said.stdout.strip() else "nothing logged"
         raise ProvisioningFailed(
             f"{c.target}: bus: {device_id} sent no info and heartbeat within "
-            f"{c.wait_timeout_s:.0f} s: see `journalctl -u fleet-agent` on the device "
-            "(is the NATS URL reachable from it? with auth: the bootstrap credential, token?)"
+            f"{c.wait_timeout_s:.0f} s; the agent's last log line: {last!r} "
+            "(is the NATS URL reachable from the device? with auth: the bootstrap "
+            "credential and token? more: journalctl -u fleet-agent on the device)"
         )
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shlex
+import time
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
@@ -478,6 +479,8 @@ class FakeDevice:
         "uid=998\nsubuid=yes\nsubgid=yes\nlinger=yes\nsocket=yes\nstate=yes\nlive=yes\n"
     )
     service_state: str = "enabled=enabled\nactive=active\n"
+    journal: str = ""
+    agent_installed: bool = False
     # path -> (content, mode, owner)
     files: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
@@ -500,7 +503,7 @@ class FakeDevice:
             return Completed(code=1, stdout=b"", stderr=b"sudo: a password is required\n")
         return self._answer(script, stdin)
 
-    def _answer(self, script: str, stdin: bytes) -> Completed:
+    def _answer(self, script: str, stdin: bytes) -> Completed:  # noqa: PLR0911  (a switch)
         canned = {
             "sudo -n true": self._said("", ok=self.sudo_ok),
             FACTS_SCRIPT: self._said("".join(f"{k}={v}\n" for k, v in self.facts.items())),
@@ -512,6 +515,10 @@ class FakeDevice:
             return self._said(self._probe(script))
         if "systemctl is-enabled" in script:
             return self._said(self.service_state)
+        if script.startswith("journalctl -u fleet-agent"):
+            return self._said(self.journal)
+        if script.startswith("test -e /opt/fleet-agent/venvs/"):  # the agent's probe
+            return self._said("", ok=self.agent_installed)
         if "cat > " in script:
             return self._write(script, stdin)
         # anything else (the agent's probe: not installed) fails, as on a bare device
@@ -740,3 +747,37 @@ def test_bad_setup_values_are_refused_before_any_step_changes_the_device(
     with pytest.raises(ConfigError):
         set_up()
     assert [line for line in said if ": would " in line] == []
+
+
+def test_no_heartbeat_in_time_names_the_agents_last_log_line(
+    connect_to: Callable[[FakeDevice], None], tmp_path: Path
+) -> None:
+    """A device whose agent cannot reach NATS (a wrong URL): the run fails at the bus
+    step with one line quoting what the agent said, never waiting past its bound."""
+    journal = "starting\nnats: cannot connect to nats://10.0.2.9:4222: timed out\n"
+    device = FakeDevice(facts=dict(GOOD_FACTS), journal=journal, agent_installed=True)
+    for f in interpret_on(device, tmp_path).interpret.wanted_files("pi-01", 998):
+        device.files[f.path] = (f.content, f.mode, f.owner)
+    device.commands.clear()
+    connect_to(device)
+    asked: list[str] = []
+
+    def sighting(device_id: str) -> tuple[int | None, int | None]:
+        asked.append(device_id)
+        return (None, None)
+
+    score = FleetDeviceSetupScore(config(wait=True, wait_timeout_s=1.0))
+    interpret = score.create_interpret(
+        paths=FleetPaths(data_dir=tmp_path), sighting=sighting, say=lambda _l: None
+    )
+    started = time.monotonic()
+    with pytest.raises(ProvisioningFailed) as failed:
+        interpret.execute()
+    assert time.monotonic() - started < 30
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "bus: pi-01 sent no info and heartbeat within 1 s" in message
+    assert "nats: cannot connect to nats://10.0.2.9:4222: timed out" in message
+    assert asked
+    assert set(asked) == {"pi-01"}
+    assert device.closed
