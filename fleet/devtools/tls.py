@@ -31,8 +31,11 @@ class LocalCa(msgspec.Struct, frozen=True, kw_only=True):
     server: TlsFiles
 
 
-def make_local_ca(directory: Path, *, host: str = "127.0.0.1") -> LocalCa:
-    """A CA and a certificate for ``host`` (an IP address), in ``directory``."""
+def make_local_ca(
+    directory: Path, *, host: str = "127.0.0.1", more_hosts: tuple[str, ...] = ()
+) -> LocalCa:
+    """A CA and a certificate for ``host`` and ``more_hosts`` (IP addresses; a VM of the
+    pool reaches the host's 127.0.0.1 as 10.0.2.2), in ``directory``."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise ConfigError("openssl not found: it makes the throwaway CA for a local TLS server")
@@ -45,7 +48,7 @@ def make_local_ca(directory: Path, *, host: str = "127.0.0.1") -> LocalCa:
     )
     extensions = directory / "server.ext"
     extensions.write_text(
-        f"subjectAltName = IP:{host}\n"
+        f"subjectAltName = {', '.join(f'IP:{h}' for h in (host, *more_hosts))}\n"
         "basicConstraints = critical, CA:FALSE\n"
         "keyUsage = critical, digitalSignature\n"
         "extendedKeyUsage = serverAuth\n"

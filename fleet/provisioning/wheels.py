@@ -161,8 +161,17 @@ def _pip(*args: str, what: str) -> None:
 def _fleet_wheel(scratch: Path, *, wheel: Path | None, checkout: Path) -> Path:
     if wheel is not None:
         return Path(shutil.copy2(wheel, scratch / wheel.name))
-    _pip("wheel", "--no-deps", "--wheel-dir", str(scratch), str(checkout),
+    # built from a copy: setuptools writes build/ and *.egg-info where it builds, and the
+    # wheel then holds exactly what source_key hashed
+    source = scratch / "source"
+    shutil.copytree(checkout / "fleet", source / "fleet",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))  # fmt: skip
+    for name in (*SOURCE_FILES, "README.md", "LICENSE"):
+        if (checkout / name).is_file():
+            shutil.copy2(checkout / name, source / name)
+    _pip("wheel", "--no-deps", "--wheel-dir", str(scratch), str(source),
          what=f"building fleet's wheel from {checkout}")  # fmt: skip
+    shutil.rmtree(source)
     built = sorted(scratch.glob("fleet-*.whl"))
     if len(built) != 1:
         raise ProvisioningFailed(f"building fleet's wheel from {checkout} made {len(built)} wheels")
