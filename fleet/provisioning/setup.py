@@ -549,6 +549,9 @@ class FleetDeviceSetupInterpret:
         return out
 
     def files(self, device_id: str, uid: int | None) -> None:
+        if self.config.bootstrap_credentials is None:
+            self.say("files", "no bootstrap credential: the device connects without one, "
+                     "which only a NATS server without auth accepts (development)")  # fmt: skip
         wanted = self.wanted_files(device_id, uid)
         probe = "; ".join(
             f"printf '%s ' {shlex.quote(f.path)}; "
