@@ -35,6 +35,7 @@ the enrollment token or a credential, or run a command built from unquoted input
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import shlex
 import time
@@ -60,6 +61,12 @@ INSTALL_TIMEOUT: Final = 1800.0  # apt-get or pip on a slow device (a VM under e
 SOCKET_WAIT_S: Final = 120
 VENVS_BASE: Final = "/opt/fleet-agent"
 MAX_FACT: Final = 200
+# One changing script at a time on a device: a killed run's script goes on (sshd does not
+# end an exec session's processes when the client dies) and the next run waits for it.
+DEVICE_LOCK: Final = "/run/fleet-device-setup.lock"
+LOCK_WAIT_S: Final = 900
+PENDING: Final = "/opt/fleet-agent/.restart-pending"
+DEFAULT_HOSTNAMES: Final = frozenset({"raspberrypi", "ubuntu", "debian", "localhost", "dietpi"})
 
 Say = Callable[[str], None]
 
@@ -81,7 +88,7 @@ class FleetDeviceSetupConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     nats_ca: Path | None = None
     bootstrap_credentials: Path | None = None
-    enrollment_token: str | None = None
+    enrollment_token: str | None = field(default=None, repr=False)
     agent_wheel: Path | None = None  # default: fleet built from this checkout
     insecure_registries: tuple[str, ...] = ()
     heartbeat_interval_s: float = 10.0
@@ -96,10 +103,16 @@ class FleetDeviceSetupConfig:
                 "an enrollment token needs --bootstrap-creds (the credential it asks to join with)"
             )
         for path in (self.nats_ca, self.bootstrap_credentials, self.agent_wheel):
-            if path is not None and not path.is_file():
-                raise ConfigError(f"cannot read the file {path}")
-        if not self.heartbeat_interval_s > 0:
-            raise ConfigError("the heartbeat interval must be a positive number of seconds")
+            if path is None:
+                continue
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"cannot read the file {path}: {exc.strerror}") from exc
+        beat = self.heartbeat_interval_s
+        if not (math.isfinite(beat) and 0.1 <= beat <= 3600):
+            raise ConfigError("the heartbeat interval must be between 0.1 and 3600 seconds")
         # refused here, before anything is changed on the device (the id may come later,
         # from the device's hostname: checked again then)
         files.check_setup_values(
@@ -132,8 +145,8 @@ class Facts:
 
     @property
     def uid(self) -> int:
-        value = self["uid"]
-        return int(value) if value.isdigit() else -1
+        uid = _uid(self["uid"])
+        return -1 if uid is None else uid
 
     @property
     def python(self) -> tuple[int, int] | None:
@@ -166,6 +179,7 @@ else echo "init=$(cat /proc/1/comm 2>/dev/null || echo unknown)"; fi
 if command -v python3 >/dev/null 2>&1; then
   echo "python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && echo venv=yes
+  echo "bits=$(python3 -c 'import struct; print(struct.calcsize("P") * 8)' 2>/dev/null)"
 fi
 command -v podman >/dev/null 2>&1 && \
   echo "podman=$(podman --version 2>/dev/null | awk '{print $NF}')"
@@ -199,9 +213,11 @@ user={files.AGENT_USER}; home={files.HOME}
 id -u $user >/dev/null 2>&1 || useradd --system --user-group --home-dir $home \
   --create-home --shell /usr/sbin/nologin --comment "fleet agent" $user
 for kind in uid gid; do
-  if ! grep -q "^$user:" /etc/sub$kind 2>/dev/null; then
+  # usermod refuses --add-sub*ids without the file (an image where useradd never ran)
+  test -e /etc/sub$kind || {{ : > /etc/sub$kind; chmod 0644 /etc/sub$kind; }}
+  if ! grep -q "^$user:" /etc/sub$kind; then
     next=$(awk -F: 'BEGIN {{ m = 100000 }} {{ e = $2 + $3; if (e > m) m = e }} END {{ print m }}' \
-      /etc/sub$kind 2>/dev/null || echo 100000)
+      /etc/sub$kind)
     usermod --add-sub${{kind}}s "$next-$((next + 65535))" $user
   fi
 done
@@ -219,6 +235,10 @@ loginctl enable-linger $user 2>/dev/null || {{ mkdir -p /var/lib/systemd/linger;
   touch /var/lib/systemd/linger/$user; }}
 uid=$(id -u $user)
 systemctl start user@$uid.service
+# a manager that ran before the socket was enabled, or a socket stopped since: start it
+# through the manager's own socket (no user bus needed)
+runuser -u $user -- env XDG_RUNTIME_DIR=/run/user/$uid systemctl --user start podman.socket \
+  2>/dev/null || true
 i=0
 until test -S /run/user/$uid/podman/podman.sock; do
   i=$((i + 1))
@@ -226,6 +246,15 @@ until test -S /run/user/$uid/podman/podman.sock; do
   sleep 1
 done
 """
+
+
+def _locked(script: str) -> str:
+    """``script`` under the device's setup lock (util-linux's flock, on every Debian)."""
+    return (
+        f"exec 9>{DEVICE_LOCK}; flock -w {LOCK_WAIT_S} 9 || "
+        f"{{ echo 'another device setup has held {DEVICE_LOCK} for {LOCK_WAIT_S} s' >&2; "
+        f"exit 75; }}\n{script}"
+    )
 
 
 def _install_agent(wheel: str, key: str) -> str:
@@ -236,10 +265,16 @@ def _install_agent(wheel: str, key: str) -> str:
     base, target = VENVS_BASE, f"{VENVS_BASE}/venvs/{key}"
     return rf"""
 set -e
-running=$(readlink -f {files.VENV} 2>/dev/null || true)
-for old in {base}/venvs/*; do
-  if [ -e "$old" ] && [ "$old" != {target} ] && [ "$old" != "$running" ]; then rm -rf "$old"; fi
-done
+running=$(readlink {files.VENV} 2>/dev/null || true)
+# a venv the agent may still run from (a restart pending) is kept until it restarted
+if [ ! -e {PENDING} ]; then
+  for old in {base}/venvs/*; do
+    name=venvs/$(basename "$old")
+    if [ -e "$old" ] && [ "$name" != venvs/{key} ] && [ "$name" != "$running" ]; then
+      rm -rf "$old"
+    fi
+  done
+fi
 if [ ! -e {target}/.complete ]; then
   rm -rf {target}
   mkdir -p {base}/venvs
@@ -249,6 +284,7 @@ if [ ! -e {target}/.complete ]; then
   test -x {target}/bin/fleet-agent
   touch {target}/.complete
 fi
+touch {PENDING}  # from here the agent runs old code until the service step restarts it
 ln -sfn venvs/{key} {base}/venv.fleet-new
 if [ -d {files.VENV} ] && [ ! -L {files.VENV} ]; then rm -rf {files.VENV}; fi
 mv -T {base}/venv.fleet-new {files.VENV}
@@ -326,7 +362,8 @@ class FleetDeviceSetupInterpret:
 
     def must(self, step: str, script: str, *, what: str, root: bool = True,
              stdin: bytes = b"", timeout: float = 300.0) -> Completed:  # fmt: skip
-        done = self.sh(script, root=root, stdin=stdin, timeout=timeout)
+        """A changing script, run under the device's setup lock."""
+        done = self.sh(_locked(script), root=root, stdin=stdin, timeout=timeout + LOCK_WAIT_S)
         if not done.ok:
             raise ProvisioningFailed(
                 f"{self.config.target}: {step}: {what} failed: {done.last_line()} "
@@ -350,6 +387,11 @@ class FleetDeviceSetupInterpret:
             self.say("connect", f"{c.target} with the fleet key {keypair.private_key}{recorded}")
             self._facts = facts = self.preflight()
             device_id = c.device_id or facts["hostname"]
+            if c.device_id is None and device_id in DEFAULT_HOSTNAMES:
+                raise ConfigError(
+                    f"{c.target}: the device's hostname is {device_id!r}, a stock image's "
+                    "default that other devices share: give --device-id"
+                )
             try:
                 check_device_id(device_id)
             except ContractError as exc:
@@ -397,8 +439,11 @@ class FleetDeviceSetupInterpret:
     def checks(self, facts: Facts) -> list[tuple[str, bool, str]]:
         """(check, passed, line) for each preflight check, in order."""
         arch, init, python = facts["arch"], facts["init"], facts.python
+        bits32 = facts["bits"] == "32"
         out = [
-            ("architecture", arch in ARCHES, f"{arch}: ok" if arch in ARCHES else
+            ("architecture", arch in ARCHES and not bits32,
+             f"{arch}: ok" if arch in ARCHES and not bits32 else
+             f"{arch}, with a 32-bit userland: install the device's 64-bit OS" if bits32 else
              f"{arch or 'unknown'} is not supported: fleet-agent runs on x86_64 and aarch64 "
              "(the wheels of msgspec and uvloop)"),
             ("os", True, facts["os_name"] or facts["os_id"] or "unknown"),
@@ -449,11 +494,17 @@ class FleetDeviceSetupInterpret:
             self.did("packages", f"install {names} (apt-get)")
             return
         self.say("packages", f"installing {names} (apt-get; minutes on a slow device)")
-        install = f"apt-get install -y -q --no-install-recommends {names}"
+        # wait for dpkg's lock (unattended-upgrades on a fresh image) rather than fail on it,
+        # and finish what an interrupted dpkg left
+        install = (
+            "apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends " + names
+        )
         done = self.sh(
-            f"export DEBIAN_FRONTEND=noninteractive; {install} || "
-            f"{{ apt-get update -q && {install}; }}",
-            root=True, timeout=INSTALL_TIMEOUT,
+            _locked(
+                f"export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a; {install} || "
+                f"{{ apt-get -o DPkg::Lock::Timeout=600 update -q && {install}; }}"
+            ),
+            root=True, timeout=INSTALL_TIMEOUT + LOCK_WAIT_S,
         )  # fmt: skip
         if not done.ok:
             raise ProvisioningFailed(
@@ -466,11 +517,10 @@ class FleetDeviceSetupInterpret:
     def user(self) -> int | None:
         state = _values(self.sh(USER_STATE, root=True).text)
         wanted = ("subuid", "subgid", "linger", "socket", "state", "live")
-        if "uid" in state and all(state.get(k) == "yes" for k in wanted):
-            self.say(
-                "user", f"{files.AGENT_USER} (uid {state['uid']}), lingering, podman.socket: ok"
-            )
-            return int(state["uid"])
+        uid = _uid(state.get("uid", ""))
+        if uid is not None and all(state.get(k) == "yes" for k in wanted):
+            self.say("user", f"{files.AGENT_USER} (uid {uid}), lingering, podman.socket: ok")
+            return uid
         lacking = [k for k in ("uid", *wanted) if k not in state]
         what = {"uid": "the user", "subuid": "subordinate uids", "subgid": "subordinate gids",
                 "linger": "lingering", "socket": "podman.socket enabled",
@@ -478,13 +528,13 @@ class FleetDeviceSetupInterpret:
         todo = ", ".join(what[k] for k in lacking)
         if self.config.dry_run:
             self.did("user", f"make {files.AGENT_USER}: {todo}")
-            return int(state["uid"]) if state.get("uid", "").isdigit() else None
+            return uid
         self.must("user", USER_APPLY, what=f"making {files.AGENT_USER} ({todo})")
-        uid = _values(self.sh(USER_STATE, root=True).text).get("uid", "")
-        if not uid.isdigit():
+        uid = _uid(_values(self.sh(USER_STATE, root=True).text).get("uid", ""))
+        if uid is None:
             raise ProvisioningFailed(f"{self.config.target}: user: {files.AGENT_USER} missing")
         self.did("user", f"made {files.AGENT_USER} (uid {uid}): {todo}")
-        return int(uid)
+        return uid
 
     def agent(self) -> None:
         c = self.config
@@ -553,29 +603,41 @@ class FleetDeviceSetupInterpret:
             self.say("files", "no bootstrap credential: the device connects without one, "
                      "which only a NATS server without auth accepts (development)")  # fmt: skip
         wanted = self.wanted_files(device_id, uid)
+        # files an earlier run wrote for an option given no more (a CA, a credential, an
+        # insecure registry): removed, or the device would go on using them
+        optional = (files.CA, files.BOOTSTRAP, files.REGISTRIES)
+        unwanted = [p for p in optional if p not in {f.path for f in wanted}]
         probe = "; ".join(
-            f"printf '%s ' {shlex.quote(f.path)}; "
-            f"{{ sha256sum {shlex.quote(f.path)} 2>/dev/null | cut -d' ' -f1 | tr -d '\\n'; "
-            f"printf ' '; stat -c '%a %U:%G' {shlex.quote(f.path)} 2>/dev/null || echo; }}"
-            for f in wanted
-        )
+            [f"printf '%s ' {shlex.quote(f.path)}; "
+             f"{{ sha256sum {shlex.quote(f.path)} 2>/dev/null | cut -d' ' -f1 | tr -d '\\n'; "
+             f"printf ' '; stat -c '%a %U:%G' {shlex.quote(f.path)} 2>/dev/null || echo; }}"
+             for f in wanted]
+            + [f"test -e {shlex.quote(p)} && echo unwanted {shlex.quote(p)}" for p in unwanted]
+            + ["true"]
+        )  # fmt: skip
         seen: dict[str, list[str]] = {}
+        present: list[str] = []
         for line in self.sh(probe, root=True).text.splitlines():
             parts = line.split()
-            if parts:
+            if parts[:1] == ["unwanted"] and len(parts) == 2 and parts[1] in unwanted:
+                present.append(parts[1])
+            elif parts:
                 seen[parts[0]] = parts[1:]
         stale = []
         for f in wanted:
             now = [hashlib.sha256(f.content).hexdigest(), f.mode, f.owner]
             if seen.get(f.path) != now:
                 stale.append(f)
-        if not stale:
+        if not stale and not present:
             self.say("files", f"{len(wanted)} files as they should be")
             return
-        names = ", ".join(f.path for f in stale)
+        names = ", ".join(
+            [f.path for f in stale] + [f"{p} (removed: its option is not given)" for p in present]
+        )
         if self.config.dry_run:
             self.did("files", f"write {names}")
             return
+        self.must("files", f"mkdir -p {VENVS_BASE}; touch {PENDING}", what="marking a restart")
         for f in stale:
             path = shlex.quote(f.path)
             new = shlex.quote(f.path + ".fleet-new")
@@ -585,15 +647,21 @@ class FleetDeviceSetupInterpret:
                 f"chown {f.owner} {new}; chmod {f.mode} {new}; mv -f {new} {path}",
                 what=f"writing {f.path}", stdin=f.content,
             )  # fmt: skip
+        if present:
+            gone = " ".join(shlex.quote(p) for p in present)
+            self.must("files", f"rm -f {gone}", what=f"removing {gone}")
         self.did("files", f"wrote {names}")
         self.restart = True
 
     def service(self) -> None:
         state = _values(self.sh(
             "echo enabled=$(systemctl is-enabled fleet-agent 2>/dev/null); "
-            "echo active=$(systemctl is-active fleet-agent 2>/dev/null)"
+            "echo active=$(systemctl is-active fleet-agent 2>/dev/null); "
+            f"test -e {PENDING} && echo pending=yes; true"
         ).text)  # fmt: skip
         enabled, active = state.get("enabled") == "enabled", state.get("active") == "active"
+        # pending: an earlier run changed what the agent runs and was killed before this
+        self.restart = self.restart or state.get("pending") == "yes"
         if enabled and active and not self.restart:
             self.say("service", "fleet-agent enabled and running")
             return
@@ -602,7 +670,7 @@ class FleetDeviceSetupInterpret:
             self.did("service", f"enable and {why} fleet-agent")
             return
         self.must("service", "set -e; systemctl daemon-reload; systemctl enable --quiet "
-                  "fleet-agent; systemctl restart fleet-agent",
+                  f"fleet-agent; systemctl restart fleet-agent; rm -f {PENDING}",
                   what="starting fleet-agent")  # fmt: skip
         self.did("service", f"fleet-agent enabled and {'restarted' if active else 'started'}")
 
@@ -632,12 +700,19 @@ class FleetDeviceSetupInterpret:
 
 
 def _values(text: str) -> dict[str, str]:
+    """``key=value`` lines a device printed; a value that is not printable ASCII (escape
+    sequences for the operator's terminal) is dropped."""
     out = {}
     for line in text.splitlines()[:64]:
         key, sep, value = line.partition("=")
-        if sep and key.isidentifier():
-            out[key] = value.strip()[:MAX_FACT]
+        value = value.strip()[:MAX_FACT]
+        if sep and key.isidentifier() and value.isascii() and value.isprintable():
+            out[key] = value
     return out
+
+
+def _uid(value: str) -> int | None:
+    return int(value) if re.fullmatch(r"[0-9]{1,10}", value) else None
 
 
 def setup_device(

@@ -30,6 +30,7 @@ from fleet.provisioning.errors import ProvisioningFailed
 from fleet.provisioning.pool import check_forwards, guest_url
 from fleet.provisioning.setup import (
     FACTS_SCRIPT,
+    PENDING,
     USER_STATE,
     Facts,
     FleetDeviceSetupConfig,
@@ -481,6 +482,8 @@ class FakeDevice:
     service_state: str = "enabled=enabled\nactive=active\n"
     journal: str = ""
     agent_installed: bool = False
+    pending: bool = False
+    removed: list[str] = field(default_factory=list)
     # path -> (content, mode, owner)
     files: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
@@ -521,6 +524,17 @@ class FakeDevice:
             return self._said("", ok=self.agent_installed)
         if "cat > " in script:
             return self._write(script, stdin)
+        if "systemctl restart fleet-agent" in script:
+            self.pending = False
+            return self._said("")
+        if script.endswith(f"touch {PENDING}"):  # a restart owed (files written next)
+            self.pending = True
+            return self._said("")
+        if (gone := re.search(r"\nrm -f (.+)$", script)) is not None:  # an option no more given
+            for path in shlex.split(gone[1]):
+                self.files.pop(path, None)
+                self.removed.append(path)
+            return self._said("")
         # anything else (the agent's probe: not installed) fails, as on a bare device
         return Completed(code=1, stdout=b"", stderr=b"fake device: not known here\n")
 
@@ -537,6 +551,10 @@ class FakeDevice:
                 lines.append(f"{path} {hashlib.sha256(content).hexdigest()} {mode} {owner}")
             else:
                 lines.append(f"{path}  ")
+        for quoted in re.findall(r"test -e (\S+) && echo unwanted", script):
+            path = shlex.split(quoted)[0]
+            if path in self.files:
+                lines.append(f"unwanted {path}")
         return "\n".join(lines) + "\n"
 
     def _write(self, script: str, stdin: bytes) -> Completed:
@@ -781,3 +799,91 @@ def test_no_heartbeat_in_time_names_the_agents_last_log_line(
     assert asked
     assert set(asked) == {"pi-01"}
     assert device.closed
+
+
+def test_a_restart_a_killed_run_owed_is_made_by_the_next_run(tmp_path: Path) -> None:
+    """Killed after the link or a file was renamed into place, before the restart: the
+    next run finds everything as it should be, and restarts for the marker."""
+    device = FakeDevice(
+        facts=dict(GOOD_FACTS), service_state="enabled=enabled\nactive=active\npending=yes\n"
+    )
+    run = interpret_on(device, tmp_path)
+    run.interpret.service()
+    assert run.interpret.changed == ["service"]
+    restart = [c for c in device.scripts if "systemctl restart fleet-agent" in c]
+    assert len(restart) == 1
+    assert restart[0].endswith(f"rm -f {PENDING}")
+    assert "[7/8] service: fleet-agent enabled and restarted" in run.said
+    # without the marker, nothing to do
+    device.service_state = "enabled=enabled\nactive=active\n"
+    again = interpret_on(device, tmp_path)
+    again.interpret.service()
+    assert again.interpret.changed == []
+
+
+def test_files_of_options_no_more_given_are_removed(tmp_path: Path) -> None:
+    """A registry, CA or credential given once and dropped later: not left in use."""
+    device = FakeDevice(facts=dict(GOOD_FACTS))
+    run = interpret_on(device, tmp_path)
+    for f in run.interpret.wanted_files("pi-01", 998):
+        device.files[f.path] = (f.content, f.mode, f.owner)
+    device.files[files.REGISTRIES] = (b"[[registry]]\n", "644", "root:root")
+    device.files[files.CA] = (b"-----BEGIN CERTIFICATE-----\n", "644", "root:root")
+    run.interpret.files("pi-01", 998)
+    assert sorted(device.removed) == sorted([files.REGISTRIES, files.CA])
+    assert device.written == []
+    assert device.pending
+    assert run.interpret.changed == ["files"]
+    assert run.interpret.restart
+    again = interpret_on(device, tmp_path)
+    again.interpret.files("pi-01", 998)
+    assert again.interpret.changed == []
+
+
+def test_a_32_bit_userland_on_a_64_bit_kernel_is_refused(connect_to: Any, tmp_path: Path) -> None:
+    device = FakeDevice(facts={**GOOD_FACTS, "arch": "aarch64", "bits": "32"})
+    connect_to(device)
+    score = FleetDeviceSetupScore(config())
+    with pytest.raises(ProvisioningFailed, match="32-bit userland: install the device's 64-bit"):
+        score.create_interpret(paths=FleetPaths(data_dir=tmp_path)).execute()
+
+
+def test_a_stock_hostname_is_not_taken_as_the_device_id(connect_to: Any, tmp_path: Path) -> None:
+    device = FakeDevice(facts={**GOOD_FACTS, "hostname": "raspberrypi"})
+    connect_to(device)
+    score = FleetDeviceSetupScore(config(dry_run=True))
+    with pytest.raises(ConfigError, match="'raspberrypi', a stock image's default"):
+        score.create_interpret(paths=FleetPaths(data_dir=tmp_path)).execute()
+    named = FleetDeviceSetupScore(config(dry_run=True, device_id="pi-kitchen"))
+    outcome = named.create_interpret(paths=FleetPaths(data_dir=tmp_path)).execute()
+    assert outcome.device_id == "pi-kitchen"
+
+
+def test_what_a_hostile_device_prints_neither_reaches_the_terminal_nor_crashes(
+    connect_to: Any, tmp_path: Path
+) -> None:
+    facts = {**GOOD_FACTS, "os_name": "\x1b[2J\x1b]0;pwn\x07Debian", "uid": "\u00b2"}
+    device = FakeDevice(facts=facts, sudo_ok=False)
+    connect_to(device)
+    said: list[str] = []
+    score = FleetDeviceSetupScore(config(target=SshTarget.parse("pi@pi-01")))
+    with pytest.raises(ProvisioningFailed, match="cannot sudo"):
+        score.create_interpret(paths=FleetPaths(data_dir=tmp_path), say=said.append).execute()
+    assert not any("\x1b" in line or "\x07" in line for line in said)
+    assert "[2/8] preflight: os: debian" in said
+
+
+@pytest.mark.parametrize("beat", [float("inf"), float("nan"), 0.0, -1.0, 86400.0])
+def test_a_heartbeat_interval_out_of_range_is_refused(beat: float) -> None:
+    with pytest.raises(ConfigError, match="heartbeat interval"):
+        config(heartbeat_interval_s=beat)
+
+
+def test_an_unreadable_credential_is_refused_before_the_device_is_reached(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        config(bootstrap_credentials=tmp_path)  # a folder: open() refuses it, even as root
+    assert "token" not in repr(config())
+    token_config = config(
+        bootstrap_credentials=Path(__file__), enrollment_token="abcdef.0123456789abcdef"
+    )
+    assert "0123456789abcdef" not in repr(token_config)

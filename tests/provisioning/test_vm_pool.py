@@ -172,6 +172,14 @@ def test_bad_input_is_one_line_and_makes_nothing(
 
     _one_line_error(fleetctl("create", "Bad_Name"), 2, "invalid VM name 'Bad_Name'", "DNS-1123")
     _one_line_error(fleetctl("create", "ok-1", "--labels", "site"), 2, "--labels", "key=value")
+    # the device setup's values and the forwards, refused before anything boots
+    nowhere = str(tmp_path / "no-token")
+    done = fleetctl("create", "ok-1", "--enrollment-token-file", nowhere)
+    _one_line_error(done, 2, "cannot read --enrollment-token-file")
+    done = fleetctl("create", "ok-1", "--insecure-registry", "reg.lan:99999")
+    _one_line_error(done, 2, "--insecure-registry", "HOST[:PORT]")
+    _one_line_error(fleetctl("create", "ok-1", "--forward", "18080:22"), 2, "not 22")
+    _one_line_error(fleetctl("create", "a-1", "b-1", "--forward", "18080:80"), 2, "single VM")
 
     # a pool path that cannot be written: HARMONY_DATA_DIR is a file (root writes anywhere)
     blocker = vm_pool.data_dir / f"not-a-folder-{os.getpid()}"

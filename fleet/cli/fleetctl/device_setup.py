@@ -30,7 +30,7 @@ from fleet.contracts import (
     device_heartbeat_key,
     device_info_key,
 )
-from fleet.errors import ConfigError, ContractError, PermanentError, TemporaryError
+from fleet.errors import ConfigError, ContractError, FleetError, PermanentError, TemporaryError
 from fleet.runtime.nats.kv import KvEntry
 
 from .connect import Buckets, Unreachable
@@ -163,8 +163,13 @@ def setup_many(a: argparse.Namespace, setups: list[Any], say: Callable[[str], No
     paths = FleetPaths.from_env()
     buckets = None
     if not a.no_wait and not a.dry_run:
-        buckets = Buckets(urls=a.nats_url, timeout=a.connect_timeout,
-                          credentials=a.nats_credentials, tls_ca=a.nats_ca).__enter__()  # fmt: skip
+        try:
+            buckets = Buckets(
+                urls=a.nats_url, timeout=a.connect_timeout, credentials=a.nats_credentials,
+                tls_ca=a.nats_ca,
+            ).__enter__()  # fmt: skip
+        except Unreachable as exc:
+            raise Unreachable(f"{exc}; or --no-wait: set up without watching the bus") from exc
     try:
         sighting = sighting_of(buckets) if buckets is not None else None
 
@@ -176,10 +181,15 @@ def setup_many(a: argparse.Namespace, setups: list[Any], say: Callable[[str], No
 
         with concurrent.futures.ThreadPoolExecutor(max(1, len(setups))) as pool:
             futures = [pool.submit(one, c) for c in setups]
-            errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
+            errors = [(c, f.exception()) for c, f in zip(setups, futures, strict=True)]
+        failed = [(c, e) for c, e in errors if e is not None]
+        for config, error in failed[:-1]:  # all but the one raised: said, not lost
+            say(f"{config.device_id or config.target}: failed: {error}")
+        if failed:
+            config, error = failed[-1]
+            if len(setups) > 1 and isinstance(error, FleetError):
+                raise type(error)(f"{config.device_id}: {error}") from error
+            raise error
     finally:
         if buckets is not None:
             buckets.close()

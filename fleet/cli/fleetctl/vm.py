@@ -181,20 +181,30 @@ def parse_forwards(items: list[str]) -> list[tuple[int, int]]:
     return pairs
 
 
-def _setup(args: argparse.Namespace, vms: list[tuple[str, int, dict[str, str]]], say: Any) -> None:
-    """Device setup on each VM: its name the device id, its labels the device's."""
-    from fleet.provisioning.pool import guest_url
-    from fleet.provisioning.seed import ADMIN_USER
-    from fleet.runtime.ssh import SshTarget
-
+def _setups(args: argparse.Namespace, vms: list[tuple[str, int, dict[str, str]]]) -> list[Any]:
+    """One setup config per VM: its name the device id, its labels the device's."""
+    try:
+        from fleet.provisioning.pool import guest_url
+        from fleet.provisioning.seed import ADMIN_USER
+        from fleet.runtime.ssh import SshTarget
+    except ImportError as exc:
+        raise ConfigError(
+            f"device setup needs asyncssh ({exc}): pip install 'fleet[provision]', "
+            "or give --no-setup"
+        ) from exc
     urls = args.device_nats_url or [guest_url(u) for u in args.nats_url]
-    setups = [
+    return [
         device_setup.configs(
             args, {name: SshTarget(ADMIN_USER, "127.0.0.1", port)}, labels=labels,
             device_urls=urls, check_host_key=False,  # new host keys each VM; ports reused
         )[0]
         for name, port, labels in vms
     ]  # fmt: skip
+
+
+def _setup(args: argparse.Namespace, vms: list[tuple[str, int, dict[str, str]]], say: Any) -> None:
+    """Device setup on each VM, in parallel."""
+    setups = _setups(args, vms)
     try:
         device_setup.setup_many(args, setups, say)
     except (PermanentError, TemporaryError) as exc:
@@ -215,6 +225,8 @@ def _precheck(args: argparse.Namespace, paths: Any, say: Any) -> None:
     from fleet.provisioning.pool import check_forwards
 
     check_forwards(parse_forwards(args.forward))
+    if not args.no_setup:  # the setup's values, before minutes of booting
+        _setups(args, [(name, 22, parse_labels(args.labels)) for name in args.names])
     if args.memory < 256 or args.vcpus < 1:
         raise ConfigError("--memory must be at least 256 (MiB) and --vcpus at least 1")
     report = check_fleet_smoke_preflight_for_arch(paths=paths, uri=args.libvirt_uri)

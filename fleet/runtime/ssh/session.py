@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,8 @@ class SshTarget:
         chosen = port if port is not None else int(given) if given else 22
         if not 0 < chosen < 65536:
             raise ConfigError(f"{text[:80]!r}: port {chosen} is out of range")
-        return cls(user=user, host=host, port=chosen)
+        # OpenSSH compares host names lowercased: so does the known-hosts check
+        return cls(user=user, host=host.lower(), port=chosen)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -105,12 +107,13 @@ class Completed:
         return self.stdout.decode("utf-8", "replace")
 
     def last_line(self) -> str:
-        """The last line said (stderr first), shortened: for one-line errors."""
+        """The last line said (stderr first), shortened, anything unprintable (a device's
+        escape sequences for the operator's terminal) as '?': for one-line errors."""
         for stream in (self.stderr, self.stdout):
             lines = [ln.strip() for ln in stream.decode("utf-8", "replace").splitlines()]
             lines = [ln for ln in lines if ln]
             if lines:
-                return lines[-1][:240]
+                return "".join(c if c.isprintable() else "?" for c in lines[-1][:240])
         return f"exit status {self.code}"
 
 
@@ -226,6 +229,23 @@ def _recorded(known_hosts: Path, name: str) -> bool:
 async def _connect(
     target: SshTarget, private_key: Path, known_hosts: Path | None, connect_timeout: float
 ) -> tuple[asyncssh.SSHClientConnection, bool]:
+    if known_hosts is None:
+        return await _connect_checked(target, private_key, None, connect_timeout)
+    # check, connect and record under one lock: two first contacts at once (setups in
+    # parallel) must not each record the key they saw
+    try:
+        known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = known_hosts.with_name(known_hosts.name + ".lock").open("a")
+    except OSError as exc:
+        raise ConfigError(f"cannot lock the known hosts file {known_hosts}: {exc}") from exc
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return await _connect_checked(target, private_key, known_hosts, connect_timeout)
+
+
+async def _connect_checked(
+    target: SshTarget, private_key: Path, known_hosts: Path | None, connect_timeout: float
+) -> tuple[asyncssh.SSHClientConnection, bool]:
     check = known_hosts is not None and _recorded(known_hosts, target.known_hosts_name)
     try:
         key = asyncssh.read_private_key(str(private_key))
@@ -252,6 +272,8 @@ async def _connect(
             f"device was reinstalled, remove its line ({target.known_hosts_name}) there; "
             "otherwise this may not be the device you meant"
         ) from exc
+    except ValueError as exc:  # a known_hosts line asyncssh cannot read
+        raise ConfigError(f"cannot read the known hosts file {known_hosts}: {exc}") from exc
     except (TimeoutError, OSError) as exc:
         raise SshUnreachable(
             f"cannot reach {target}: {_said(exc)} (is the device on, the address and "
