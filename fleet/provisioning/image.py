@@ -23,15 +23,13 @@ qcow2.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,6 +38,7 @@ from fleet.runtime.libvirt.files import LocalMachineFiles
 from fleet.runtime.libvirt.port import ArtifactFailed
 
 from .errors import ProvisioningFailed
+from .locks import held
 from .paths import FleetPaths
 
 SUITE: Final = "bookworm"
@@ -175,7 +174,7 @@ def build_guest_image(
     """Build the image into the cache (nothing when another build made it meanwhile)."""
     _folder(paths.fleet)
     _folder(paths.cloud_images)
-    with _build_lock(paths.cloud_images):
+    with held(paths.cloud_images / ".build.lock"):
         found = cached_guest_image(paths)
         if found is not None:
             return found
@@ -285,13 +284,6 @@ def _folder(path: Path) -> None:
             f"{path} cannot be made ({exc.strerror or exc}): set HARMONY_DATA_DIR to a "
             "writable folder"
         ) from exc
-
-
-@contextlib.contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    with (folder / ".build.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a crashed builder's lock goes with its process
-        yield
 
 
 def _image_info(disk: Path, *, fmt: str | None = "qcow2") -> dict[str, Any]:

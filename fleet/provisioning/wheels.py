@@ -19,8 +19,6 @@ renamed into place, under a lock), or name a key that does not change with the c
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -30,12 +28,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from .errors import ProvisioningFailed
+from .locks import held
 from .paths import FleetPaths
 
 CHECKOUT: Final = Path(__file__).resolve().parents[2]  # the checkout this package is in
@@ -95,7 +94,7 @@ def ensure_wheelhouse(
     (``uname -m``): of ``wheel`` when given, else of fleet built from ``checkout``."""
     key = wheelhouse_key(python_tag=python_tag, arch=arch, wheel=wheel, checkout=checkout)
     folder = paths.fleet / "wheels" / key
-    with _locked(paths.fleet / "wheels" / f".{key}.lock"):
+    with held(paths.fleet / "wheels" / f".{key}.lock"):
         if (folder / "COMPLETE").is_file():
             return _found(folder, key)
         say(f"building the agent's wheelhouse ({key}): once per change of the code")
@@ -133,14 +132,6 @@ def wheelhouse_key(
 def _found(folder: Path, key: str) -> Wheelhouse:
     name = (folder / "COMPLETE").read_text(encoding="utf-8").strip()
     return Wheelhouse(folder=folder, key=key, fleet_wheel=name)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _pip(*args: str, what: str) -> None:
